@@ -1,0 +1,4 @@
+"""Tensor printing (being written)."""
+
+def tensor_repr(t):
+    return f"tensor({t._data!r})"

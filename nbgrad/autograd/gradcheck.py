@@ -1,0 +1,5 @@
+def gradcheck(*a, **k):
+    raise RuntimeError("gradcheck: in progress")
+
+
+gradgradcheck = gradcheck

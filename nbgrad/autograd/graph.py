@@ -1,0 +1,165 @@
+"""The backward graph: one ``Node`` (a tensor's ``grad_fn``) per recorded operation.
+
+A node holds what its backward step needs (saved tensors, with the version each had
+when saved), one edge per input (``next_functions``: the input's own ``grad_fn``, the
+``AccumulateGrad`` of a leaf, or ``None``), and the shape and dtype of every input, so
+that the engine can reduce a broadcast gradient and cast it back in one place.
+"""
+import itertools
+import weakref
+
+__all__ = ["Node", "AccumulateGrad", "RemovableHandle"]
+
+_sequence = itertools.count()
+
+_FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you call "
+    ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the "
+    "graph a second time or if you need to access saved tensors after calling backward.")
+
+
+class RemovableHandle:
+    """Returned by ``register_hook``; ``remove()`` takes the hook away again."""
+    _ids = itertools.count()
+
+    def __init__(self, hooks):
+        self.id = next(self._ids)
+        self._hooks = weakref.ref(hooks) if hasattr(hooks, "__weakref__") else (lambda: hooks)
+
+    def remove(self):
+        hooks = self._hooks()
+        if hooks is not None:
+            hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+class HookDict(dict):
+    """A dict that a ``RemovableHandle`` may refer to weakly."""
+    __slots__ = ("__weakref__",)
+
+
+def add_hook(hooks, fn):
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = fn
+    return handle
+
+
+class Node:
+    """A backward step. Subclasses define ``backward(self, *grads)`` returning one gradient
+    per input (``None`` where none is needed), and are named as PyTorch names them."""
+    __slots__ = ("next_functions", "_sequence_nr", "_saved", "_saved_versions", "_input_meta",
+                 "_pre_hooks", "_post_hooks", "_retained", "__dict__", "__weakref__")
+    num_outputs = 1
+
+    def __init__(self, next_functions=(), input_meta=()):
+        self.next_functions = next_functions
+        self._input_meta = input_meta
+        self._sequence_nr = next(_sequence)
+        self._saved = ()
+        self._saved_versions = ()
+        self._pre_hooks = None
+        self._post_hooks = None
+        self._retained = None
+
+    def name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{type(self).__name__} object at {id(self):#x}>"
+
+    @property
+    def needs_input_grad(self):
+        return tuple(fn is not None for fn, _ in self.next_functions)
+
+    # -- saved tensors -------------------------------------------------------------------
+    def save_for_backward(self, *items):
+        """Keep ``items`` for backward; tensors remember their version to catch in-place changes."""
+        self._saved = items
+        self._saved_versions = tuple(getattr(t, "_version_counter", None) and t._version_counter.value for t in items)
+
+    @property
+    def saved_tensors(self):
+        saved = self._saved
+        if saved is None:
+            raise RuntimeError(_FREED_MESSAGE)
+        for item, version in zip(saved, self._saved_versions):
+            counter = getattr(item, "_version_counter", None)
+            if counter is not None and counter.value != version:
+                raise RuntimeError(_modified_message(item, counter.value, version))
+        return saved
+
+    def release_saved(self):
+        if self._saved:
+            self._saved = None
+
+    # -- hooks ---------------------------------------------------------------------------
+    def register_prehook(self, fn):
+        """``fn(grad_outputs) -> grad_outputs or None``, before this step runs."""
+        if self._pre_hooks is None:
+            self._pre_hooks = HookDict()
+        return add_hook(self._pre_hooks, ("node", fn))
+
+    def register_hook(self, fn):
+        """``fn(grad_inputs, grad_outputs) -> grad_inputs or None``, after this step runs."""
+        if self._post_hooks is None:
+            self._post_hooks = HookDict()
+        return add_hook(self._post_hooks, fn)
+
+    def add_tensor_hook(self, output_nr, fn):
+        if self._pre_hooks is None:
+            self._pre_hooks = HookDict()
+        return add_hook(self._pre_hooks, (output_nr, fn))
+
+    def retain_output(self, output_nr, tensor):
+        if self._retained is None:
+            self._retained = {}
+        self._retained[output_nr] = weakref.ref(tensor)
+
+    def apply(self, *grads):
+        return self.backward(*grads)
+
+    def backward(self, *grads):
+        raise RuntimeError(f"{self.name()} has no backward step")
+
+
+class AccumulateGrad(Node):
+    """The end of the graph for a leaf tensor: adds the gradient into ``variable.grad``."""
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+        self._sequence_nr = float("inf")     # as in PyTorch: run as soon as it is ready
+
+    def apply(self, grad):
+        accumulate_into(self.variable, grad)
+        return ()
+
+
+def accumulate_into(variable, grad):
+    """``variable.grad += grad`` in place; the first gradient is copied, since the engine
+    may hand the same tensor to several edges. With ``create_graph`` the sum is recorded."""
+    from .grad_mode import is_grad_enabled
+    if variable.grad is None:
+        variable.grad = grad if is_grad_enabled() else grad.clone()
+    elif is_grad_enabled():
+        variable.grad = variable.grad + grad
+    else:
+        variable.grad.add_(grad)
+
+
+def _modified_message(tensor, version, expected):
+    shape = ", ".join(str(n) for n in tensor.shape)
+    fn = tensor.grad_fn
+    which = f", which is output 0 of {fn.name()}," if fn is not None else ""
+    return ("one of the variables needed for gradient computation has been modified by an inplace "
+            f"operation: [torch.{tensor.dtype.legacy}Tensor [{shape}]]{which} is at version {version}; "
+            f"expected version {expected} instead. Hint: the backtrace further above shows the operation "
+            "that failed to compute its gradient. The variable in question was changed in there or anywhere "
+            "later. Good luck!")

@@ -1,0 +1,599 @@
+"""Elementwise ops: broadcasting and type promotion happen here once, then one kernel runs.
+
+Every op is ``elementwise(kernel_name, node, operands)``; its backward rule is the
+node's ``backward``, written with Tensor ops so that it is itself differentiable (the
+fused ``*_backward`` kernels are used where nothing needs to record them).
+"""
+import numbers
+
+import numpy as np
+
+from nbgrad.ops.elementwise import OPS
+
+from .. import _dtype
+from .._dtype import result_type
+from ..autograd.graph import Node
+from ..autograd.grad_mode import is_grad_enabled
+from ..tensor import Tensor, needs_grad, record
+from . import tensor_method
+
+__all__ = [
+    "add", "sub", "mul", "div", "true_divide", "neg", "pow", "exp", "log", "sqrt", "abs", "sin", "cos",
+    "tanh", "sigmoid", "relu", "clamp", "clip", "maximum", "minimum", "where", "sign", "square",
+    "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not",
+    "broadcast_shapes", "cast", "clone", "rsub",
+]
+
+
+def broadcast_shapes(*shapes):
+    """NumPy's broadcasting, with PyTorch's error naming both sizes."""
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return tuple(first)
+    ndim = max(len(s) for s in shapes)
+    result = [1] * ndim
+    for k, shape in enumerate(shapes):
+        for d, n in enumerate(shape, ndim - len(shape)):
+            r = result[d]
+            if n != r and n != 1:
+                if r != 1:
+                    other = next(i for i in range(k) if _size_at(shapes[i], d, ndim) == r)
+                    raise RuntimeError(
+                        f"The size of tensor {_letter(other)} ({r}) must match the size of tensor "
+                        f"{_letter(k)} ({n}) at non-singleton dimension {d}")
+                result[d] = n
+    return tuple(result)
+
+
+def _size_at(shape, d, ndim):
+    d -= ndim - len(shape)
+    return shape[d] if d >= 0 else 1
+
+
+def _letter(k):
+    return "abcdefgh"[k] if k < 8 else f"#{k}"
+
+
+def _as_array(x, np_dtype):
+    """An operand as an array of the compute dtype: tensors cast if needed, numbers as one element."""
+    if isinstance(x, Tensor):
+        data = x._data
+        if data.dtype != np_dtype:
+            out = np.empty(data.shape, np_dtype)
+            OPS["copy"](out, data)
+            return out
+        return data
+    return np.array((x,), np_dtype)
+
+
+def _check_operand(x):
+    if not isinstance(x, (Tensor, numbers.Number, np.bool_)):
+        raise TypeError(f"unsupported operand type: '{type(x).__name__}'")
+
+
+def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
+    """Run ``kernel`` over broadcast ``operands`` in ``dtype`` (default: promoted); returns an array."""
+    tensors = [x for x in operands if isinstance(x, Tensor)]
+    if dtype is None:
+        dtype = result_type(tensors, [x for x in operands if not isinstance(x, Tensor)])
+    np_dtype = dtype.numpy
+    arrays = [_as_array(x, np_dtype) for x in operands]
+    if out is None:
+        shape = broadcast_shapes(*(t._data.shape for t in tensors))
+        out = np.empty(shape, (out_dtype or dtype).numpy)
+    OPS[kernel](out, *arrays)
+    return out
+
+
+def elementwise(kernel, node_cls, operands, saved=(), dtype=None, out_dtype=None, **attrs):
+    """Compute ``kernel`` and record ``node_cls`` for it."""
+    for x in operands:
+        _check_operand(x)
+    return record(node_cls, compute(kernel, operands, dtype, out_dtype), operands, saved, **attrs)
+
+
+def _float_dtype(operands):
+    """The promoted dtype, raised to the default float for integer inputs (``/``, ``exp``...)."""
+    d = result_type([x for x in operands if isinstance(x, Tensor)], [x for x in operands if not isinstance(x, Tensor)])
+    return d if d.is_floating_point else _dtype.get_default_dtype()
+
+
+def _fused(kernel, operands, composed):
+    """A backward step: one fused kernel, or, when the step itself must be recorded
+    (``create_graph``), ``composed()``, the same math in differentiable ops."""
+    if is_grad_enabled() and needs_grad(operands):
+        return composed()
+    return Tensor._wrap(compute(kernel, operands))
+
+
+# -- arithmetic ---------------------------------------------------------------------------------
+class AddBackward0(Node):
+    def backward(self, grad):
+        alpha = self.alpha
+        return grad, (grad if alpha == 1 else grad * alpha)
+
+
+class SubBackward0(Node):
+    def backward(self, grad):
+        alpha = self.alpha
+        return grad, (-grad if alpha == 1 else grad * -alpha)
+
+
+class RsubBackward1(Node):
+    def backward(self, grad):
+        return (-grad,)
+
+
+class MulBackward0(Node):
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        need = self.needs_input_grad
+        return (grad * b if need[0] else None), (grad * a if need[1] else None)
+
+
+class DivBackward0(Node):
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        need = self.needs_input_grad
+        grad_b = None
+        if need[1]:
+            grad_b = _fused("div_backward_other", (grad, a, b), lambda: -grad * a / (b * b))
+        return (grad / b if need[0] else None), grad_b
+
+
+class NegBackward0(Node):
+    def backward(self, grad):
+        return (-grad,)
+
+
+class PowBackward0(Node):
+    """Tensor base, number exponent."""
+
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        return _fused("pow_backward_base", (grad, a, b), lambda: grad * 0 if b == 0 else grad * b * a ** (b - 1)), None
+
+
+class PowBackward1(Node):
+    """Tensor base, tensor exponent."""
+
+    def backward(self, grad):
+        a, b, y = self.saved_tensors
+        need = self.needs_input_grad
+        grad_a = grad_b = None
+        if need[0]:
+            grad_a = _fused("pow_backward_base", (grad, a, b), lambda: where(b == 0, 0.0, grad * b * a ** (b - 1)))
+        if need[1]:
+            grad_b = _fused("pow_backward_exponent", (grad, a, b, y),
+                            lambda: where((a == 0) & (b >= 0), 0.0, grad * y * log(a)))
+        return grad_a, grad_b
+
+
+class PowBackward2(Node):
+    """Number base, tensor exponent: d(c**x)/dx = c**x * log(c)."""
+
+    def backward(self, grad):
+        x, y = self.saved_tensors
+        base = self.base
+        return (_fused("pow_backward_exponent", (grad, base, x, y),
+                       lambda: where((x >= 0) & (base == 0), 0.0, grad * y * float(np.log(base)))),)
+
+
+@tensor_method("add", "__add__", "__radd__")
+def add(input, other, *, alpha=1):
+    if not isinstance(input, Tensor):          # number + tensor
+        input, other = other, input
+    _check_operand(other)
+    if alpha == 1:
+        data = compute("add", (input, other))
+    else:
+        data = compute("add_scaled", (input, other, alpha))
+    return record(AddBackward0, data, (input, other), alpha=alpha)
+
+
+@tensor_method("sub", "__sub__", "subtract")
+def sub(input, other, *, alpha=1):
+    if input.dtype is _dtype.bool and isinstance(other, Tensor) and other.dtype is _dtype.bool:
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
+                           "Use the `^` or `logical_xor()` operator instead.")
+    if alpha != 1:
+        return add(input, other, alpha=-alpha)
+    return elementwise("sub", SubBackward0, (input, other), alpha=1)
+
+
+@tensor_method("__rsub__")
+def rsub(input, other):
+    """``other - input``, for a number ``other``."""
+    _check_operand(other)
+    return record(RsubBackward1, compute("sub", (other, input)), (input,))
+
+
+@tensor_method("mul", "__mul__", "__rmul__", "multiply")
+def mul(input, other):
+    return elementwise("mul", MulBackward0, (input, other), saved=(input, other))
+
+
+@tensor_method("div", "__truediv__", "divide", "true_divide")
+def div(input, other, *, rounding_mode=None):
+    if rounding_mode is not None:
+        raise NotImplementedError("div with rounding_mode is not supported yet")
+    return elementwise("div", DivBackward0, (input, other), saved=(input, other),
+                       dtype=_float_dtype((input, other)))
+
+
+true_divide = div
+
+
+@tensor_method("__rtruediv__")
+def _rtruediv(input, other):
+    return div(other, input) if isinstance(other, Tensor) else \
+        elementwise("div", DivBackward0, (other, input), saved=(other, input), dtype=_float_dtype((other, input)))
+
+
+@tensor_method("neg", "__neg__", "negative")
+def neg(input):
+    if input.dtype is _dtype.bool:
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+    return elementwise("neg", NegBackward0, (input,))
+
+
+@tensor_method("__pos__")
+def _pos(input):
+    return input
+
+
+@tensor_method("pow", "__pow__")
+def pow(input, exponent):
+    if not isinstance(input, Tensor):
+        return _rpow(exponent, input)
+    if isinstance(exponent, Tensor):
+        out = elementwise("pow", PowBackward1, (input, exponent))
+        if out.grad_fn is not None:
+            out.grad_fn.save_for_backward(input, exponent, out.detach())
+        return out
+    _check_integer_power(input, exponent)
+    return elementwise("pow", PowBackward0, (input, exponent), saved=(input, exponent))
+
+
+@tensor_method("__rpow__")
+def _rpow(input, other):
+    """``other ** input`` for a number ``other``."""
+    if isinstance(other, Tensor):
+        return pow(other, input)
+    _check_operand(other)
+    out = record(PowBackward2, compute("pow", (other, input), _float_dtype((other, input))), (input,), base=other)
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(input, out.detach())
+    return out
+
+
+def _check_integer_power(input, exponent):
+    if input.dtype.kind == 1 and isinstance(exponent, numbers.Integral) and exponent < 0:
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
+
+
+@tensor_method("square")
+def square(input):
+    return pow(input, 2)
+
+
+# -- unary math -----------------------------------------------------------------------------------
+class ExpBackward0(Node):
+    def backward(self, grad):
+        y, = self.saved_tensors
+        return (grad * y,)
+
+
+class LogBackward0(Node):
+    def backward(self, grad):
+        x, = self.saved_tensors
+        return (grad / x,)
+
+
+class SqrtBackward0(Node):
+    def backward(self, grad):
+        y, = self.saved_tensors
+        return (_fused("sqrt_backward", (grad, y), lambda: grad / (2 * y)),)
+
+
+class AbsBackward0(Node):
+    def backward(self, grad):
+        x, = self.saved_tensors
+        return (_fused("abs_backward", (grad, x), lambda: grad * sign(x)),)
+
+
+class SinBackward0(Node):
+    def backward(self, grad):
+        x, = self.saved_tensors
+        return (grad * cos(x),)
+
+
+class CosBackward0(Node):
+    def backward(self, grad):
+        x, = self.saved_tensors
+        return (grad * -sin(x),)
+
+
+class TanhBackward0(Node):
+    def backward(self, grad):
+        y, = self.saved_tensors
+        return (_fused("tanh_backward", (grad, y), lambda: grad * (1 - y * y)),)
+
+
+class SigmoidBackward0(Node):
+    def backward(self, grad):
+        y, = self.saved_tensors
+        return (_fused("sigmoid_backward", (grad, y), lambda: grad * y * (1 - y)),)
+
+
+class ReluBackward0(Node):
+    def backward(self, grad):
+        y, = self.saved_tensors
+        return (_fused("relu_backward", (grad, y), lambda: where(y > 0, grad, 0.0)),)
+
+
+def _unary(kernel, node_cls, input, save, float_result=True):
+    """A unary op; ``save`` is 'input', 'output' or None."""
+    _check_operand(input)
+    dtype = _float_dtype((input,)) if float_result else input.dtype
+    out = record(node_cls, compute(kernel, (input,), dtype), (input,))
+    if out.grad_fn is not None and save is not None:
+        out.grad_fn.save_for_backward(input if save == "input" else out.detach())
+    return out
+
+
+@tensor_method()
+def exp(input):
+    return _unary("exp", ExpBackward0, input, "output")
+
+
+@tensor_method()
+def log(input):
+    return _unary("log", LogBackward0, input, "input")
+
+
+@tensor_method()
+def sqrt(input):
+    return _unary("sqrt", SqrtBackward0, input, "output")
+
+
+@tensor_method("abs", "__abs__", "absolute")
+def abs(input):
+    return _unary("abs", AbsBackward0, input, "input", float_result=False)
+
+
+@tensor_method()
+def sin(input):
+    return _unary("sin", SinBackward0, input, "input")
+
+
+@tensor_method()
+def cos(input):
+    return _unary("cos", CosBackward0, input, "input")
+
+
+@tensor_method()
+def tanh(input):
+    return _unary("tanh", TanhBackward0, input, "output")
+
+
+@tensor_method()
+def sigmoid(input):
+    return _unary("sigmoid", SigmoidBackward0, input, "output")
+
+
+@tensor_method()
+def relu(input):
+    return _unary("relu", ReluBackward0, input, "output", float_result=False)
+
+
+@tensor_method()
+def sign(input):
+    return record(SignBackward0, compute("sign", (input,), out_dtype=input.dtype), (input,))
+
+
+class SignBackward0(Node):
+    def backward(self, grad):
+        return (grad * 0,)
+
+
+# -- clamp, maximum, minimum, where -------------------------------------------------------------------
+class ClampBackward1(Node):
+    def backward(self, grad):
+        x, = self.saved_tensors
+        lo, hi = self.bounds
+        return (_fused("clamp_backward", (grad, x, lo, hi), lambda: where((x >= lo) & (x <= hi), grad, 0.0)),)
+
+
+@tensor_method("clamp", "clip")
+def clamp(input, min=None, max=None):
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = input
+        if min is not None:
+            out = maximum(out, min)
+        if max is not None:
+            out = minimum(out, max)
+        return out
+    dtype = result_type([input], [v for v in (min, max) if v is not None])
+    lo = min if min is not None else _lowest(dtype)
+    hi = max if max is not None else _highest(dtype)
+    out = record(ClampBackward1, compute("clamp", (input, lo, hi), dtype), (input,), bounds=(lo, hi))
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(input)
+    return out
+
+
+clip = clamp
+
+
+def _lowest(dtype):
+    return -np.inf if dtype.is_floating_point else np.iinfo(np.int64).min if dtype.kind == 1 else False
+
+
+def _highest(dtype):
+    return np.inf if dtype.is_floating_point else np.iinfo(np.int64).max if dtype.kind == 1 else True
+
+
+class MaximumBackward0(Node):
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        need = self.needs_input_grad
+        return ((_max_share(grad, a, b) if need[0] else None),
+                (_max_share(grad, b, a) if need[1] else None))
+
+
+class MinimumBackward0(Node):
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        need = self.needs_input_grad
+        return ((_max_share(grad, b, a) if need[0] else None),
+                (_max_share(grad, a, b) if need[1] else None))
+
+
+def _max_share(grad, a, b):
+    """The share of ``grad`` that goes to ``a`` in ``maximum(a, b)``: all where a > b, half on ties."""
+    return _fused("max_backward_first", (grad, a, b), lambda: where(a > b, grad, where(a == b, grad / 2, 0.0)))
+
+
+@tensor_method()
+def maximum(input, other):
+    return elementwise("maximum", MaximumBackward0, (input, other), saved=(input, other))
+
+
+@tensor_method()
+def minimum(input, other):
+    return elementwise("minimum", MinimumBackward0, (input, other), saved=(input, other))
+
+
+class WhereBackward0(Node):
+    def backward(self, grad):
+        cond, = self.saved_tensors
+        need = self.needs_input_grad
+        return (None,
+                where(cond, grad, 0.0) if need[1] else None,
+                where(cond, 0.0, grad) if need[2] else None)
+
+
+@tensor_method()
+def where(condition, input, other):
+    if not isinstance(condition, Tensor) or condition.dtype is not _dtype.bool:
+        raise RuntimeError("where expected condition to be a boolean tensor")
+    values = (input, other)
+    dtype = result_type([x for x in values if isinstance(x, Tensor)], [x for x in values if not isinstance(x, Tensor)])
+    shape = broadcast_shapes(*(t._data.shape for t in (condition, *values) if isinstance(t, Tensor)))
+    out = np.empty(shape, dtype.numpy)
+    OPS["where"](out, condition._data, _as_array(input, dtype.numpy), _as_array(other, dtype.numpy))
+    return record(WhereBackward0, out, (condition, input, other), saved=(condition,))
+
+
+# -- comparisons and logic: results are bool and never require grad ---------------------------------------
+def _compare(kernel, input, other):
+    _check_operand(other)
+    return Tensor._wrap(compute(kernel, (input, other), out_dtype=_dtype.bool))
+
+
+@tensor_method("eq", "__eq__")
+def eq(input, other):
+    if not isinstance(other, (Tensor, numbers.Number, np.bool_)):
+        return False
+    return _compare("eq", input, other)
+
+
+@tensor_method("ne", "__ne__")
+def ne(input, other):
+    if not isinstance(other, (Tensor, numbers.Number, np.bool_)):
+        return True
+    return _compare("ne", input, other)
+
+
+@tensor_method("lt", "__lt__", "less")
+def lt(input, other):
+    return _compare("lt", input, other)
+
+
+@tensor_method("le", "__le__", "less_equal")
+def le(input, other):
+    return _compare("le", input, other)
+
+
+@tensor_method("gt", "__gt__", "greater")
+def gt(input, other):
+    return _compare("gt", input, other)
+
+
+@tensor_method("ge", "__ge__", "greater_equal")
+def ge(input, other):
+    return _compare("ge", input, other)
+
+
+def _logical(kernel, input, other):
+    return Tensor._wrap(compute(kernel, (input, other), out_dtype=_dtype.bool))
+
+
+@tensor_method()
+def logical_and(input, other):
+    return _logical("logical_and", input, other)
+
+
+@tensor_method()
+def logical_or(input, other):
+    return _logical("logical_or", input, other)
+
+
+@tensor_method()
+def logical_xor(input, other):
+    return _logical("logical_xor", input, other)
+
+
+@tensor_method()
+def logical_not(input):
+    return Tensor._wrap(compute("logical_not", (input,), out_dtype=_dtype.bool))
+
+
+def _bitwise(kernel, name):
+    def op(input, other):
+        if input.dtype.kind == 2 or (isinstance(other, Tensor) and other.dtype.kind == 2):
+            raise RuntimeError(f'"{name}_cpu" not implemented for \'Float\'')
+        if input.dtype is _dtype.bool and (not isinstance(other, Tensor) or other.dtype is _dtype.bool):
+            return _logical(kernel, input, other)
+        raise RuntimeError(f"{name} is only supported on bool tensors in nbgrad")
+    return op
+
+
+Tensor.__and__ = Tensor.__rand__ = _bitwise("logical_and", "bitwise_and")
+Tensor.__or__ = Tensor.__ror__ = _bitwise("logical_or", "bitwise_or")
+Tensor.__xor__ = Tensor.__rxor__ = _bitwise("logical_xor", "bitwise_xor")
+
+
+@tensor_method("__invert__", "bitwise_not")
+def _invert(input):
+    if input.dtype is not _dtype.bool:
+        raise RuntimeError("~ (bitwise_not) is only supported on bool tensors in nbgrad")
+    return logical_not(input)
+
+
+# -- copies and casts ------------------------------------------------------------------------------
+class CloneBackward0(Node):
+    def backward(self, grad):
+        return (grad,)
+
+
+class ToCopyBackward0(Node):
+    def backward(self, grad):
+        return (grad,)          # the engine casts it back to the input's dtype
+
+
+@tensor_method()
+def clone(input, *, memory_format=None):
+    return record(CloneBackward0, compute("copy", (input,)), (input,))
+
+
+def cast(input, dtype):
+    out = np.empty(input._data.shape, dtype.numpy)
+    OPS["copy"](out, input._data)
+    if dtype.is_floating_point:
+        return record(ToCopyBackward0, out, (input,))
+    return Tensor._wrap(out)

@@ -1,0 +1,498 @@
+"""The Tensor: an array, its place in the autograd graph, and a version counter.
+
+A tensor's data is a NumPy array on the CPU. Views (``view``, ``transpose``, slicing)
+are NumPy views of their base's memory and share its version counter, so that a saved
+tensor changed in place through any alias is caught in backward. Operations live in
+``nbgrad/functional/``: each computes with a kernel from ``nbgrad.ops`` and records a
+node with ``record``; this file holds what every tensor has, whatever ops exist.
+"""
+import weakref
+
+import numpy as np
+
+from . import _dtype
+from ._dtype import from_numpy_dtype, get_default_dtype, to_dtype
+from .autograd.graph import AccumulateGrad, HookDict, add_hook
+from .autograd.grad_mode import is_grad_enabled
+
+__all__ = ["Tensor", "Size", "device", "record", "is_tensor"]
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple that prints as ``torch.Size([2, 3])``."""
+
+    def __repr__(self):
+        return f"torch.Size({list(self)})"
+
+    def numel(self):
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
+class device:
+    """Where a tensor's data lives. The CPU is built; CUDA arrives with its own issue."""
+    __slots__ = ("type", "index")
+
+    def __init__(self, type, index=None):
+        if isinstance(type, device):
+            type, index = type.type, type.index
+        if ":" in type:
+            type, index = type.split(":")
+            index = int(index)
+        if type not in ("cpu", "cuda"):
+            raise RuntimeError(f"Expected one of cpu, cuda device type at start of device string: {type}")
+        self.type, self.index = type, index
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            other = device(other)
+        return isinstance(other, device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __repr__(self):
+        return f"device(type='{self.type}')" if self.index is None else \
+            f"device(type='{self.type}', index={self.index})"
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+
+_CPU = device("cpu")
+
+
+def _check_device(d):
+    if d is not None and device(d).type != "cpu":
+        raise RuntimeError("nbgrad was asked for a CUDA tensor, but only the CPU target is built so far")
+
+
+class _Version:
+    """One counter per storage, shared by every view of it."""
+    __slots__ = ("value",)
+
+    def __init__(self):
+        self.value = 0
+
+
+class Tensor:
+    """A multi-dimensional array that can record the operations applied to it."""
+    __slots__ = ("_data", "_version_counter", "_requires_grad", "grad", "grad_fn", "_output_nr",
+                 "_base", "_view_fn", "_hooks", "_accumulator", "__dict__", "__weakref__")
+    __array_priority__ = 1000          # ndarray op Tensor defers to Tensor's reflected op
+
+    def __init__(self, *args, dtype=None, device=None):
+        """The legacy constructor: ``Tensor(2, 3)`` (sizes, zero-filled), ``Tensor([1, 2])``
+        (data), or ``Tensor(6.7)`` (a 0-d tensor holding a number; PyTorch rejects this)."""
+        _check_device(device)
+        dtype = to_dtype(dtype) if dtype is not None else get_default_dtype()
+        if len(args) == 1 and isinstance(args[0], (Size, tuple)) and all(isinstance(a, int) for a in args[0]):
+            args = tuple(args[0])
+        if args and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+            if any(a < 0 for a in args):
+                raise RuntimeError(f"Trying to create tensor with negative dimension {min(args)}: {list(args)}")
+            data = np.zeros(args, dtype.numpy)
+        elif len(args) == 1 and isinstance(args[0], Tensor):
+            data = args[0]._data.astype(dtype.numpy, copy=False)
+        elif len(args) == 1:
+            data = _array_from(args[0], dtype)
+        elif not args:
+            data = np.zeros((0,), dtype.numpy)
+        else:
+            raise TypeError(f"new(): invalid data type '{type(args[0]).__name__}'")
+        _init(self, data)
+
+    @staticmethod
+    def _wrap(data, requires_grad=False):
+        """A new tensor over ``data`` (not copied)."""
+        t = object.__new__(Tensor)
+        _init(t, data)
+        t._requires_grad = requires_grad
+        return t
+
+    # -- what a tensor is ------------------------------------------------------------------
+    @property
+    def shape(self):
+        return Size(self._data.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_wrap_dim(dim, self._data.ndim)]
+
+    @property
+    def dtype(self):
+        return from_numpy_dtype(self._data.dtype)
+
+    @property
+    def device(self):
+        return _CPU
+
+    is_cuda = False
+    is_sparse = False
+    layout = "strided"
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    ndimension = dim
+
+    def numel(self):
+        return self._data.size
+
+    nelement = numel
+
+    def element_size(self):
+        return self._data.itemsize
+
+    def stride(self, dim=None):
+        strides = tuple(s // self._data.itemsize for s in self._data.strides)
+        return strides if dim is None else strides[_wrap_dim(dim, self._data.ndim)]
+
+    def is_contiguous(self):
+        return self._data.flags.c_contiguous
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    def data_ptr(self):
+        return self._data.__array_interface__["data"][0]
+
+    @property
+    def _version(self):
+        return self._version_counter.value
+
+    # -- autograd state ----------------------------------------------------------------------
+    @property
+    def requires_grad(self):
+        return self._requires_grad or self.grad_fn is not None
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        if self.grad_fn is not None:
+            if flag:
+                return
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables. If you want to use a computed "
+                "variable in a subgraph that doesn't require differentiation use var_no_grad = var.detach().")
+        if flag and self._data.dtype.kind != "f":
+            raise RuntimeError("only Tensors of floating point and complex dtype can require gradients")
+        self._requires_grad = bool(flag)
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def output_nr(self):
+        return self._output_nr
+
+    @property
+    def data(self):
+        """The same memory without history; in-place changes through it are not tracked."""
+        return Tensor._wrap(self._data)
+
+    @data.setter
+    def data(self, value):
+        if not isinstance(value, Tensor):
+            raise TypeError("data must be a Tensor")
+        self._data = value._data
+
+    def detach(self):
+        """The same memory and version counter, without history."""
+        t = Tensor._wrap(self._data)
+        t._version_counter = self._version_counter
+        return t
+
+    def detach_(self):
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def _grad_accumulator(self):
+        """The ``AccumulateGrad`` node of a leaf; kept alive only by the graphs that use it."""
+        acc = self._accumulator() if self._accumulator is not None else None
+        if acc is None:
+            acc = AccumulateGrad(self)
+            self._accumulator = weakref.ref(acc)
+        return acc
+
+    def retain_grad(self):
+        if self.grad_fn is None:
+            if not self.requires_grad:
+                raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+            return
+        self.grad_fn.retain_output(self._output_nr, self)
+
+    @property
+    def retains_grad(self):
+        fn = self.grad_fn
+        return fn is not None and bool(fn._retained) and self._output_nr in fn._retained
+
+    def register_hook(self, hook):
+        """``hook(grad) -> Tensor or None`` runs when this tensor's gradient is computed."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            return self.grad_fn.add_tensor_hook(self._output_nr, hook)
+        if self._hooks is None:
+            self._hooks = HookDict()
+        return add_hook(self._hooks, hook)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import backward
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    # -- conversions ---------------------------------------------------------------------------
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
+        return self._data.reshape(-1)[0].item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def numpy(self, *, force=False):
+        if self.requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
+                               "Use tensor.detach().numpy() instead.")
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype) != self._data.dtype:
+            return self._data.astype(dtype)
+        return self._data.copy() if copy else self._data
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {'more than one' if self._data.size else 'no'} "
+                               "value is ambiguous")
+        return bool(self._data.reshape(-1)[0])
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iub" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __complex__(self):
+        return complex(self.item())
+
+    def __format__(self, spec):
+        if self._data.ndim == 0:
+            return self.item().__format__(spec)
+        return object.__format__(self, spec)
+
+    def __repr__(self):
+        from ._formatting import tensor_repr
+        return tensor_repr(self)
+
+    __hash__ = object.__hash__
+
+    def __reduce_ex__(self, protocol):
+        return (_rebuild, (self._data.copy(), self._requires_grad))
+
+    def __deepcopy__(self, memo):
+        if not self.is_leaf:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the "
+                               "deepcopy protocol at the moment.")
+        t = Tensor._wrap(self._data.copy(), self._requires_grad)
+        if self.grad is not None:
+            t.grad = self.grad.__deepcopy__(memo)
+        memo[id(self)] = t
+        return t
+
+    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False):
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other_tensor)``."""
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif isinstance(a, (str, globals()["device"])):
+                device = a
+            else:
+                dtype = a
+        _check_device(device)
+        if dtype is None or to_dtype(dtype) is self.dtype:
+            return self.clone() if copy else self
+        from .functional.pointwise import cast
+        return cast(self, to_dtype(dtype))
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return f"torch.{self.dtype.legacy}Tensor"
+        return self.to(dtype)
+
+    def float(self):
+        return self.to(_dtype.float32)
+
+    def double(self):
+        return self.to(_dtype.float64)
+
+    def long(self):
+        return self.to(_dtype.int64)
+
+    def int(self):
+        return self.to(_dtype.int64)
+
+    def bool(self):
+        return self.to(_dtype.bool)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        _check_device("cuda")
+
+    def new_tensor(self, data, dtype=None, requires_grad=False):
+        from .factories import tensor
+        return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+
+
+def _init(t, data):
+    t._data = data
+    t._version_counter = _Version()
+    t._requires_grad = False
+    t.grad = None
+    t.grad_fn = None
+    t._output_nr = 0
+    t._base = None
+    t._view_fn = None
+    t._hooks = None
+    t._accumulator = None
+
+
+def _rebuild(data, requires_grad):
+    return Tensor._wrap(data, requires_grad)
+
+
+def _array_from(obj, dtype=None):
+    """A fresh array from Python data (numbers, nested sequences, arrays, tensors)."""
+    if isinstance(obj, Tensor):
+        arr = np.array(obj._data)
+    elif isinstance(obj, np.ndarray):
+        arr = np.array(obj)
+    else:
+        if isinstance(obj, (list, tuple)) and any(isinstance(o, Tensor) for o in _flatten(obj)):
+            obj = _tensors_to_values(obj)
+        arr = np.array(obj)
+        if arr.dtype == object:
+            raise TypeError(f"Could not infer dtype of {type(obj).__name__}")
+        if arr.dtype.kind == "f" and dtype is None:
+            arr = arr.astype(get_default_dtype().numpy)
+        if arr.dtype.kind == "U":
+            raise TypeError("new(): invalid data type 'str'")
+    if dtype is not None:
+        return arr.astype(dtype.numpy, copy=False)
+    return arr.astype(from_numpy_dtype(arr.dtype, copy=True).numpy, copy=False)
+
+
+def _flatten(obj):
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, (list, tuple)):
+            stack.extend(o)
+        else:
+            yield o
+
+
+def _tensors_to_values(obj):
+    if isinstance(obj, Tensor):
+        return obj._data
+    if isinstance(obj, (list, tuple)):
+        return [_tensors_to_values(o) for o in obj]
+    return obj
+
+
+def _wrap_dim(dim, ndim):
+    """A dimension index in ``[0, ndim)``, with PyTorch's error for one out of range."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return dim + n if dim < 0 else dim
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+# -- recording operations ------------------------------------------------------------------------
+def _edge(x):
+    if isinstance(x, Tensor):
+        if x.grad_fn is not None:
+            return (x.grad_fn, x._output_nr)
+        if x._requires_grad:
+            return (x._grad_accumulator(), 0)
+    return (None, 0)
+
+
+def _meta(x):
+    return (x._data.shape, x.dtype) if isinstance(x, Tensor) else None
+
+
+def needs_grad(inputs):
+    """Whether an operation on ``inputs`` is to be recorded."""
+    if not is_grad_enabled():
+        return False
+    for x in inputs:
+        if isinstance(x, Tensor) and (x._requires_grad or x.grad_fn is not None):
+            return True
+    return False
+
+
+def record(node_cls, data, inputs, saved=(), **attrs):
+    """The result of an operation: ``data`` wrapped, with a ``node_cls`` node as its
+    ``grad_fn`` if any input requires grad and grad mode is on."""
+    out = Tensor._wrap(data)
+    if needs_grad(inputs):
+        node = node_cls(tuple(_edge(x) for x in inputs), tuple(_meta(x) for x in inputs))
+        if attrs:
+            node.__dict__.update(attrs)
+        if saved:
+            node.save_for_backward(*saved)
+        out.grad_fn = node
+    return out
+
+
+def make_view(base, data, node_cls, view_fn, **attrs):
+    """A tensor over part of ``base``'s memory, sharing its version counter. ``view_fn``
+    makes the same view of another tensor of ``base``'s shape (used by in-place updates
+    of views and by the backward of views)."""
+    out = record(node_cls, data, (base,), **attrs)
+    out._version_counter = base._version_counter
+    root = base._base
+    if root is None:
+        out._base, out._view_fn = base, view_fn
+    else:
+        parent_fn = base._view_fn
+        out._base, out._view_fn = root, (lambda t: view_fn(parent_fn(t)))
+    return out
+

@@ -1,0 +1,281 @@
+"""Elementwise ops: each is one scalar expression; its CPU loops are generated around it.
+
+An op is written once, as a scalar function of its operands (``"a * b"``,
+``"g * (1 - y * y)"``). From it we generate, into one cached module per op:
+
+* contiguous loops, one per pattern of operands that are full arrays (``c``) or single
+  values (``s``): ``x * 7`` runs a loop that reads ``7`` once;
+* a strided loop for everything else (broadcasting, transposes, slices, in-place writes
+  into views): shape and per-operand strides, coalesced so the inner loop is long;
+
+each in a serial and a ``prange`` version; small arrays take the serial one because
+starting threads costs more than the work. The same scalar function is the body of the
+CUDA kernels when that target is built.
+
+Callers (the Tensor layer) have already broadcast shapes, promoted dtypes and allocated
+``out``; here we only choose a loop and run it.
+"""
+import math
+import threading
+
+import numpy as np
+
+from ._cache import load_module
+
+# Below this many elements the serial loop wins: see benchmarks/threshold.py.
+PARALLEL_MIN = 1 << 16
+
+# Numba's default 'workqueue' threading layer aborts the process when two Python threads
+# run parallel kernels at once, so parallel launches take turns.
+parallel_lock = threading.Lock()
+
+_HEADER = '''\
+import math
+import numpy as np
+from numba import njit, prange
+
+'''
+
+_JIT = "@njit(cache=True, nogil=True, error_model='numpy'{extra})\n"
+
+
+def _generate(name, args, expr, helpers):
+    n = len(args)
+    out = [_HEADER, helpers, "\n"]
+    out.append("@njit(inline='always', error_model='numpy')\n")
+    out.append(f"def f({', '.join(args)}):\n    return {expr}\n\n")
+    params = ", ".join(f"x{k}" for k in range(n))
+    for mask in range(1 << n):
+        pattern = "".join("s" if mask >> k & 1 else "c" for k in range(n))
+        loads = "".join(f"    v{k} = x{k}[0]\n" for k in range(n) if pattern[k] == "s")
+        reads = ", ".join(f"v{k}" if pattern[k] == "s" else f"x{k}[i]" for k in range(n))
+        for prefix, loop, extra in (("s", "range", ""), ("p", "prange", ", parallel=True")):
+            out.append(_JIT.format(extra=extra))
+            out.append(f"def {prefix}_{pattern}(out, {params}):\n{loads}"
+                       f"    for i in {loop}(out.shape[0]):\n        out[i] = f({reads})\n\n")
+    sparams = ", ".join(f"x{k}, t{k}" for k in range(n))
+    offs = "".join(f"        o{k} = 0\n" for k in range(n))
+    steps = "".join(f"            o{k} += q * t{k}[d]\n" for k in range(n))
+    incs = "".join(f"        i{k} = t{k}[nd - 1]\n" for k in range(n))
+    sreads = ", ".join(f"x{k}[o{k} + j * i{k}]" for k in range(n))
+    for prefix, loop, extra in (("s", "range", ""), ("p", "prange", ", parallel=True")):
+        out.append(_JIT.format(extra=extra))
+        out.append(
+            f"def {prefix}_strided(shape, out, to, {sparams}):\n"
+            "    nd = shape.shape[0]\n"
+            "    inner = shape[nd - 1]\n"
+            "    rows = 1\n"
+            "    for d in range(nd - 1):\n"
+            "        rows *= shape[d]\n"
+            f"    for r in {loop}(rows):\n"
+            "        rem = r\n"
+            "        oo = 0\n"
+            f"{offs}"
+            "        for d in range(nd - 2, -1, -1):\n"
+            "            q = rem % shape[d]\n"
+            "            rem //= shape[d]\n"
+            "            oo += q * to[d]\n"
+            f"{steps}"
+            "        io = to[nd - 1]\n"
+            f"{incs}"
+            "        for j in range(inner):\n"
+            f"            out[oo + j * io] = f({sreads})\n\n")
+    return "".join(out)
+
+
+class Elementwise:
+    """One elementwise op: a scalar expression over named operands."""
+
+    def __init__(self, name, args, expr, helpers=""):
+        self.name, self.args, self.expr, self.helpers = name, tuple(args), expr, helpers
+        self._module = None
+
+    def __repr__(self):
+        return f"Elementwise({self.name}: {', '.join(self.args)} -> {self.expr})"
+
+    @property
+    def module(self):
+        if self._module is None:
+            self._module = load_module(self.name, _generate(self.name, self.args, self.expr, self.helpers))
+        return self._module
+
+    def __call__(self, out, *xs):
+        """Compute into ``out`` (any strides); each of ``xs`` broadcasts to ``out.shape``."""
+        size = out.size
+        if size == 0:
+            return out
+        xs = [_no_partial_overlap(out, x) for x in xs]
+        parallel = size >= PARALLEL_MIN
+        if out.flags.c_contiguous:
+            pattern = _contiguous_pattern(xs, size)
+            if pattern is not None:
+                flat = [x.reshape(-1) for x in xs]
+                kernel = getattr(self.module, ("p_" if parallel else "s_") + pattern)
+                _launch(kernel, parallel, out.reshape(-1), *flat)
+                return out
+        shape, strided = _coalesce(out, xs)
+        kernel = getattr(self.module, "p_strided" if parallel else "s_strided")
+        _launch(kernel, parallel, shape, *strided)
+        return out
+
+
+def _launch(kernel, parallel, *args):
+    if parallel:
+        with parallel_lock:
+            kernel(*args)
+    else:
+        kernel(*args)
+
+
+def _contiguous_pattern(xs, size):
+    pattern = []
+    for x in xs:
+        if x.size == size and x.flags.c_contiguous:
+            pattern.append("c")
+        elif x.size == 1:
+            pattern.append("s")
+        else:
+            return None
+    return "".join(pattern)
+
+
+def _no_partial_overlap(out, x):
+    """An input that overlaps ``out`` other than element for element is read from a copy."""
+    if x.ndim and np.may_share_memory(out, x):
+        if not (x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
+                and x.shape == out.shape and x.strides == out.strides):
+            return copy_of(x)
+    return x
+
+
+def element_strides(arr, shape):
+    """Strides of ``arr`` broadcast to ``shape``, in elements (0 where broadcast)."""
+    pad = len(shape) - arr.ndim
+    item = arr.itemsize
+    return [0 if d < pad or arr.shape[d - pad] == 1 else arr.strides[d - pad] // item
+            for d in range(len(shape))]
+
+
+def flat_buffer(arr):
+    """A 1-D view of ``arr``'s memory from its first element to its last."""
+    if arr.size == 0:
+        return arr.reshape(-1)
+    if arr.flags.c_contiguous:
+        return arr.reshape(-1)
+    if any(s < 0 for s in arr.strides):
+        raise ValueError("negative strides are not supported")
+    extent = 1 + sum((n - 1) * s for n, s in zip(arr.shape, arr.strides)) // arr.itemsize
+    return np.lib.stride_tricks.as_strided(arr, (extent,), (arr.itemsize,))
+
+
+def _coalesce(out, xs):
+    """Shape and (buffer, strides) pairs with size-1 dims dropped and mergeable dims merged."""
+    shape = out.shape
+    all_strides = [element_strides(out, shape)] + [element_strides(x, shape) for x in xs]
+    dims = [d for d in range(len(shape)) if shape[d] != 1] or [len(shape) - 1 if shape else None]
+    merged_shape, merged = [], [[] for _ in all_strides]
+    for d in dims:
+        n = shape[d] if d is not None else 1
+        st = [s[d] if d is not None else 0 for s in all_strides]
+        if merged_shape and all(m[-1] == n * s for m, s in zip(merged, st)):
+            merged_shape[-1] *= n
+            for m, s in zip(merged, st):
+                m[-1] = s
+        else:
+            merged_shape.append(n)
+            for m, s in zip(merged, st):
+                m.append(s)
+    args = [np.array(merged_shape, dtype=np.int64)]
+    for arr, st in zip([out] + list(xs), merged):
+        args += [flat_buffer(arr), np.array(st, dtype=np.int64)]
+    return args[0], args[1:]
+
+
+# ---------------------------------------------------------------------------------------
+# The op table. Forward ops first, then the fused steps their backward passes use.
+
+_SIGMOID = '''
+@njit(inline='always', error_model='numpy')
+def sigmoid(x):
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+'''
+
+_POW = '''
+@njit(inline='always', error_model='numpy')
+def power(a, b):
+    if b == 2:
+        return a * a
+    if b == 1:
+        return a
+    return a ** b
+'''
+
+OPS = {}
+
+
+def _define(name, args, expr, helpers=""):
+    OPS[name] = Elementwise(name, args, expr, helpers)
+
+
+# identity: copies and dtype casts (the output's dtype decides the cast)
+_define("copy", "x", "x")
+_define("neg", "x", "-x")
+_define("add", "ab", "a + b")
+_define("add_scaled", "abs", "a + s * b")
+_define("sub", "ab", "a - b")
+_define("mul", "ab", "a * b")
+_define("div", "ab", "a / b")
+_define("pow", "ab", "power(a, b)", _POW)
+_define("exp", "x", "math.exp(x)")
+_define("log", "x", "math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)")
+_define("sqrt", "x", "math.sqrt(x) if x >= 0 else math.nan")
+_define("abs", "x", "abs(x)")
+_define("sign", "x", "(x > 0) - (x < 0)")
+_define("sin", "x", "math.sin(x)")
+_define("cos", "x", "math.cos(x)")
+_define("tanh", "x", "math.tanh(x)")
+_define("sigmoid", "x", "sigmoid(x)", _SIGMOID)
+_define("relu", "x", "x if x > 0 else x * 0")
+# bounds of clamp are values, never NaN; a NaN input stays NaN as in PyTorch
+_define("clamp", "xlh", "h if (l if x < l else x) > h else (l if x < l else x)")
+_define("maximum", "ab", "a if (a > b or a != a) else b")
+_define("minimum", "ab", "a if (a < b or a != a) else b")
+_define("where", "cab", "a if c else b")
+_define("eq", "ab", "a == b")
+_define("ne", "ab", "a != b")
+_define("lt", "ab", "a < b")
+_define("le", "ab", "a <= b")
+_define("gt", "ab", "a > b")
+_define("ge", "ab", "a >= b")
+_define("logical_and", "ab", "bool(a) and bool(b)")
+_define("logical_or", "ab", "bool(a) or bool(b)")
+_define("logical_xor", "ab", "bool(a) != bool(b)")
+_define("logical_not", "x", "not x")
+
+# fused backward steps: g is the incoming gradient, y the forward output
+_define("tanh_backward", "gy", "g * (1 - y * y)")
+_define("sigmoid_backward", "gy", "g * y * (1 - y)")
+_define("relu_backward", "gy", "g if y > 0 else g * 0")
+_define("sqrt_backward", "gy", "g / (2 * y)")
+_define("abs_backward", "gx", "g * ((x > 0) - (x < 0))")
+_define("clamp_backward", "gxlh", "g if (x >= l and x <= h) else g * 0")
+_define("pow_backward_base", "gab", "g * 0 if b == 0 else g * b * power(a, b - 1)", _POW)
+_define("pow_backward_exponent", "gaby",
+        "g * 0 if (a == 0 and b >= 0) else g * y * (math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan))")
+_define("div_backward_other", "gab", "-g * a / (b * b)")
+# maximum/minimum split the gradient evenly where both operands are equal, as PyTorch does
+_define("max_backward_first", "gab", "g if a > b else (g / 2 if a == b else g * 0)")
+
+
+def copy_of(x):
+    """A C-contiguous copy of ``x``."""
+    out = np.empty(x.shape, x.dtype)
+    OPS["copy"](out, x)
+    return out
+
+
+def apply(name, out, *xs):
+    return OPS[name](out, *xs)
