@@ -89,6 +89,8 @@ _DEFAULT_OF_KIND = (lambda: bool, lambda: int64, get_default_dtype)
 def result_type(tensors, scalars=()):
     """PyTorch's promotion: tensors with dimensions outrank 0-d tensors, which outrank
     Python numbers; a lower-ranked operand only matters if it is of a higher kind."""
+    if len(tensors) == 1 and not scalars:
+        return _BY_NUMPY[tensors[0]._data.dtype]
     kind = -1
     best = [None, None]              # best dtype among dimensioned / 0-d tensors
     for t in tensors:

@@ -89,6 +89,7 @@ class Elementwise:
     def __init__(self, name, args, expr, helpers=""):
         self.name, self.args, self.expr, self.helpers = name, tuple(args), expr, helpers
         self._module = None
+        self._kernels = {}
 
     def __repr__(self):
         return f"Elementwise({self.name}: {', '.join(self.args)} -> {self.expr})"
@@ -99,23 +100,31 @@ class Elementwise:
             self._module = load_module(self.name, _generate(self.name, self.args, self.expr, self.helpers))
         return self._module
 
-    def __call__(self, out, *xs):
-        """Compute into ``out`` (any strides); each of ``xs`` broadcasts to ``out.shape``."""
+    def kernel(self, layout, parallel):
+        """The compiled loop for ``layout`` (an operand pattern like ``"cs"``, or ``"strided"``)."""
+        key = (layout, parallel)
+        k = self._kernels.get(key)
+        if k is None:
+            k = self._kernels[key] = getattr(self.module, ("p_" if parallel else "s_") + layout)
+        return k
+
+    def __call__(self, out, *xs, fresh_out=False):
+        """Compute into ``out`` (any strides); each of ``xs`` broadcasts to ``out.shape``.
+        ``fresh_out`` says ``out`` was just allocated, so no input can overlap it."""
         size = out.size
         if size == 0:
             return out
-        xs = [_no_partial_overlap(out, x) for x in xs]
+        if not fresh_out:
+            xs = [_no_partial_overlap(out, x) for x in xs]
         parallel = size >= PARALLEL_MIN
         if out.flags.c_contiguous:
             pattern = _contiguous_pattern(xs, size)
             if pattern is not None:
                 flat = [x.reshape(-1) for x in xs]
-                kernel = getattr(self.module, ("p_" if parallel else "s_") + pattern)
-                _launch(kernel, parallel, out.reshape(-1), *flat)
+                _launch(self.kernel(pattern, parallel), parallel, out.reshape(-1), *flat)
                 return out
         shape, strided = _coalesce(out, xs)
-        kernel = getattr(self.module, "p_strided" if parallel else "s_strided")
-        _launch(kernel, parallel, shape, *strided)
+        _launch(self.kernel("strided", parallel), parallel, shape, *strided)
         return out
 
 
@@ -273,7 +282,7 @@ _define("max_backward_first", "gab", "g if a > b else (g / 2 if a == b else g * 
 def copy_of(x):
     """A C-contiguous copy of ``x``."""
     out = np.empty(x.shape, x.dtype)
-    OPS["copy"](out, x)
+    OPS["copy"](out, x, fresh_out=True)
     return out
 
 

@@ -1,2 +1,239 @@
-"""(being written)"""
+"""In-place ops: one mechanism, ``apply_inplace``, for every ``op_`` method and ``x[i] = v``.
+
+Nothing is written until every check has passed (leaf rules, broadcast shape, dtype),
+so a refused update leaves the tensor as it was. Then:
+
+* when nothing is recorded, a kernel writes straight into the tensor's memory;
+* when the update must be recorded, the op runs out of place on a copy of the old values
+  carrying the tensor's history, the result is written into the tensor's memory, and the
+  tensor takes over the result's ``grad_fn``. A view's update is recorded on its base as
+  ``CopySlices`` (the base's gradient, with the view's part replaced by the gradient that
+  flows through the op), and the view is re-derived from the updated base.
+
+Either way the version counter, shared by all views of the memory, goes up by one.
+"""
+import numbers
+
+import numpy as np
+
+from nbgrad.ops.elementwise import OPS, copy_of
+
+from .._dtype import result_type
+from ..autograd.graph import Node
+from ..autograd.grad_mode import is_grad_enabled, no_grad
+from ..tensor import Tensor, _edge, _meta, needs_grad, record
+from . import pointwise, tensor_method
+from .pointwise import broadcast_shapes
+
 __all__ = []
+
+
+def check_writable(self, operands=()):
+    """PyTorch's refusals of in-place updates under grad mode."""
+    if not is_grad_enabled():
+        return
+    if self.grad_fn is None and self._requires_grad:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+    base = self._base
+    if base is not None and base.grad_fn is None and base._requires_grad:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
+
+
+def check_result(self, shape, dtype):
+    """The result of an in-place op must fit the tensor: same shape, castable dtype."""
+    if tuple(shape) != self._data.shape:
+        raise RuntimeError(f"output with shape {list(self._data.shape)} doesn't match the broadcast shape "
+                           f"{list(shape)}")
+    if dtype.kind > self.dtype.kind:
+        raise RuntimeError(f"result type {dtype.legacy} can't be cast to the desired output type "
+                           f"{self.dtype.legacy}")
+
+
+def apply_inplace(self, functional, operands=(), direct=None):
+    """Update ``self`` to ``functional(old_self)``.
+
+    ``functional`` is the out-of-place op, used when the update is recorded; ``direct``,
+    if given, writes the result into ``self._data`` itself when nothing is recorded.
+    Callers check shapes and dtypes first (``check_result``) when ``direct`` is used.
+    """
+    check_writable(self, operands)
+    if not needs_grad((self, *operands)):
+        if direct is not None:
+            direct()
+        else:
+            with no_grad():
+                new = functional(self.detach())
+            _write(self, new)
+        self._version_counter.value += 1
+        return self
+    old = Tensor._wrap(copy_of(self._data))
+    old.grad_fn, old._output_nr, old._requires_grad = self.grad_fn, self._output_nr, self._requires_grad
+    new = functional(old)
+    _write(self, new)
+    self._version_counter.value += 1
+    _rebase_history(self, new)
+    return self
+
+
+def _write(self, new):
+    check_result(self, new._data.shape, new.dtype)
+    OPS["copy"](self._data, new._data)
+
+
+def _rebase_history(self, new):
+    base = self._base
+    if base is None:
+        self.grad_fn, self._output_nr = new.grad_fn, new._output_nr
+        return
+    node = CopySlices((_edge(base), _edge(new)), (_meta(base), _meta(new)))
+    node.view_fn = self._view_fn
+    base.grad_fn, base._output_nr = node, 0
+    view = self._view_fn(base)
+    self.grad_fn, self._output_nr = view.grad_fn, view._output_nr
+
+
+class CopySlices(Node):
+    """The base after one of its views was updated in place."""
+
+    def backward(self, grad):
+        need = self.needs_input_grad
+        grad_base = None
+        if need[0]:
+            mask = Tensor._wrap(np.ones(grad.shape, grad._data.dtype))
+            with no_grad():
+                self.view_fn(mask).fill_(0)
+            grad_base = grad * mask
+        return grad_base, (self.view_fn(grad) if need[1] else None)
+
+
+# -- the in-place methods ----------------------------------------------------------------------
+def _operands(self, args):
+    tensors = [self] + [a for a in args if isinstance(a, Tensor)]
+    numbers_ = [a for a in args if not isinstance(a, Tensor)]
+    for a in numbers_:
+        if not isinstance(a, (numbers.Number, np.bool_)):
+            raise TypeError(f"unsupported operand type: '{type(a).__name__}'")
+    return tensors, numbers_
+
+
+def _elementwise_inplace(kernel, functional, float_result=False):
+    """An ``op_`` method: ``functional`` out of place, ``kernel`` written straight in."""
+    def method(self, *args):
+        tensors, scalars = _operands(self, args)
+        dtype = result_type(tensors, scalars)
+        if float_result and not dtype.is_floating_point:
+            dtype = pointwise._float_dtype((self, *args))
+        check_result(self, broadcast_shapes(*(t._data.shape for t in tensors)), dtype)
+        return apply_inplace(self, lambda old: functional(old, *args), args,
+                             direct=lambda: pointwise.compute(kernel, (self, *args), dtype, out=self._data))
+    method.__name__ = functional.__name__ + "_"
+    return method
+
+
+for _name, _kernel, _fn, _float in [
+        ("mul", "mul", pointwise.mul, False), ("div", "div", pointwise.div, True),
+        ("pow", "pow", pointwise.pow, False), ("maximum", "maximum", pointwise.maximum, False),
+        ("minimum", "minimum", pointwise.minimum, False)]:
+    setattr(Tensor, _name + "_", _elementwise_inplace(_kernel, _fn, _float))
+for _name, _kernel, _fn, _float in [
+        ("neg", "neg", pointwise.neg, False), ("exp", "exp", pointwise.exp, True),
+        ("log", "log", pointwise.log, True), ("sqrt", "sqrt", pointwise.sqrt, True),
+        ("abs", "abs", pointwise.abs, False), ("sin", "sin", pointwise.sin, True),
+        ("cos", "cos", pointwise.cos, True), ("tanh", "tanh", pointwise.tanh, True),
+        ("sigmoid", "sigmoid", pointwise.sigmoid, True), ("relu", "relu", pointwise.relu, False)]:
+    setattr(Tensor, _name + "_", _elementwise_inplace(_kernel, _fn, _float))
+Tensor.multiply_ = Tensor.mul_
+Tensor.divide_ = Tensor.true_divide_ = Tensor.div_
+Tensor.negative_ = Tensor.neg_
+Tensor.absolute_ = Tensor.abs_
+Tensor.__imul__ = Tensor.mul_
+Tensor.__itruediv__ = Tensor.div_
+Tensor.__ipow__ = Tensor.pow_
+
+
+@tensor_method("add_", "__iadd__")
+def add_(self, other, *, alpha=1):
+    tensors, scalars = _operands(self, (other,))
+    dtype = result_type(tensors, scalars + ([alpha] if alpha != 1 else []))
+    check_result(self, broadcast_shapes(*(t._data.shape for t in tensors)), dtype)
+    if alpha == 1:
+        direct = lambda: pointwise.compute("add", (self, other), dtype, out=self._data)  # noqa: E731
+    else:
+        direct = lambda: pointwise.compute("add_scaled", (self, other, alpha), dtype, out=self._data)  # noqa: E731
+    return apply_inplace(self, lambda old: pointwise.add(old, other, alpha=alpha), (other,), direct)
+
+
+@tensor_method("sub_", "__isub__", "subtract_")
+def sub_(self, other, *, alpha=1):
+    return add_(self, other, alpha=-alpha)
+
+
+@tensor_method("clamp_", "clip_")
+def clamp_(self, min=None, max=None):
+    bounds = (min, max)
+    tensors, scalars = _operands(self, [b for b in bounds if b is not None])
+    check_result(self, broadcast_shapes(*(t._data.shape for t in tensors)), result_type(tensors, scalars))
+    return apply_inplace(self, lambda old: pointwise.clamp(old, min, max), [b for b in bounds if b is not None])
+
+
+class FillBackward0(Node):
+    def backward(self, grad):
+        return (None,)
+
+
+class FillBackward1(Node):
+    """Filled with a 0-d tensor: its gradient is the sum of all."""
+
+    def backward(self, grad):
+        return None, grad.sum()
+
+
+@tensor_method()
+def fill_(self, value):
+    if isinstance(value, Tensor):
+        if value.dim() != 0:
+            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
+                               f"{value.dim()} dimensions.")
+
+        def filled(old):
+            return record(FillBackward1, _filled_array(old, value._data), (old, value))
+        return apply_inplace(self, filled, (value,),
+                             direct=lambda: OPS["copy"](self._data, value._data.reshape(1)))
+
+    def filled_with_number(old):
+        return record(FillBackward0, _filled_array(old, value), (old,))
+    return apply_inplace(self, filled_with_number, (),
+                         direct=lambda: OPS["copy"](self._data, np.array((value,), self._data.dtype)))
+
+
+def _filled_array(like, value):
+    out = np.empty(like._data.shape, like._data.dtype)
+    OPS["copy"](out, np.array(value, like._data.dtype).reshape(1))
+    return out
+
+
+@tensor_method()
+def zero_(self):
+    return fill_(self, 0)
+
+
+class CopyBackwards(Node):
+    def backward(self, grad):
+        return None, grad
+
+
+@tensor_method()
+def copy_(self, src, non_blocking=False):
+    """Copy ``src`` (broadcast, any dtype) into this tensor."""
+    if not isinstance(src, Tensor):
+        raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
+    shape = broadcast_shapes(self._data.shape, src._data.shape)
+    if shape != self._data.shape:
+        raise RuntimeError(f"output with shape {list(self._data.shape)} doesn't match the broadcast shape "
+                           f"{list(shape)}")
+
+    def copied(old):
+        out = np.empty(old._data.shape, old._data.dtype)
+        OPS["copy"](out, src._data)
+        return record(CopyBackwards, out, (old, src))
+    return apply_inplace(self, copied, (src,), direct=lambda: OPS["copy"](self._data, src._data))

@@ -78,10 +78,12 @@ def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
         dtype = result_type(tensors, [x for x in operands if not isinstance(x, Tensor)])
     np_dtype = dtype.numpy
     arrays = [_as_array(x, np_dtype) for x in operands]
-    if out is None:
-        shape = broadcast_shapes(*(t._data.shape for t in tensors))
-        out = np.empty(shape, (out_dtype or dtype).numpy)
-    OPS[kernel](out, *arrays)
+    if out is not None:
+        OPS[kernel](out, *arrays)
+        return out
+    shape = broadcast_shapes(*(t._data.shape for t in tensors))
+    out = np.empty(shape, (out_dtype or dtype).numpy)
+    OPS[kernel](out, *arrays, fresh_out=True)
     return out
 
 
