@@ -147,7 +147,7 @@ def _run_tensor_hooks(fn, grads):
 
 
 def _call(fn, grads):
-    if fn.num_outputs > 1 and any(g is None for g in grads):
+    if fn.num_outputs > 1 and getattr(fn, "materialize_grads", True) and any(g is None for g in grads):
         grads = [g if g is not None else _zeros(meta) for g, meta in zip(grads, fn._output_meta)]
     outputs = fn.apply(*grads)
     if not isinstance(outputs, tuple):
@@ -174,6 +174,6 @@ def _conform(grad, meta):
 
 
 def _zeros(meta):
-    from ..tensor import zeros
+    from ..factories import zeros
     shape, dtype = meta
     return zeros(shape, dtype=dtype)

@@ -6,7 +6,10 @@ when saved), one edge per input (``next_functions``: the input's own ``grad_fn``
 that the engine can reduce a broadcast gradient and cast it back in one place.
 """
 import itertools
+import re
 import weakref
+
+from .grad_mode import is_grad_enabled
 
 __all__ = ["Node", "AccumulateGrad", "RemovableHandle"]
 
@@ -53,8 +56,8 @@ def add_hook(hooks, fn):
 class Node:
     """A backward step. Subclasses define ``backward(self, *grads)`` returning one gradient
     per input (``None`` where none is needed), and are named as PyTorch names them."""
-    __slots__ = ("next_functions", "_sequence_nr", "_saved", "_saved_versions", "_input_meta",
-                 "_pre_hooks", "_post_hooks", "_retained", "__dict__", "__weakref__")
+    __slots__ = ("next_functions", "_sequence_nr", "_saved", "_saved_versions", "_saved_outputs",
+                 "_input_meta", "_pre_hooks", "_post_hooks", "_retained", "__dict__", "__weakref__")
     num_outputs = 1
 
     def __init__(self, next_functions=(), input_meta=()):
@@ -63,6 +66,7 @@ class Node:
         self._sequence_nr = next(_sequence)
         self._saved = ()
         self._saved_versions = ()
+        self._saved_outputs = None
         self._pre_hooks = None
         self._post_hooks = None
         self._retained = None
@@ -79,7 +83,16 @@ class Node:
 
     # -- saved tensors -------------------------------------------------------------------
     def save_for_backward(self, *items):
-        """Keep ``items`` for backward; tensors remember their version to catch in-place changes."""
+        """Keep ``items`` for backward; tensors remember their version to catch in-place changes.
+
+        An output of this node is kept without its ``grad_fn`` (which is this node: a
+        reference cycle that would keep both alive) and a weak reference to the output;
+        unpacking gives the output itself while it lives, else a tensor of its data with
+        this node as ``grad_fn``, so that a recorded backward differentiates through it."""
+        if any(getattr(t, "grad_fn", None) is self for t in items):
+            self._saved_outputs = {i: (t._output_nr, weakref.ref(t)) for i, t in enumerate(items)
+                                   if getattr(t, "grad_fn", None) is self}
+            items = tuple(t.detach() if i in self._saved_outputs else t for i, t in enumerate(items))
         self._saved = items
         self._saved_versions = tuple(getattr(t, "_version_counter", None) and t._version_counter.value for t in items)
 
@@ -88,11 +101,25 @@ class Node:
         saved = self._saved
         if saved is None:
             raise RuntimeError(_FREED_MESSAGE)
-        for item, version in zip(saved, self._saved_versions):
+        outputs = self._saved_outputs
+        for i, (item, version) in enumerate(zip(saved, self._saved_versions)):
             counter = getattr(item, "_version_counter", None)
             if counter is not None and counter.value != version:
-                raise RuntimeError(_modified_message(item, counter.value, version))
+                fn = self if outputs and i in outputs else item.grad_fn
+                raise RuntimeError(_modified_message(item, counter.value, version, fn))
+        if outputs:
+            saved = tuple(self._unpack_output(t, *outputs[i]) if i in outputs else t for i, t in enumerate(saved))
         return saved
+
+    def _unpack_output(self, data, output_nr, ref):
+        output = ref()
+        if output is not None and output.grad_fn is self:
+            return output
+        if not is_grad_enabled():
+            return data
+        t = data.detach()
+        t.grad_fn, t._output_nr = self, output_nr
+        return t
 
     def release_saved(self):
         if self._saved:
@@ -145,7 +172,6 @@ class AccumulateGrad(Node):
 def accumulate_into(variable, grad):
     """``variable.grad += grad`` in place; the first gradient is copied, since the engine
     may hand the same tensor to several edges. With ``create_graph`` the sum is recorded."""
-    from .grad_mode import is_grad_enabled
     if variable.grad is None:
         variable.grad = grad if is_grad_enabled() else grad.clone()
     elif is_grad_enabled():
@@ -154,12 +180,10 @@ def accumulate_into(variable, grad):
         variable.grad.add_(grad)
 
 
-def _modified_message(tensor, version, expected):
+def _modified_message(tensor, version, expected, fn):
     shape = ", ".join(str(n) for n in tensor.shape)
-    fn = tensor.grad_fn
-    which = f", which is output 0 of {fn.name()}," if fn is not None else ""
+    which = f", which is output 0 of {re.sub(r'Backward[0-9]*$', '', fn.name())}," if fn is not None else ""
     return ("one of the variables needed for gradient computation has been modified by an inplace "
             f"operation: [torch.{tensor.dtype.legacy}Tensor [{shape}]]{which} is at version {version}; "
-            f"expected version {expected} instead. Hint: the backtrace further above shows the operation "
-            "that failed to compute its gradient. The variable in question was changed in there or anywhere "
-            "later. Good luck!")
+            f"expected version {expected} instead. Hint: enable anomaly detection to find the operation "
+            "that failed to compute its gradient, with torch.autograd.set_detect_anomaly(True, check_nan=False).")
