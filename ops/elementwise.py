@@ -68,7 +68,7 @@ def _generate(name, args, expr, helpers):
             "    for d in range(nd - 1):\n"
             "        rows *= shape[d]\n"
             f"    for r in {loop}(rows):\n"
-            "        rem = r\n"
+            "        rem = r + 0\n"            # a new variable: parfors refuse writes to the loop index
             "        oo = 0\n"
             f"{offs}"
             "        for d in range(nd - 2, -1, -1):\n"
@@ -267,7 +267,8 @@ _define("logical_not", "x", "not x")
 # fused backward steps: g is the incoming gradient, y the forward output
 _define("tanh_backward", "gy", "g * (1 - y * y)")
 _define("sigmoid_backward", "gy", "g * y * (1 - y)")
-_define("relu_backward", "gy", "g if y > 0 else g * 0")
+# a NaN passes its gradient through relu, maximum and minimum, as in PyTorch
+_define("relu_backward", "gy", "g * 0 if y <= 0 else g")
 _define("sqrt_backward", "gy", "g / (2 * y)")
 _define("abs_backward", "gx", "g * ((x > 0) - (x < 0))")
 _define("clamp_backward", "gxlh", "g if (x >= l and x <= h) else g * 0")
@@ -276,7 +277,7 @@ _define("pow_backward_exponent", "gaby",
         "g * 0 if (a == 0 and b >= 0) else g * y * (math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan))")
 _define("div_backward_other", "gab", "-g * a / (b * b)")
 # maximum/minimum split the gradient evenly where both operands are equal, as PyTorch does
-_define("max_backward_first", "gab", "g if a > b else (g / 2 if a == b else g * 0)")
+_define("max_backward_first", "gab", "g / 2 if a == b else (g * 0 if a < b else g)")
 
 
 def copy_of(x):

@@ -13,6 +13,7 @@ so a refused update leaves the tensor as it was. Then:
 Either way the version counter, shared by all views of the memory, goes up by one.
 """
 import numbers
+import re
 
 import numpy as np
 
@@ -37,6 +38,13 @@ def check_writable(self, operands=()):
     base = self._base
     if base is not None and base.grad_fn is None and base._requires_grad:
         raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
+    fn = self.grad_fn
+    if base is not None and fn is not None and fn.num_outputs > 1:
+        name = re.sub(r"Backward[0-9]*$", "", fn.name())
+        raise RuntimeError(
+            f"Output {self._output_nr} of {name} is a view and is being modified inplace. This view is the output "
+            "of a function that returns multiple views. Such functions do not allow the output views to be "
+            "modified inplace. You should replace the inplace operation by an out-of-place one.")
 
 
 def check_result(self, shape, dtype):

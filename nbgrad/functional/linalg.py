@@ -1,2 +1,195 @@
-"""(being written)"""
-__all__ = []
+"""Matrix products: ``mm``, ``bmm``, ``mv`` and ``dot`` are the primitive ops (one kernel,
+``nbgrad.ops.linalg.bmm``); ``matmul`` is composed of them and of shape ops as PyTorch
+composes it, so its gradients, batch broadcasting included, come from theirs.
+"""
+import math
+
+from nbgrad.ops import linalg as _kernels
+
+from .. import _dtype
+from ..autograd.graph import Node
+from ..tensor import Tensor, record
+from . import tensor_method
+from .pointwise import broadcast_shapes
+from .shape import _unsafe_view
+
+__all__ = ["matmul", "mm", "bmm", "mv", "dot", "outer", "ger"]
+
+_C_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "bool": "bool"}
+
+
+class MmBackward0(Node):
+    """An operand that is a transposed view (``W.t()`` in ``x @ W.t()``) gets its gradient
+    computed transposed, ``(grad.t() @ a).t()``, as PyTorch does: then the gradient that
+    reaches ``W`` through ``t()`` is C-contiguous, not a strided copy away from it."""
+
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        need = self.needs_input_grad
+        grad_a = grad_b = None
+        if need[0]:
+            grad_a = mm(b, grad.t()).t() if self.transposed[0] else mm(grad, b.t())
+        if need[1]:
+            grad_b = mm(grad.t(), a).t() if self.transposed[1] else mm(a.t(), grad)
+        return grad_a, grad_b
+
+
+class BmmBackward0(Node):
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        need = self.needs_input_grad
+        return (bmm(grad, b.mT) if need[0] else None), (bmm(a.mT, grad) if need[1] else None)
+
+
+class MvBackward0(Node):
+    def backward(self, grad):
+        a, v = self.saved_tensors
+        need = self.needs_input_grad
+        return (outer(grad, v) if need[0] else None), (mv(a.t(), grad) if need[1] else None)
+
+
+class DotBackward0(Node):
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        need = self.needs_input_grad
+        return (grad * b if need[0] else None), (grad * a if need[1] else None)
+
+
+def _product(node_cls, a, b, a3, b3, shape, **attrs):
+    """Run the kernel on the 3-D forms ``a3``, ``b3`` of ``a``, ``b`` and record ``node_cls``."""
+    if a.dtype is _dtype.bool:
+        name = "dot" if node_cls is DotBackward0 else "addmm_impl_cpu_"
+        raise NotImplementedError(f"\"{name}\" not implemented for 'Bool'")
+    out = _kernels.bmm(a3, b3).reshape(shape)
+    # each gradient needs only the other operand: keep just what will be used, so that an
+    # in-place change of the rest (an optimizer step on a weight) is no error
+    saved = (a if b.requires_grad else None, b if a.requires_grad else None)
+    return record(node_cls, out, (a, b), saved=saved, **attrs)
+
+
+def _check_dim(t, ndim, what):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"expected Tensor as argument, but got {type(t).__name__}")
+    if t.ndim != ndim:
+        raise RuntimeError(f"{what} must be a {'matrix' if ndim == 2 else '3D tensor'}")
+
+
+@tensor_method()
+def mm(input, mat2):
+    """The product of two matrices."""
+    _check_dim(input, 2, "self")
+    _check_dim(mat2, 2, "mat2")
+    (n, k), (k2, m) = input.shape, mat2.shape
+    if input.dtype is not mat2.dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
+                           f"{_C_NAMES[input.dtype.name]} != {_C_NAMES[mat2.dtype.name]}")
+    if k != k2:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({n}x{k} and {k2}x{m})")
+    return _product(MmBackward0, input, mat2, input._data[None], mat2._data[None], (n, m),
+                    transposed=(_is_transposed(input), _is_transposed(mat2)))
+
+
+def _is_transposed(t):
+    flags = t._data.flags
+    return flags.f_contiguous and not flags.c_contiguous
+
+
+@tensor_method()
+def bmm(input, mat2):
+    """Batched products of matrices: ``out[i] = input[i] @ mat2[i]``."""
+    _check_dim(input, 3, "batch1")
+    _check_dim(mat2, 3, "batch2")
+    (nb, n, k), (nb2, k2, m) = input.shape, mat2.shape
+    if (nb2, k2) != (nb, k):
+        raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: [{nb}, {k}] "
+                           f"but got: [{nb2}, {k2}].")
+    if input.dtype is not mat2.dtype:
+        raise RuntimeError(f"expected scalar type {input.dtype.legacy} but found {mat2.dtype.legacy}")
+    return _product(BmmBackward0, input, mat2, input._data, mat2._data, (nb, n, m))
+
+
+@tensor_method()
+def mv(input, vec):
+    """A matrix times a vector."""
+    if input.ndim != 2 or vec.ndim != 1:
+        raise RuntimeError(f"vector + matrix @ vector expected, got 1, {input.ndim}, {vec.ndim}")
+    (n, k), (k2,) = input.shape, vec.shape
+    if k != k2:
+        raise RuntimeError(f"size mismatch, got input ({n}), mat ({n}x{k}), vec ({k2})")
+    if input.dtype is not vec.dtype:
+        raise RuntimeError(f"addmv input tensors must have the same dtype, but got "
+                           f"{vec.dtype.legacy}, {input.dtype.legacy}, and {vec.dtype.legacy}")
+    return _product(MvBackward0, input, vec, input._data[None], vec._data.reshape(1, k, 1), (n,))
+
+
+@tensor_method()
+def dot(input, other):
+    """The inner product of two vectors: a 0-d tensor."""
+    if input.ndim != 1 or other.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D tensors")
+    k, k2 = input.shape[0], other.shape[0]
+    if k != k2:
+        raise RuntimeError(f"inconsistent tensor size, expected tensor [{k}] and src [{k2}] to have the same "
+                           f"number of elements, but got {k} and {k2} elements respectively")
+    if input.dtype is not other.dtype:
+        raise RuntimeError(f"dot : expected both vectors to have same dtype, but found "
+                           f"{input.dtype.legacy} and {other.dtype.legacy}")
+    return _product(DotBackward0, input, other, input._data.reshape(1, 1, k), other._data.reshape(1, k, 1), ())
+
+
+@tensor_method("outer", "ger")
+def outer(input, vec2):
+    """``input[i] * vec2[j]``: an elementwise product of broadcast views, not a BLAS call."""
+    return input.unsqueeze(1) * vec2.unsqueeze(0)
+
+
+ger = outer
+
+
+@tensor_method()
+def matmul(input, other):
+    """PyTorch's ``matmul``: vectors, matrices and batches of them with broadcast batch dims.
+
+    A batch times one matrix is one ``mm`` over the batch folded into rows; otherwise
+    both sides are broadcast to the common batch shape and flattened into one ``bmm``
+    (a broadcast operand is copied there, as in PyTorch)."""
+    for t in (input, other):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"matmul(): argument must be Tensor, not {type(t).__name__}")
+    da, db = input.ndim, other.ndim
+    if da == 0 or db == 0:
+        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {da}D and {db}D")
+    if da == 1 and db == 1:
+        return dot(input, other)
+    if da == 2 and db == 1:
+        return mv(input, other)
+    if da == 1 and db == 2:
+        return mm(input.unsqueeze(0), other).squeeze(0)
+    if da == 2 and db == 2:
+        return mm(input, other)
+    if da >= 3 and db <= 2:
+        rows = input.shape[:-1]
+        flat = input.reshape(math.prod(rows), input.shape[-1])
+        out = mv(flat, other) if db == 1 else mm(flat, other)
+        return _unsafe_view(out, rows + out.shape[1:])
+    a = input.unsqueeze(0) if da == 1 else input
+    b = other.unsqueeze(-1) if db == 1 else other
+    (n, k), (k2, m) = a.shape[-2:], b.shape[-2:]
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    nb = math.prod(batch)
+    if k != k2:
+        raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: [{nb}, {k}] "
+                           f"but got: [{nb}, {k2}].")
+    out = bmm(a.expand(batch + (n, k)).reshape(nb, n, k), b.expand(batch + (k, m)).reshape(nb, k, m))
+    shape = batch + ((n,) if da > 1 else ()) + ((m,) if db > 1 else ())
+    return _unsafe_view(out, shape)
+
+
+@tensor_method("__matmul__")
+def _matmul_operator(input, other):
+    return matmul(input, other) if isinstance(other, Tensor) else NotImplemented
+
+
+@tensor_method("__rmatmul__")
+def _rmatmul_operator(input, other):
+    return matmul(other, input) if isinstance(other, Tensor) else NotImplemented
