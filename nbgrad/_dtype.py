@@ -18,7 +18,7 @@ class dtype:
         return self.numpy.itemsize
 
     def __repr__(self):
-        return f"nbgrad.{self.name}"
+        return f"torch.{self.name}"      # as PyTorch prints it, so printed output matches
 
     def __reduce__(self):
         return self.name

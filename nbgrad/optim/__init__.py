@@ -1,0 +1,6 @@
+"""``nbgrad.optim``: optimizers that update parameters in place with tensor ops."""
+from .adam import Adam, AdamW
+from .optimizer import Optimizer
+from .sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
