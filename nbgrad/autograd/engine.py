@@ -45,18 +45,22 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     with set_grad_enabled(create_graph):
         while ready:
             fn = heapq.heappop(ready)[2]
-            grads = _run_tensor_hooks(fn, buffers.pop(fn))
-            for nr, i in captures.get(fn, ()):
-                captured[i] = grads[nr]
-            if isinstance(fn, AccumulateGrad):
-                if accumulate:
-                    fn.apply(grads[0])
-                continue
-            if needed is not None and not any(n in needed for n, _ in fn.next_functions):
-                continue
-            outputs = _call(fn, grads)
-            if not retain_graph:
-                fn.release_saved()
+            grads = buffers.pop(fn, None)
+            if grads is None:                 # every edge into it carried no gradient
+                outputs = (None,) * len(fn.next_functions)
+            else:
+                grads = _run_tensor_hooks(fn, grads)
+                for nr, i in captures.get(fn, ()):
+                    captured[i] = grads[nr]
+                if isinstance(fn, AccumulateGrad):
+                    if accumulate and grads[0] is not None:
+                        fn.apply(grads[0])
+                    continue
+                if needed is not None and not any(n in needed for n, _ in fn.next_functions):
+                    continue
+                outputs = _call(fn, grads)
+                if not retain_graph:
+                    fn.release_saved()
             for (next_fn, nr), grad, meta in zip(fn.next_functions, outputs, fn._input_meta):
                 if next_fn is None or (needed is not None and next_fn not in needed):
                     continue
@@ -64,7 +68,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     _add_to_buffer(buffers, next_fn, nr, _conform(grad, meta))
                 remaining = dependencies[next_fn] - 1
                 dependencies[next_fn] = remaining
-                if remaining == 0 and next_fn in buffers:
+                if remaining == 0:
                     heapq.heappush(ready, (-next_fn._sequence_nr, id(next_fn), next_fn))
     return captured
 
@@ -122,6 +126,8 @@ def _add_to_buffer(buffers, fn, nr, grad):
 
 def _run_tensor_hooks(fn, grads):
     if isinstance(fn, AccumulateGrad):
+        if grads[0] is None:
+            return grads
         for hook in list((fn.variable._hooks or {}).values()):
             result = hook(grads[0])
             if result is not None:
@@ -133,7 +139,7 @@ def _run_tensor_hooks(fn, grads):
                 result = hook(tuple(grads))
                 if result is not None:
                     grads = list(result)
-            else:
+            elif grads[key] is not None:
                 result = hook(grads[key])
                 if result is not None:
                     grads[key] = result

@@ -1,2 +1,745 @@
-"""(being written)"""
-__all__ = []
+"""Indexing: ``x[i]``, ``x[i] = v`` and the gather/scatter family.
+
+An index is applied as PyTorch applies it, left to right: ints, slices, ``None`` and
+bool scalars become *basic* steps (``select``, ``slice``, ``unsqueeze``), each a view
+sharing the tensor's memory and version counter and recorded as its own node. Integer
+arrays and bool masks that remain are *advanced* indices into that view: they are
+checked and normalized once (``_Index``) and read with the gather kernel, whose
+backward is the scatter-add kernel, so ``x[[0, 0]]`` sends two gradients to ``x[0]``.
+
+Assignment goes through the same parse: a basic target is a view, written with
+``copy_``/``fill_``; an advanced target is ``index_put_``. Both are in-place ops built on
+``apply_inplace``, so the leaf, view and version rules live in one place.
+
+Backward rules are written with ops from this module (``_embed``, ``_put``, ``_index``,
+``gather``, ``scatter``), each recorded in turn, so higher-order gradients work.
+"""
+import numbers
+import operator
+import warnings
+
+import numpy as np
+
+from nbgrad.ops import index as kernels
+from nbgrad.ops.elementwise import OPS, copy_of
+
+from .. import _dtype
+from ..autograd.graph import Node
+from ..autograd.grad_mode import no_grad
+from ..tensor import Tensor, _wrap_dim, make_view, record
+from . import tensor_method
+from .inplace import apply_inplace, check_result
+from .pointwise import broadcast_shapes, where
+
+__all__ = ["select", "index_select", "index_put", "masked_fill", "masked_select", "gather", "scatter",
+           "scatter_add", "take", "nonzero", "argwhere"]
+
+
+# -- basic indexing: views ------------------------------------------------------------------------
+def _at(dim, item):
+    """A NumPy index applying ``item`` at ``dim``; the Ellipsis keeps 0-d results arrays (views)."""
+    return (slice(None),) * dim + (item, Ellipsis)
+
+
+class _ViewBackward(Node):
+    """A view that keeps part of its input: the gradient goes into a zero tensor, in the view's place."""
+
+    def backward(self, grad):
+        return (_embed(grad, self._input_meta[0][0], self.step, self.embed_node),)
+
+
+class _EmbedBackward(Node):
+    def backward(self, grad):
+        return (self.step(grad),)
+
+
+class SelectBackwardBackward0(_EmbedBackward):
+    pass
+
+
+class SliceBackwardBackward0(_EmbedBackward):
+    pass
+
+
+class SelectBackward0(_ViewBackward):
+    embed_node = SelectBackwardBackward0
+
+
+class SliceBackward0(_ViewBackward):
+    embed_node = SliceBackwardBackward0
+
+
+class UnsqueezeBackward0(Node):
+    def backward(self, grad):
+        return (grad.squeeze(self.dim),)
+
+
+class AliasBackward0(Node):
+    def backward(self, grad):
+        return (grad,)
+
+
+def _embed(grad, shape, step, node_cls):
+    """Zeros of ``shape`` holding ``grad`` where ``step`` of it is: a view op's backward."""
+    out = Tensor._wrap(np.zeros(shape, grad._data.dtype))
+    with no_grad():
+        OPS["copy"](step(out)._data, grad._data)
+    return record(node_cls, out._data, (grad,), step=step)
+
+
+def _select(input, dim, index):
+    step = lambda t: _select(t, dim, index)  # noqa: E731
+    return make_view(input, input._data[_at(dim, index)], SelectBackward0, step, step=step)
+
+
+def _slice(input, dim, start, stop, step_):
+    step = lambda t: _slice(t, dim, start, stop, step_)  # noqa: E731
+    return make_view(input, input._data[_at(dim, slice(start, stop, step_))], SliceBackward0, step, step=step)
+
+
+def _unsqueeze(input, dim):
+    return make_view(input, input._data[_at(dim, None)], UnsqueezeBackward0, lambda t: _unsqueeze(t, dim), dim=dim)
+
+
+def _alias(input):
+    return make_view(input, input._data[...], AliasBackward0, _alias)
+
+
+@tensor_method()
+def select(input, dim, index):
+    if input.ndim == 0:
+        raise IndexError("select() cannot be applied to a 0-dim tensor.")
+    dim = _wrap_dim(dim, input.ndim)
+    n = input.shape[dim]
+    if not -n <= index < n:
+        raise IndexError(f"select(): index {index} out of range for tensor of size {list(input.shape)} "
+                         f"at dimension {dim}")
+    return _select(input, dim, index % n)
+
+
+# -- parsing an index ------------------------------------------------------------------------------
+_INVALID = ("only integers, slices (`:`), ellipsis (`...`), None and long or byte Variables are valid "
+            "indices (got {})")
+_NOT_INDEX_DTYPE = "tensors used as indices must be long, int, byte or bool tensors"
+
+
+def _classify(obj):
+    """One item of an index as (kind, value): int, bool, slice, none, ellipsis, array (int64) or mask."""
+    if obj is None:
+        return "none", None
+    if obj is Ellipsis:
+        return "ellipsis", None
+    if isinstance(obj, (bool, np.bool_)):
+        return "bool", bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return "int", int(obj)
+    if isinstance(obj, slice):       # bounds may be anything with __index__ (0-d tensors too)
+        return "slice", slice(*(None if v is None else operator.index(v) for v in (obj.start, obj.stop, obj.step)))
+    if isinstance(obj, Tensor):
+        arr = obj._data
+    elif isinstance(obj, np.ndarray):
+        arr = obj
+    elif isinstance(obj, (list, tuple)):
+        arr = np.array([o._data if isinstance(o, Tensor) else o for o in obj]) if obj else np.zeros(0, np.int64)
+        if arr.dtype == object:
+            raise IndexError(_INVALID.format("list"))
+    else:
+        raise IndexError(_INVALID.format(type(obj).__name__))
+    if arr.dtype == np.bool_ or arr.dtype == np.uint8:
+        arr = arr.astype(np.bool_, copy=False)
+        return ("bool", bool(arr)) if arr.ndim == 0 else ("mask", arr)
+    if arr.dtype.kind not in "iu":
+        raise IndexError(_NOT_INDEX_DTYPE)
+    return ("int", int(arr)) if arr.ndim == 0 else ("array", arr.astype(np.int64, copy=False))
+
+
+def _as_tuple(index):
+    """PyTorch's (NumPy's) rule for a list used as an index: it stands for a tuple if it
+    holds a slice, Ellipsis, None, a tensor or a sequence; else it is one integer index."""
+    if isinstance(index, tuple):
+        return index, False
+    if isinstance(index, list) and len(index) < 32 and any(
+            o is None or o is Ellipsis or isinstance(o, (slice, Tensor, list, tuple, np.ndarray)) for o in index):
+        warnings.warn("Using a non-tuple sequence for multidimensional indexing is deprecated and will be changed "
+                      "in pytorch 2.9; use x[tuple(seq)] instead of x[seq]. In pytorch 2.9 this will be interpreted "
+                      "as tensor index, x[torch.tensor(seq)], which will result either in an error or a different "
+                      "result", UserWarning, stacklevel=3)
+        return tuple(index), False
+    return (index,), True
+
+
+def _apply_basic(self, index, alias):
+    """Apply the basic items of ``index`` as views; returns the view and the advanced
+    items left for it, ``[(dim, int64 array or bool mask)]`` (``None`` if there are none)."""
+    items, single = _as_tuple(index)
+    parsed = [_classify(obj) for obj in items]
+    ndim = self.ndim
+    if single and parsed[0][0] == "int" and ndim == 0 and isinstance(items[0], (int, np.integer)):
+        if parsed[0][1] != 0:                     # PyTorch reads the size of a dimension that is not there
+            raise IndexError(f"index {parsed[0][1]} is out of bounds for dimension 0 with size 0")
+        raise IndexError("invalid index of a 0-dim tensor. Use `tensor.item()` in Python or `tensor.item<T>()` "
+                         "in C++ to convert a 0-dim tensor to a number")
+    if single and parsed[0][0] == "slice" and ndim == 0:
+        _slice_step(parsed[0][1])
+        raise IndexError("slice() cannot be applied to a 0-dim tensor.")
+    specified = sum(1 if kind in ("int", "slice", "array") else value.ndim if kind == "mask" else 0
+                    for kind, value in parsed)
+    if specified > ndim:
+        raise IndexError(f"too many indices for tensor of dimension {ndim}")
+    result, dim, advanced = self, 0, []
+    for position, (kind, value) in enumerate(parsed):
+        # a second `...` can move past the last dim; PyTorch then reads a size of 0 there
+        n = result.shape[dim] if dim < result.ndim else 0
+        if kind == "int":
+            if not -n <= value < n:
+                raise IndexError(f"index {value} is out of bounds for dimension {position} with size {n}")
+            result = _select(result, dim, value % n)
+        elif kind == "slice":
+            _slice_step(value)
+            start, stop, step = value.indices(n)
+            # PyTorch skips a slice that keeps everything, judging by the bounds as written
+            whole = value.start in (None, 0) and (value.stop is None or value.stop >= n)
+            if single or not (whole and step == 1):
+                result = _slice(result, _wrap_dim(dim, result.ndim), start, stop, step)
+            dim += 1
+        elif kind in ("none", "bool"):
+            result = _unsqueeze(result, _wrap_dim(dim, result.ndim + 1))
+            if kind == "bool":
+                advanced.append((dim, np.zeros(1 if value else 0, np.int64)))
+            dim += 1
+        elif kind == "ellipsis":
+            dim += ndim - specified
+        else:
+            advanced.append((dim, value))
+            dim += value.ndim if kind == "mask" else 1
+    extent = max((d + (a.ndim if a.dtype == np.bool_ else 1) for d, a in advanced), default=0)
+    if extent > result.ndim:                       # again only after a second `...`
+        raise IndexError(f"too many indices for tensor of dimension {result.ndim} (got {extent})")
+    if advanced:
+        return result, advanced
+    if result is self and alias:
+        result = _alias(self)
+    return result, None
+
+
+def _slice_step(s):
+    step = 1 if s.step is None else s.step
+    if step == 0:
+        raise ValueError("slice step cannot be zero")
+    if step < 0:
+        raise ValueError("step must be greater than zero")
+
+
+class _Index:
+    """Advanced indices into a tensor of ``shape``: ``coords`` holds one row per indexed dim
+    in ``dims``, the index arrays broadcast to ``bshape`` and flattened (negative entries
+    count from the end; ``in_bounds`` checks the range)."""
+    __slots__ = ("shape", "dims", "coords", "bshape", "result_shape")
+
+    def __init__(self, shape, dims, coords, bshape):
+        self.shape, self.dims, self.coords, self.bshape = tuple(shape), list(dims), coords, tuple(bshape)
+        self.result_shape = kernels.layout(self.shape, self.dims, self.bshape)[0]
+
+    @classmethod
+    def parse(cls, shape, items):
+        """From ``[(dim, int64 array or bool mask)]``, with PyTorch's checks and messages."""
+        dims, arrays = [], []
+        for dim, arr in items:
+            if arr.dtype == np.bool_:
+                for j in range(arr.ndim):
+                    if dim + j >= len(shape) or arr.shape[j] != shape[dim + j]:
+                        raise IndexError(f"The shape of the mask {list(arr.shape)} at index {j} does not match "
+                                         f"the shape of the indexed tensor {list(shape)} at index {dim + j}")
+                positions = kernels.nonzero(arr)
+                dims += range(dim, dim + arr.ndim)
+                arrays += [positions[:, j] for j in range(arr.ndim)]
+            else:
+                dims.append(dim)
+                arrays.append(arr)
+        try:
+            bshape = np.broadcast_shapes(*(a.shape for a in arrays))
+        except ValueError:
+            shapes = ", ".join(str(list(a.shape)) for a in arrays)
+            raise IndexError(f"shape mismatch: indexing tensors could not be broadcast together with shapes "
+                             f"{shapes}") from None
+        if len(items) == 1 and items[0][1].dtype == np.bool_:   # one mask: its positions as they are
+            coords = positions.T
+        elif len(arrays) == 1:                                   # a copy: the caller may change its index
+            coords = np.array(arrays[0], np.int64).reshape(1, -1)
+        else:
+            coords = np.empty((len(arrays), int(np.prod(bshape))), np.int64)
+            for row, a in zip(coords, arrays):
+                row.reshape(bshape)[...] = a
+        if coords.size and any(shape[d] == 0 for d in dims):
+            raise IndexError("index is out of bounds for dimension with size 0")
+        return cls(shape, dims, coords, bshape)
+
+    def in_bounds(self):
+        """Check every entry (as PyTorch does, only when there is something to read or write)."""
+        if 0 not in self.result_shape:
+            bad = kernels.out_of_bounds(self.coords, [self.shape[d] for d in self.dims])
+            if bad is not None:
+                k, i = bad
+                raise IndexError(f"index {self.coords[k, i]} is out of bounds for dimension {k} "
+                                 f"with size {self.shape[self.dims[k]]}")
+        return self
+
+    def plan(self, data, strides=None):
+        """The kernels' plan for ``data`` (of ``self.shape``, or 0-d standing for one element;
+        ``strides`` overrides its strides, for a broadcast input)."""
+        if strides is None:
+            data = data.reshape(self.shape) if data.shape != self.shape else data
+            strides = kernels.element_strides(data)
+        return kernels.Plan(self.shape, self.dims, self.coords, self.bshape, strides), data
+
+
+# -- advanced indexing: gather and scatter ---------------------------------------------------------
+class _GatherBackward(Node):
+    """Backward of a gather: the gradient scatter-added into zeros of the indexed shape
+    (a 0-d input was indexed as one element; a broadcast one is summed down by the engine)."""
+
+    def backward(self, grad):
+        zeros = Tensor._wrap(np.zeros(self.index.shape, grad._data.dtype))
+        out = _put(zeros, self.index, grad, accumulate=True, fresh=True, node_cls=IndexPutImplBackward0)
+        return (_select(out, 0, 0) if len(self._input_meta[0][0]) == 0 else out,)
+
+
+class IndexBackward0(_GatherBackward):
+    pass
+
+
+class IndexSelectBackward0(_GatherBackward):
+    pass
+
+
+class TakeBackward0(_GatherBackward):
+    pass
+
+
+class MaskedSelectBackward0(_GatherBackward):
+    pass
+
+
+class IndexPutBackward0(Node):
+    def backward(self, grad):
+        need = self.needs_input_grad
+        idx = self.index
+        grad_input = grad_values = None
+        if need[0]:
+            grad_input = grad if self.accumulate else \
+                _put(grad, idx, Tensor._wrap(np.zeros((), grad._data.dtype)), False)
+        if need[1]:
+            grad_values = _index(grad, idx)
+            for _ in range(len(self._input_meta[1][0]) - len(idx.result_shape)):
+                grad_values = _unsqueeze(grad_values, 0)
+        return grad_input, grad_values
+
+
+class IndexPutImplBackward0(IndexPutBackward0):
+    """The same step, as PyTorch names it when it is the backward of a gather."""
+
+
+def _index(input, idx, node_cls=IndexBackward0, strides=None):
+    """``input`` read at the positions of ``idx`` (a copy); ``strides`` overrides how
+    ``input``'s memory is read (a broadcast input)."""
+    plan, data = idx.plan(input._data, strides)
+    out = np.empty(plan.shape, data.dtype)
+    kernels.gather(out, data, plan)
+    return record(node_cls, out, (input,), index=idx)
+
+
+def _values_array(values, idx, dtype):
+    """``values`` broadcast to the indexing result, C-contiguous, of ``dtype``."""
+    v = values._data
+    while v.ndim > len(idx.result_shape) and v.shape[0] == 1:
+        v = v[0, ...]
+    out = np.empty(idx.result_shape, dtype)
+    OPS["copy"](out, v)
+    return out
+
+
+def _check_values(values, idx):
+    shape = values.shape
+    while len(shape) and shape[0] == 1:          # PyTorch drops leading 1s of the values first
+        shape = shape[1:]
+    try:
+        ok = broadcast_shapes(tuple(shape), idx.result_shape) == idx.result_shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise RuntimeError(f"shape mismatch: value tensor of shape {list(values.shape)} cannot be broadcast to "
+                           f"indexing result of shape {list(idx.result_shape)}")
+
+
+def _put(input, idx, values, accumulate, fresh=False, node_cls=IndexPutBackward0):
+    """``input`` with ``values`` written (or added) at ``idx``; a copy unless ``fresh``
+    says ``input`` is a new tensor nobody else sees."""
+    data = input._data if fresh else copy_of(input._data)
+    plan, target = idx.plan(data)
+    kernels.scatter(target, _values_array(values, idx, data.dtype), plan, accumulate)
+    return record(node_cls, data, (input, values), index=idx, accumulate=accumulate)
+
+
+def _check_put_dtype(input, values):
+    if values.dtype is not input.dtype:
+        raise RuntimeError(f"Index put requires the source and destination dtypes match, got "
+                           f"{input.dtype.legacy} for the destination and {values.dtype.legacy} for the source.")
+
+
+def _put_(self, idx, values, accumulate):
+    """``index_put_`` of a checked ``values`` at a parsed ``idx``."""
+    idx.in_bounds()
+
+    def direct():
+        plan, target = idx.plan(self._data)
+        kernels.scatter(target, _values_array(values, idx, self._data.dtype), plan, accumulate)
+    return apply_inplace(self, lambda old: _put(old, idx, values, accumulate), (values,), direct)
+
+
+def _tensor_indices(self, indices):
+    """``index_put``'s indices (a sequence of long or bool tensors) as an ``_Index``."""
+    items, dim = [], 0
+    for k, t in enumerate(indices):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"expected Tensor as element {k} in argument 1, but got {type(t).__name__}")
+        kind, value = _classify(t)
+        if kind in ("int", "bool"):
+            value = t._data.reshape(1).astype(np.int64 if kind == "int" else np.bool_)
+        items.append((dim, value))
+        dim += value.ndim if value.dtype == np.bool_ else 1
+    if dim > self.ndim:
+        raise IndexError(f"too many indices for tensor of dimension {self.ndim} (got {dim})")
+    return _Index.parse(self.shape, items)      # bounds: checked by the caller
+
+
+@tensor_method()
+def index_put(input, indices, values, accumulate=False):
+    if not isinstance(values, Tensor):
+        raise TypeError(f"index_put(): argument 'values' (position 3) must be Tensor, not {type(values).__name__}")
+    idx = _tensor_indices(input, indices)
+    _check_values(values, idx)
+    _check_put_dtype(input, values)
+    return _put(input, idx.in_bounds(), values, accumulate)
+
+
+@tensor_method()
+def index_put_(self, indices, values, accumulate=False):
+    if not isinstance(values, Tensor):
+        raise TypeError(f"index_put_(): argument 'values' (position 2) must be Tensor, not {type(values).__name__}")
+    idx = _tensor_indices(self, indices)
+    _check_values(values, idx)
+    _check_put_dtype(self, values)
+    return _put_(self, idx, values, accumulate)
+
+
+# -- x[index] and x[index] = value -------------------------------------------------------------------
+@tensor_method("__getitem__")
+def _getitem(self, index):
+    view, advanced = _apply_basic(self, index, alias=True)
+    if advanced is None:
+        return view
+    return _index(view, _Index.parse(view.shape, advanced).in_bounds())
+
+
+@tensor_method("__setitem__")
+def _setitem(self, index, value):
+    if not isinstance(value, (Tensor, numbers.Number, np.bool_)):
+        kind = type(value)
+        name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+        raise TypeError(f"can't assign a {name} to a torch.{self.dtype.legacy}Tensor")
+    if index is False:
+        return
+    view, advanced = _apply_basic(self, index, alias=False)
+    if advanced is None:
+        if not isinstance(value, Tensor):        # PyTorch fills with the number as a 0-d tensor
+            view.fill_(Tensor._wrap(np.array(value, self._data.dtype)))
+            return
+        while value.ndim > view.ndim and value.shape[0] == 1:
+            value = _select(value, 0, 0)
+        _check_expand(value, view.shape)
+        view.copy_(value)
+        return
+    if not isinstance(value, Tensor):
+        value = Tensor._wrap(np.array(value, self._data.dtype))
+    mask = advanced[0][1] if len(advanced) == 1 and advanced[0][1].dtype == np.bool_ else None
+    if mask is not None and value.ndim == 0:
+        value = value.to(self.dtype)      # a mask filled with one value casts, as masked_fill_ does
+        if mask.shape == view.shape:      # and needs no positions unless it is recorded
+            apply_inplace(view, lambda old: _put(old, _Index.parse(view.shape, advanced), value, False),
+                          (value,), lambda: OPS["where"](view._data, mask, value._data.reshape(1), view._data))
+            return
+    idx = _Index.parse(view.shape, advanced)
+    _check_values(value, idx)
+    _check_put_dtype(self, value)
+    _put_(view, idx, value, False)
+
+
+def _check_expand(value, shape):
+    """PyTorch's messages for a value that does not broadcast to the assigned part."""
+    vs = value.shape
+    if len(vs) > len(shape):
+        raise RuntimeError(f"expand(torch.{value.dtype.legacy}Tensor{{{list(vs)}}}, size={list(shape)}): the number "
+                           f"of sizes provided ({len(shape)}) must be greater or equal to the number of dimensions "
+                           f"in the tensor ({len(vs)})")
+    for i in range(1, len(vs) + 1):
+        if vs[-i] != 1 and vs[-i] != shape[-i]:
+            d = len(shape) - i
+            raise RuntimeError(f"The expanded size of the tensor ({shape[d]}) must match the existing size "
+                               f"({vs[-i]}) at non-singleton dimension {d}.  Target sizes: {list(shape)}.  "
+                               f"Tensor sizes: {list(vs)}")
+
+
+# -- index_select and take ---------------------------------------------------------------------------
+@tensor_method()
+def index_select(input, dim, index):
+    if index.dtype is not _dtype.int64:
+        raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
+    if index.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector")
+    dim = _wrap_dim(dim, input.ndim)
+    shape = input.shape if input.ndim else (1,)
+    arr = index._data.reshape(-1)
+    if arr.size and (arr.min() < 0 or arr.max() >= shape[dim]):
+        raise IndexError("index out of range in self")
+    out = _index(input, _Index(shape, [dim], arr.reshape(1, -1).copy(), arr.shape), IndexSelectBackward0)
+    if input.ndim == 0:            # PyTorch keeps a 0-d input's shape
+        out._data = out._data.reshape(())
+    return out
+
+
+@tensor_method()
+def take(input, index):
+    if index.dtype is not _dtype.int64:
+        raise RuntimeError(f"take(): Expected a long tensor for index, but got {index.dtype.legacy}")
+    n = input.numel()
+    arr = index._data
+    if arr.size and (arr.min() < -n or arr.max() >= n):
+        bad = arr.reshape(-1)[np.argmax(((arr < -n) | (arr >= n)).reshape(-1))]
+        raise IndexError(f"out of range: tried to access index {bad} on a tensor of {n} elements.")
+    shape = input.shape if input.ndim else (1,)
+    coords = np.stack(np.unravel_index(np.where(arr < 0, arr + n, arr).reshape(-1), shape))
+    return _index(input, _Index(shape, range(len(shape)), coords, arr.shape), TakeBackward0)
+
+
+@tensor_method()
+def masked_select(input, mask):
+    if not isinstance(mask, Tensor) or mask.dtype is not _dtype.bool:
+        raise RuntimeError("masked_select: expected BoolTensor for mask")
+    shape = broadcast_shapes(input.shape, mask.shape)
+    mask_data = mask._data
+    if mask_data.shape != shape:
+        mask_data = np.empty(shape, np.bool_)
+        OPS["copy"](mask_data, mask._data)
+    idx = _Index.parse(shape, [(0, mask_data)])          # positions of a mask are in bounds
+    # a broadcast input is read through zero strides; the engine sums its gradient back down
+    pad = len(shape) - input.ndim
+    strides = [0 if d < pad or input.shape[d - pad] == 1 else input.stride(d - pad) for d in range(len(shape))]
+    return _index(input, idx, MaskedSelectBackward0, strides)
+
+
+# -- masked_fill ------------------------------------------------------------------------------------
+class MaskedFillBackward0(Node):
+    def backward(self, grad):
+        mask, = self.saved_tensors
+        return (where(mask, 0.0, grad),)
+
+
+class MaskedFillBackward1(Node):
+    def backward(self, grad):
+        mask, = self.saved_tensors
+        need = self.needs_input_grad
+        return (where(mask, 0.0, grad) if need[0] else None,
+                where(mask, grad, 0.0).sum() if need[1] else None)
+
+
+_MASK_DTYPE_NAMES = {"int64": "long int", "float32": "float", "float64": "double"}
+
+
+def _check_fill(mask, value):
+    if mask.dtype is not _dtype.bool:
+        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype "
+                           f"{_MASK_DTYPE_NAMES.get(mask.dtype.name, mask.dtype.name)}")
+    if isinstance(value, Tensor) and value.ndim != 0:
+        raise RuntimeError(f"masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
+                           f"{value.ndim} dimension(s).")
+
+
+def _fill_value(value, dtype):
+    return (value._data if isinstance(value, Tensor) else np.array(value)).astype(dtype).reshape(1)
+
+
+@tensor_method()
+def masked_fill(input, mask, value):
+    _check_fill(mask, value)
+    out = np.empty(broadcast_shapes(mask.shape, input.shape), input._data.dtype)
+    OPS["where"](out, mask._data, _fill_value(value, out.dtype), input._data)
+    if isinstance(value, Tensor):
+        return record(MaskedFillBackward1, out, (input, value), saved=(mask,))
+    return record(MaskedFillBackward0, out, (input,), saved=(mask,))
+
+
+@tensor_method()
+def masked_fill_(self, mask, value):
+    _check_fill(mask, value)
+    check_result(self, broadcast_shapes(self.shape, mask.shape), self.dtype)
+    operands = (value,) if isinstance(value, Tensor) else ()
+    return apply_inplace(self, lambda old: masked_fill(old, mask, value), operands,
+                         lambda: OPS["where"](self._data, mask._data, _fill_value(value, self._data.dtype),
+                                              self._data))
+
+
+# -- gather and scatter along a dimension -----------------------------------------------------------
+def _dim_index_checks(name, input, dim, index, src=None):
+    """PyTorch's checks for gather/scatter: dtypes, ranks, sizes and the index's range."""
+    if index.dtype is not _dtype.int64:
+        raise RuntimeError(f"{name}(): Expected dtype int32/int64 for index")
+    if isinstance(src, Tensor) and src.dtype is not input.dtype:
+        raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+    dim = _wrap_dim(dim, input.ndim)
+    ndim = max(input.ndim, 1)
+    if max(index.ndim, 1) != ndim:
+        which = "input" if name == "gather" else "self"
+        raise RuntimeError(f"Index tensor must have the same number of dimensions as {which} tensor")
+    in_shape = input.shape if input.ndim else (1,)
+    ix_shape = index.shape if index.ndim else (1,)
+    if isinstance(src, Tensor):
+        src_shape = src.shape if src.ndim else (1,)
+        if any(ix_shape[d] > src_shape[d] or (d != dim and ix_shape[d] > in_shape[d]) for d in range(ndim)):
+            raise RuntimeError(f"Expected index {list(index.shape)} to be no larger than self {list(input.shape)} "
+                               f"apart from dimension {dim} and to be no larger size than src {list(src.shape)}")
+    elif any(d != dim and ix_shape[d] > in_shape[d] for d in range(ndim)):
+        d = next(d for d in range(ndim) if d != dim and ix_shape[d] > in_shape[d])
+        raise RuntimeError(f"Size does not match at dimension {d} expected index {list(index.shape)} to be no "
+                           f"larger than self {list(input.shape)} apart from dimension {dim}")
+    arr = index._data
+    n = in_shape[dim]
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        bad = arr.reshape(-1)[np.argmax(((arr < 0) | (arr >= n)).reshape(-1))]
+        raise RuntimeError(f"index {bad} is out of bounds for dimension {dim} with size {n}")
+    return dim
+
+
+def _at_least_1d(arr):
+    return arr.reshape(1) if arr.ndim == 0 else arr
+
+
+# the index is a saved tensor: changing it in place before backward is an error, as in PyTorch
+class GatherBackward0(Node):
+    def backward(self, grad):
+        index, = self.saved_tensors
+        zeros = Tensor._wrap(np.zeros(self._input_meta[0][0], grad._data.dtype))
+        return (_scatter(zeros, self.dim, index, grad, True, fresh=True),)
+
+
+class ScatterBackward0(Node):
+    def backward(self, grad):
+        index, = self.saved_tensors
+        need = self.needs_input_grad
+        return (_scatter(grad, self.dim, index, 0, False) if need[0] else None,
+                _gather_to(grad, self.dim, index, self._input_meta[1][0]) if need[1] else None)
+
+
+class ScatterBackward1(Node):
+    def backward(self, grad):
+        index, = self.saved_tensors
+        return (_scatter(grad, self.dim, index, 0, False),)
+
+
+class ScatterAddBackward0(Node):
+    def backward(self, grad):
+        index, = self.saved_tensors
+        need = self.needs_input_grad
+        return (grad if need[0] else None,
+                _gather_to(grad, self.dim, index, self._input_meta[1][0]) if need[1] else None)
+
+
+def _gather(input, dim, index):
+    out = np.empty(index.shape, input._data.dtype)
+    kernels.gather_dim(_at_least_1d(out), _at_least_1d(input._data), dim, _at_least_1d(index._data))
+    return record(GatherBackward0, out, (input,), saved=(index,), dim=dim)
+
+
+def _gather_to(grad, dim, index, shape):
+    """``grad.gather(dim, index)`` placed in zeros of ``shape`` (a ``src`` larger than the index)."""
+    out = _gather(grad, dim, index)
+    if tuple(shape) == out.shape:
+        return out
+    corner = lambda t: _corner(t, index.shape)  # noqa: E731
+    return _embed(out, shape, corner, SliceBackwardBackward0)
+
+
+def _corner(t, shape):
+    for d, n in enumerate(shape):
+        t = _slice(t, d, 0, n, 1)
+    return t
+
+
+def _src_array(src, dtype):
+    """A scatter source: a tensor's array, or a number as a 0-d array (read for every position)."""
+    return _at_least_1d(src._data) if isinstance(src, Tensor) else np.array(src, dtype)
+
+
+def _scatter(input, dim, index, src, accumulate, fresh=False):
+    data = input._data if fresh else copy_of(input._data)
+    kernels.scatter_dim(_at_least_1d(data), dim, _at_least_1d(index._data), _src_array(src, data.dtype), accumulate)
+    if accumulate:
+        return record(ScatterAddBackward0, data, (input, src), saved=(index,), dim=dim)
+    if isinstance(src, Tensor):
+        return record(ScatterBackward0, data, (input, src), saved=(index,), dim=dim)
+    return record(ScatterBackward1, data, (input,), saved=(index,), dim=dim)
+
+
+@tensor_method()
+def gather(input, dim, index, *, sparse_grad=False):
+    return _gather(input, _dim_index_checks("gather", input, dim, index), index)
+
+
+@tensor_method()
+def scatter(input, dim, index, src=None, *, value=None, reduce=None):
+    if reduce is not None:
+        raise NotImplementedError("scatter with reduce is not supported")
+    src = value if src is None else src
+    dim = _dim_index_checks("scatter", input, dim, index, src)
+    return _scatter(input, dim, index, src, False)
+
+
+@tensor_method()
+def scatter_add(input, dim, index, src):
+    dim = _dim_index_checks("scatter_add", input, dim, index, src)
+    return _scatter(input, dim, index, src, True)
+
+
+@tensor_method()
+def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
+    if reduce is not None:
+        raise NotImplementedError("scatter_ with reduce is not supported")
+    src = value if src is None else src
+    dim = _dim_index_checks("scatter", self, dim, index, src)
+    operands = (src,) if isinstance(src, Tensor) else ()
+    return apply_inplace(self, lambda old: _scatter(old, dim, index, src, False), operands,
+                         lambda: kernels.scatter_dim(_at_least_1d(self._data), dim, _at_least_1d(index._data),
+                                                     _src_array(src, self._data.dtype), False))
+
+
+@tensor_method()
+def scatter_add_(self, dim, index, src):
+    dim = _dim_index_checks("scatter_add", self, dim, index, src)
+    return apply_inplace(self, lambda old: _scatter(old, dim, index, src, True), (src,),
+                         lambda: kernels.scatter_dim(_at_least_1d(self._data), dim, _at_least_1d(index._data),
+                                                     _at_least_1d(src._data), True))
+
+
+# -- nonzero ----------------------------------------------------------------------------------------
+@tensor_method()
+def nonzero(input, *, as_tuple=False):
+    coords = kernels.nonzero(input._data)
+    if as_tuple:
+        if input.ndim == 0:
+            return (Tensor._wrap(np.zeros(coords.shape[0], np.int64)),)
+        return tuple(Tensor._wrap(np.ascontiguousarray(coords[:, d])) for d in range(input.ndim))
+    return Tensor._wrap(coords)
+
+
+@tensor_method()
+def argwhere(input):
+    return nonzero(input)

@@ -22,6 +22,7 @@ from nbgrad.ops.elementwise import OPS, copy_of
 from .._dtype import result_type
 from ..autograd.graph import Node
 from ..autograd.grad_mode import is_grad_enabled, no_grad
+from ..factories import zeros_like
 from ..tensor import Tensor, _edge, _meta, needs_grad, record
 from . import pointwise, tensor_method
 from .pointwise import broadcast_shapes
@@ -102,6 +103,9 @@ def _rebase_history(self, new):
 
 class CopySlices(Node):
     """The base after one of its views was updated in place."""
+
+    def name(self):
+        return "torch::autograd::CopySlices"
 
     def backward(self, grad):
         need = self.needs_input_grad
@@ -184,32 +188,38 @@ def clamp_(self, min=None, max=None):
     return apply_inplace(self, lambda old: pointwise.clamp(old, min, max), [b for b in bounds if b is not None])
 
 
-class FillBackward0(Node):
+class FillBackward2(Node):
+    """Filled with a number."""
+
     def backward(self, grad):
-        return (None,)
+        return (zeros_like(grad),)
 
 
-class FillBackward1(Node):
+class ZeroBackward0(FillBackward2):
+    pass
+
+
+class FillBackward3(Node):
     """Filled with a 0-d tensor: its gradient is the sum of all."""
 
     def backward(self, grad):
-        return None, grad.sum()
+        return zeros_like(grad), grad.sum()
 
 
 @tensor_method()
-def fill_(self, value):
+def fill_(self, value, _node=FillBackward2):
     if isinstance(value, Tensor):
         if value.dim() != 0:
             raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
                                f"{value.dim()} dimensions.")
 
         def filled(old):
-            return record(FillBackward1, _filled_array(old, value._data), (old, value))
+            return record(FillBackward3, _filled_array(old, value._data), (old, value))
         return apply_inplace(self, filled, (value,),
                              direct=lambda: OPS["copy"](self._data, value._data.reshape(1)))
 
     def filled_with_number(old):
-        return record(FillBackward0, _filled_array(old, value), (old,))
+        return record(_node, _filled_array(old, value), (old,))
     return apply_inplace(self, filled_with_number, (),
                          direct=lambda: OPS["copy"](self._data, np.array((value,), self._data.dtype)))
 
@@ -222,12 +232,12 @@ def _filled_array(like, value):
 
 @tensor_method()
 def zero_(self):
-    return fill_(self, 0)
+    return fill_(self, 0, _node=ZeroBackward0)
 
 
 class CopyBackwards(Node):
     def backward(self, grad):
-        return None, grad
+        return zeros_like(grad), grad
 
 
 @tensor_method()
