@@ -173,7 +173,7 @@ def accumulate_into(variable, grad):
     """``variable.grad += grad`` in place; the first gradient is copied, since the engine
     may hand the same tensor to several edges. With ``create_graph`` the sum is recorded."""
     if variable.grad is None:
-        variable.grad = grad if is_grad_enabled() else grad.clone()
+        variable.grad = grad.clone()          # recorded under create_graph
     elif is_grad_enabled():
         variable.grad = variable.grad + grad
     else:

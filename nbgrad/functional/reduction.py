@@ -1,2 +1,514 @@
-"""(being written)"""
-__all__ = []
+"""Reductions and softmax: kernels from ``nbgrad.ops.reduce``, backward rules as nodes.
+
+The gradient of a sum is its incoming gradient spread back over the summed dims:
+``_expand``, a broadcast view (no copy) recorded as ``ExpandBackward0``, whose own gradient
+is a sum again. So sum and expand are each other's backward, and higher-order gradients
+need nothing more. The other backward steps run a fused kernel, or, when the step itself
+must be recorded (``create_graph``), the same math in differentiable ops. A saved output is
+then unpacked with its node as ``grad_fn``, as PyTorch does, so that second derivatives
+flow through it.
+"""
+import math
+import warnings
+
+import numpy as np
+
+from nbgrad.ops import reduce as kernels
+from nbgrad.ops.elementwise import OPS
+
+from .. import _dtype
+from ..autograd.grad_mode import is_grad_enabled
+from ..autograd.graph import Node
+from ..tensor import Tensor, _wrap_dim, needs_grad, record
+from . import tensor_method
+from .pointwise import exp, maximum, minimum, where
+
+__all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std",
+           "logsumexp", "softmax", "log_softmax", "return_types"]
+
+keep_shape = kernels.keep_shape
+
+
+# -- dims and shapes ------------------------------------------------------------------------------
+def _dims(dim, ndim, name):
+    """The reduced dims, wrapped, distinct and sorted; ``None`` and ``()`` mean all of them."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool):
+        dims = (dim,)
+    elif isinstance(dim, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in dim):
+        if not dim:
+            return tuple(range(ndim))
+        dims = dim
+    else:
+        raise TypeError(f"{name}(): argument 'dim' must be tuple of ints, not {type(dim).__name__}")
+    wrapped = []
+    for d in dims:
+        d = _wrap_dim(int(d), ndim)
+        if d in wrapped:
+            raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
+        wrapped.append(d)
+    return tuple(sorted(wrapped)) if ndim else ()
+
+
+def _one_dim(dim, ndim, name):
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{name}(): argument 'dim' must be int, not {type(dim).__name__}")
+    return _wrap_dim(int(dim), ndim)
+
+
+def _out_shape(shape, dims, keepdim):
+    if keepdim:
+        return keep_shape(shape, dims)
+    return tuple(n for d, n in enumerate(shape) if d not in dims)
+
+
+def _sum_dtype(input):
+    return input._data.dtype if input.dtype.is_floating_point else np.dtype(np.int64)
+
+
+def _keep(g, keep):
+    """An incoming gradient's data in the keepdim shape (a view)."""
+    return g._data.reshape(keep)
+
+
+def _result(node, saved):
+    """A saved output as the tensor it is: its grad_fn is ``node`` (only while recording)."""
+    t = Tensor._wrap(saved._data)
+    t._version_counter = saved._version_counter
+    t.grad_fn = node
+    return t
+
+
+# -- sum and its adjoint, expand ----------------------------------------------------------------------
+class _Summed(Node):
+    """out = scale * x summed over dims (reshaped): the gradient is spread back by ``_expand``."""
+
+    def backward(self, grad):
+        if self.count != 1:
+            grad = grad / self.count
+        return (_expand(grad, self.keep, self.in_shape),)
+
+
+class SumBackward0(_Summed):
+    count = 1
+
+
+class SumBackward1(_Summed):
+    count = 1
+
+
+class MeanBackward0(_Summed):
+    pass
+
+
+class MeanBackward1(_Summed):
+    pass
+
+
+class ExpandBackward0(Node):
+    def backward(self, grad):
+        return (_sum(grad, self.dims, self.in_shape, SumBackward1),)
+
+
+def _sum(x, dims, out_shape, node, out_dtype=None, scale=1, **attrs):
+    """``x`` summed over ``dims`` (times ``scale``), given ``out_shape``; recorded as ``node``."""
+    data = kernels.sum(x._data, dims, out_dtype or _sum_dtype(x), scale)
+    return record(node, data.reshape(out_shape), (x,), keep=data.shape, in_shape=x._data.shape, **attrs)
+
+
+def _expand(g, keep, shape):
+    """``g`` viewed in the keepdim shape ``keep`` and broadcast to ``shape``: a read-only view,
+    so an in-place write into it fails instead of writing one element many times."""
+    data = np.broadcast_to(_keep(g, keep), shape)
+    dims = tuple(d for d in range(len(shape)) if keep[d] == 1 and shape[d] != 1)
+    return record(ExpandBackward0, data, (g,), dims=dims, in_shape=g._data.shape)
+
+
+@tensor_method()
+def sum(input, dim=None, keepdim=False, *, dtype=None):
+    if dtype is not None:
+        input = input.to(dtype)
+    dims = _dims(dim, input.ndim, "sum")
+    node = SumBackward0 if dim is None and not keepdim else SumBackward1
+    return _sum(input, dims, _out_shape(input.shape, dims, keepdim), node)
+
+
+@tensor_method()
+def mean(input, dim=None, keepdim=False, *, dtype=None):
+    if dtype is not None:
+        input = input.to(dtype)
+    if not input.dtype.is_floating_point:
+        raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a floating point or "
+                           f"complex dtype. Got: {input.dtype.legacy}")
+    dims = _dims(dim, input.ndim, "mean")
+    n = math.prod(input._data.shape[d] for d in dims)
+    node = MeanBackward0 if dim is None and not keepdim else MeanBackward1
+    return _sum(input, dims, _out_shape(input.shape, dims, keepdim), node,
+                scale=1.0 / n if n else math.nan, count=n)
+
+
+@tensor_method()
+def sum_to_size(input, *size):
+    """Sum down to ``size``, a shape ``input`` broadcasts from: leading dims are summed away,
+    size-1 dims summed in place. The autograd engine reduces broadcast gradients with this."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    size = tuple(size)
+    shape = input._data.shape
+    if size == shape:
+        return input
+    lead = len(shape) - len(size)
+    if lead < 0 or any(s != 1 and s != n for s, n in zip(size, shape[lead:])):
+        raise RuntimeError(f"size {{{list(size)}}} is not expandable to size {{{list(shape)}}}.")
+    dims = tuple(range(lead)) + tuple(d for d in range(lead, len(shape)) if size[d - lead] == 1 and shape[d] != 1)
+    return _sum(input, dims, size, SumBackward1)
+
+
+# -- prod ----------------------------------------------------------------------------------------------
+class _ProdBackward(Node):
+    def backward(self, grad):
+        x, y = self.saved_tensors
+        if needs_grad((grad, x)):
+            if sum(x == 0).item():
+                raise NotImplementedError("a recorded (create_graph) backward of prod with zeros in the "
+                                          "input is not supported")
+            return (_expand(grad * _result(self, y), self.keep, self.in_shape) / x,)
+        return (Tensor._wrap(kernels.prod_backward(_keep(grad, self.keep), x._data, self.dims)),)
+
+
+class ProdBackward0(_ProdBackward):
+    pass
+
+
+class ProdBackward1(_ProdBackward):
+    pass
+
+
+@tensor_method()
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    if dtype is not None:
+        input = input.to(dtype)
+    if dim is None:
+        dims, node = tuple(range(input.ndim)), ProdBackward0
+    else:
+        dims, node = _dims(_one_dim(dim, input.ndim, "prod"), input.ndim, "prod"), ProdBackward1
+    data = kernels.prod(input._data, dims, _sum_dtype(input)).reshape(_out_shape(input.shape, dims, keepdim))
+    out = record(node, data, (input,), keep=keep_shape(input._data.shape, dims), in_shape=input._data.shape,
+                 dims=dims)
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(input, out.detach())
+    return out
+
+
+# -- max, min, amax, amin, argmax, argmin ----------------------------------------------------------------------
+class _ValuesIndices(tuple):
+    """A (values, indices) pair like ``torch.return_types.max``: unpacks, indexes, names its fields."""
+    __slots__ = ()
+    n_fields = 2
+
+    def __new__(cls, values, indices):
+        return tuple.__new__(cls, (values, indices))
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+    def __repr__(self):
+        return f"torch.return_types.{type(self).__name__}(\nvalues={self[0]!r},\nindices={self[1]!r})"
+
+
+class return_types:
+    """The named tuples that reductions return."""
+    max = type("max", (_ValuesIndices,), {"__slots__": ()})
+    min = type("min", (_ValuesIndices,), {"__slots__": ()})
+
+
+class _EvenBackward(Node):
+    """The gradient of an extreme value over ``dims``, shared evenly among the tied elements
+    (PyTorch's ``evenly_distribute_backward``)."""
+    nan_too = False
+
+    def backward(self, grad):
+        x, y = self.saved_tensors
+        share = lambda g: kernels.distribute_backward(_keep(g, self.keep), x._data, _keep(y, self.keep),
+                                                      self.dims, self.nan_too)
+        if needs_grad((grad, x)):
+            ones = Tensor._wrap(np.ones(self.keep, x._data.dtype))
+            return (_expand(grad, self.keep, self.in_shape) * Tensor._wrap(share(ones)),)
+        return (Tensor._wrap(share(grad)),)
+
+
+class MaxBackward1(_EvenBackward):
+    nan_too = True
+
+
+class MinBackward1(_EvenBackward):
+    nan_too = True
+
+
+class AmaxBackward0(_EvenBackward):
+    pass
+
+
+class AminBackward0(_EvenBackward):
+    pass
+
+
+class _IndexBackward(Node):
+    """The gradient of values picked at ``indices`` along ``dim``: to those positions only."""
+
+    def backward(self, grad):
+        idx, = self.saved_tensors
+        put = lambda g: kernels.index_backward(_keep(g, self.keep), idx._data, self.in_shape, self.dim,
+                                               self.dtype)
+        if needs_grad((grad,)):
+            ones = Tensor._wrap(np.ones(self.keep, self.dtype))
+            return (_expand(grad, self.keep, self.in_shape) * Tensor._wrap(put(ones)),)
+        return (Tensor._wrap(put(grad)),)
+
+
+class MaxBackward0(_IndexBackward):
+    pass
+
+
+class MinBackward0(_IndexBackward):
+    pass
+
+
+def _check_nonempty(input, dims, name, specified, error=IndexError):
+    if input._data.size == 0 and not specified:
+        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                           "Specify the reduction dim with the 'dim' argument.")
+    for d in dims:
+        if input._data.shape[d] == 0:
+            raise error(f"{name}(): Expected reduction dim {d} to have non-zero size.")
+
+
+def _extreme(input, dim, keepdim, smallest, name, node):
+    """Whole-tensor (dim None) or per-dims extreme values, recorded with an even split of ties."""
+    specified = dim is not None and dim != () and dim != []
+    dims = _dims(dim, input.ndim, name)
+    _check_nonempty(input, dims, name, specified)
+    values, _ = kernels.max(input._data, dims, smallest)
+    data = values.reshape(_out_shape(input.shape, dims, keepdim))
+    out = record(node, data, (input,), keep=values.shape, in_shape=input._data.shape, dims=dims)
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(input, out.detach())
+    return out
+
+
+def _extreme_along(input, dim, keepdim, smallest, name, node, result):
+    d = _one_dim(dim, input.ndim, name)
+    dims = (d,) if input.ndim else ()
+    _check_nonempty(input, dims, name, True)
+    values, indices = kernels.max(input._data, dims, smallest)
+    shape = _out_shape(input.shape, dims, keepdim)
+    idx = Tensor._wrap(indices.reshape(shape))
+    out = record(node, values.reshape(shape), (input,), keep=values.shape, in_shape=input._data.shape, dim=d,
+                 dtype=input._data.dtype)
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(idx)
+    return result(out, idx)
+
+
+def _max_or_min(smallest):
+    name = "min" if smallest else "max"
+    pairwise = minimum if smallest else maximum
+    whole = MinBackward1 if smallest else MaxBackward1
+    along = MinBackward0 if smallest else MaxBackward0
+    result = getattr(return_types, name)
+
+    def op(input, dim=None, keepdim=False, *, other=None):
+        if isinstance(dim, Tensor) or other is not None:
+            return pairwise(input, dim if other is None else other)
+        if dim is None:
+            return _extreme(input, None, False, smallest, name, whole)
+        return _extreme_along(input, dim, keepdim, smallest, name, along, result)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = (f"``{name}(input)``: the {name}imum value, 0-d; ``{name}(input, dim, keepdim=False)``: "
+                  f"named tuple (values, indices); ``{name}(input, other)``: ``{pairwise.__name__}``.")
+    return op
+
+
+max = tensor_method("max")(_max_or_min(False))
+min = tensor_method("min")(_max_or_min(True))
+
+
+@tensor_method()
+def amax(input, dim=(), keepdim=False):
+    return _extreme(input, dim, keepdim, False, "amax", AmaxBackward0)
+
+
+@tensor_method()
+def amin(input, dim=(), keepdim=False):
+    return _extreme(input, dim, keepdim, True, "amin", AminBackward0)
+
+
+def _arg(input, dim, keepdim, smallest, name):
+    if input.dtype is _dtype.bool:
+        raise RuntimeError(f"{name}(): does not support bool input")
+    if dim is None:
+        dims = tuple(range(input.ndim))
+        if input._data.size == 0:
+            raise IndexError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0.")
+    else:
+        dims = _dims(_one_dim(dim, input.ndim, name), input.ndim, name)
+        _check_nonempty(input, dims, name, True)
+    _, indices = kernels.max(input._data, dims, smallest, ordered=True)
+    return Tensor._wrap(indices.reshape(_out_shape(input.shape, dims, keepdim)))
+
+
+@tensor_method()
+def argmax(input, dim=None, keepdim=False):
+    return _arg(input, dim, keepdim, False, "argmax")
+
+
+@tensor_method()
+def argmin(input, dim=None, keepdim=False):
+    return _arg(input, dim, keepdim, True, "argmin")
+
+
+# -- var, std ----------------------------------------------------------------------------------------------
+class VarBackward0(Node):
+    """(2 / dof) * g * (x - mean)."""
+
+    def backward(self, grad):
+        x, = self.saved_tensors
+        scale = 2.0 / self.dof if self.dof else math.inf
+        if needs_grad((grad, x)):
+            return (_expand(grad, self.keep, self.in_shape) * scale * (x - mean(x, self.dims, keepdim=True)),)
+        out = np.empty(self.in_shape, x._data.dtype)
+        kernels.BACKWARD["var_backward"](out, _keep(grad, self.keep), x._data, self.mean, np.array([scale]))
+        return (Tensor._wrap(out),)
+
+
+class StdBackward0(Node):
+    """The variance's gradient with g / (2 * std), 0 where std is 0."""
+
+    def backward(self, grad):
+        x, y = self.saved_tensors
+        if needs_grad((grad, x)):
+            y = _result(self, y)
+            grad = where(y == 0, 0.0, grad / (2 * y))
+            scale = 2.0 / self.dof if self.dof else math.inf
+            return (_expand(grad, self.keep, self.in_shape) * scale * (x - mean(x, self.dims, keepdim=True)),)
+        out = np.empty(self.in_shape, x._data.dtype)
+        kernels.BACKWARD["std_backward"](out, _keep(grad, self.keep), x._data, self.mean, _keep(y, self.keep),
+                                         np.array([1.0 / self.dof if self.dof else math.inf]))
+        return (Tensor._wrap(out),)
+
+
+def _variance(input, dim, unbiased, keepdim, correction, name):
+    if isinstance(dim, bool):                  # var(input, unbiased)
+        dim, unbiased = None, dim
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{name}() received an invalid combination of arguments: unbiased and correction "
+                        "cannot both be given")
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    if not input.dtype.is_floating_point:
+        raise RuntimeError("std and var only support floating point and complex dtypes")
+    dims = _dims(dim, input.ndim, name)
+    n = math.prod(input._data.shape[d] for d in dims)
+    dof = n - correction
+    if dof <= 0:
+        warnings.warn(f"{name}(): degrees of freedom is <= 0. Correction should be strictly less than the "
+                      "reduction factor (input numel divided by output numel).", UserWarning, stacklevel=3)
+    data, mu = kernels.var(input._data, dims, correction)
+    if name == "std":
+        OPS["sqrt"](data, data)
+    node = StdBackward0 if name == "std" else VarBackward0
+    out = record(node, data.reshape(_out_shape(input.shape, dims, keepdim)), (input,), keep=data.shape,
+                 in_shape=input._data.shape, dims=dims, dof=dof, mean=mu)
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(*((input, out.detach()) if name == "std" else (input,)))
+    return out
+
+
+@tensor_method()
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Variance over ``dim``, divided by (N - correction); ``unbiased=False`` means correction 0."""
+    return _variance(input, dim, unbiased, keepdim, correction, "var")
+
+
+@tensor_method()
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return _variance(input, dim, unbiased, keepdim, correction, "std")
+
+
+# -- logsumexp, softmax, log_softmax ----------------------------------------------------------------------------
+def _float_input(input):
+    return input if input.dtype.is_floating_point else input.to(_dtype.get_default_dtype())
+
+
+class LogsumexpBackward0(Node):
+    """g * exp(x - y)."""
+
+    def backward(self, grad):
+        x, y = self.saved_tensors
+        if needs_grad((grad, x)):
+            y = _expand(_result(self, y), self.keep, self.in_shape)
+            return (_expand(grad, self.keep, self.in_shape) * exp(x - y),)
+        out = np.empty(self.in_shape, x._data.dtype)
+        kernels.BACKWARD["logsumexp_backward"](out, _keep(grad, self.keep), x._data, _keep(y, self.keep))
+        return (Tensor._wrap(out),)
+
+
+@tensor_method()
+def logsumexp(input, dim, keepdim=False):
+    input = _float_input(input)
+    dims = _dims(dim, input.ndim, "logsumexp")
+    data = kernels.logsumexp(input._data, dims)
+    out = record(LogsumexpBackward0, data.reshape(_out_shape(input.shape, dims, keepdim)), (input,),
+                 keep=data.shape, in_shape=input._data.shape)
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(input, out.detach())
+    return out
+
+
+class SoftmaxBackward0(Node):
+    def backward(self, grad):
+        y, = self.saved_tensors
+        if is_grad_enabled():
+            y = _result(self, y)
+            return (y * (grad - sum(grad * y, self.dim, keepdim=True)),)
+        return (Tensor._wrap(kernels.softmax_backward(grad._data, y._data, self.dim)),)
+
+
+class LogSoftmaxBackward0(Node):
+    def backward(self, grad):
+        y, = self.saved_tensors
+        if is_grad_enabled():
+            return (grad - exp(_result(self, y)) * sum(grad, self.dim, keepdim=True),)
+        return (Tensor._wrap(kernels.softmax_backward(grad._data, y._data, self.dim, log=True)),)
+
+
+def _softmax(input, dim, dtype, log):
+    if dtype is not None:
+        input = input.to(dtype)
+    if not input.dtype.is_floating_point:
+        name = "log_softmax" if log else "softmax"
+        raise NotImplementedError(f"\"{name}_lastdim_kernel_impl\" not implemented for '{input.dtype.legacy}'")
+    d = _one_dim(dim, input.ndim, "log_softmax" if log else "softmax")
+    y = kernels.softmax(input._data, d if input.ndim else 0, log)
+    out = record(LogSoftmaxBackward0 if log else SoftmaxBackward0, y, (input,), dim=d)
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(out.detach())
+    return out
+
+
+@tensor_method()
+def softmax(input, dim, dtype=None):
+    """exp(x - max) / sum(exp(x - max)) along ``dim``: one fused kernel, stable for any input."""
+    return _softmax(input, dim, dtype, log=False)
+
+
+@tensor_method()
+def log_softmax(input, dim, dtype=None):
+    """(x - max) - log(sum(exp(x - max))) along ``dim``: one fused kernel, stable for any input."""
+    return _softmax(input, dim, dtype, log=True)
