@@ -287,15 +287,20 @@ class Tensor:
 
     def __bool__(self):
         if self._data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {'more than one' if self._data.size else 'no'} "
-                               "value is ambiguous")
+            raise RuntimeError(f"Boolean value of Tensor with {'more than one value' if self._data.size else 'no values'} "
+                               "is ambiguous")
         return bool(self._data.reshape(-1)[0])
 
     def __float__(self):
-        return float(self.item())
+        return float(self._scalar())
 
     def __int__(self):
-        return int(self.item())
+        return int(self._scalar())
+
+    def _scalar(self):
+        if self._data.size != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self._data.reshape(-1)[0].item()
 
     def __index__(self):
         if self._data.dtype.kind not in "iub" or self._data.size != 1:
@@ -407,13 +412,18 @@ def _array_from(obj, dtype=None):
         arr = np.array(obj)
         if arr.dtype == object:
             raise TypeError(f"Could not infer dtype of {type(obj).__name__}")
-        if arr.dtype.kind == "f" and dtype is None:
-            arr = arr.astype(get_default_dtype().numpy)
+        if arr.dtype.kind == "f" and dtype is None and not _has_numpy_floats(obj):
+            arr = arr.astype(get_default_dtype().numpy)     # Python floats take the default dtype
         if arr.dtype.kind == "U":
             raise TypeError("new(): invalid data type 'str'")
     if dtype is not None:
         return arr.astype(dtype.numpy, copy=False)
     return arr.astype(from_numpy_dtype(arr.dtype, copy=True).numpy, copy=False)
+
+
+def _has_numpy_floats(obj):
+    """NumPy float scalars keep their dtype, as in PyTorch; Python floats do not."""
+    return any(isinstance(o, np.floating) for o in _flatten(obj))
 
 
 def _flatten(obj):
