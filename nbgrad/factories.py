@@ -14,10 +14,9 @@ __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty"
 
 
 def _leaf(data, requires_grad):
-    t = Tensor._wrap(data)
-    if requires_grad:
-        t.requires_grad_(True)
-    return t
+    if requires_grad and data.dtype.kind != "f":        # PyTorch's factory text, not requires_grad_'s
+        raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
+    return Tensor._wrap(data, bool(requires_grad))
 
 
 def _sizes(size):
@@ -203,6 +202,8 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False):
     _check_device(device)
+    if size is None and isinstance(high, (tuple, list)):      # randint(high, size)
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     if size is None:

@@ -193,11 +193,20 @@ def add(input, other, *, alpha=1):
     return record(AddBackward0, data, (input, other), alpha=alpha)
 
 
-@tensor_method("sub", "__sub__", "subtract")
-def sub(input, other, *, alpha=1):
-    if input.dtype is _dtype.bool and isinstance(other, Tensor) and other.dtype is _dtype.bool:
+def _check_subtraction(a, b):
+    """PyTorch refuses to subtract with a bool tensor on either side."""
+    is_bool = [x.dtype is _dtype.bool if isinstance(x, Tensor) else isinstance(x, (bool, np.bool_)) for x in (a, b)]
+    if all(is_bool):
         raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
                            "Use the `^` or `logical_xor()` operator instead.")
+    if any(flag and isinstance(x, Tensor) for flag, x in zip(is_bool, (a, b))):
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+
+
+@tensor_method("sub", "__sub__", "subtract")
+def sub(input, other, *, alpha=1):
+    _check_subtraction(input, other)
     if alpha != 1:
         return add(input, other, alpha=-alpha)
     return elementwise("sub", SubBackward0, (input, other), alpha=1)
@@ -207,6 +216,7 @@ def sub(input, other, *, alpha=1):
 def rsub(input, other):
     """``other - input``, for a number ``other``."""
     _check_operand(other)
+    _check_subtraction(other, input)
     return record(RsubBackward1, compute("sub", (other, input)), (input,))
 
 
@@ -252,7 +262,7 @@ def pow(input, exponent):
     if isinstance(exponent, Tensor):
         out = elementwise("pow", PowBackward1, (input, exponent))
         if out.grad_fn is not None:
-            out.grad_fn.save_for_backward(input, exponent, out.detach())
+            out.grad_fn.save_for_backward(input, exponent, out)
         return out
     _check_integer_power(input, exponent)
     return elementwise("pow", PowBackward0, (input, exponent), saved=(input, exponent))
@@ -264,9 +274,9 @@ def _rpow(input, other):
     if isinstance(other, Tensor):
         return pow(other, input)
     _check_operand(other)
-    out = record(PowBackward2, compute("pow", (other, input), _float_dtype((other, input))), (input,), base=other)
+    out = record(PowBackward2, compute("pow", (other, input)), (input,), base=other)
     if out.grad_fn is not None:
-        out.grad_fn.save_for_backward(input, out.detach())
+        out.grad_fn.save_for_backward(input, out)
     return out
 
 
@@ -332,7 +342,7 @@ class SigmoidBackward0(Node):
 class ReluBackward0(Node):
     def backward(self, grad):
         y, = self.saved_tensors
-        return (_fused("relu_backward", (grad, y), lambda: where(y > 0, grad, 0.0)),)
+        return (_fused("relu_backward", (grad, y), lambda: where(y <= 0, 0.0, grad)),)
 
 
 def _unary(kernel, node_cls, input, save, float_result=True):
@@ -341,7 +351,7 @@ def _unary(kernel, node_cls, input, save, float_result=True):
     dtype = _float_dtype((input,)) if float_result else input.dtype
     out = record(node_cls, compute(kernel, (input,), dtype), (input,))
     if out.grad_fn is not None and save is not None:
-        out.grad_fn.save_for_backward(input if save == "input" else out.detach())
+        out.grad_fn.save_for_backward(input if save == "input" else out)
     return out
 
 
@@ -408,20 +418,36 @@ class ClampBackward1(Node):
         return (_fused("clamp_backward", (grad, x, lo, hi), lambda: where((x >= lo) & (x <= hi), grad, 0.0)),)
 
 
+class ClampBackward0(Node):
+    """Tensor bounds: the input's gradient where it lies within them, a bound's where it won
+    (the upper bound wins where the bounds cross), as PyTorch's ``clamp_backward_min_max``."""
+
+    def backward(self, grad):
+        x, lo, hi = self.saved_tensors
+        need = self.needs_input_grad
+        if lo is None:
+            inside, below, above = x <= hi, None, x > hi
+        elif hi is None:
+            inside, below, above = x >= lo, x < lo, None
+        else:
+            inside, below, above = (x >= lo) & (x <= hi), (x < lo) & (lo < hi), (x > hi) | (hi < lo)
+        return tuple(where(mask, grad, 0.0) if n else None for mask, n in zip((inside, below, above), need))
+
+
 @tensor_method("clamp", "clip")
 def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
-    if isinstance(min, Tensor) or isinstance(max, Tensor):
-        out = input
-        if min is not None:
-            out = maximum(out, min)
-        if max is not None:
-            out = minimum(out, max)
-        return out
-    dtype = result_type([input], [v for v in (min, max) if v is not None])
+    bounds = [v for v in (min, max) if v is not None]
+    dtype = result_type([input] + [v for v in bounds if isinstance(v, Tensor)],
+                        [v for v in bounds if not isinstance(v, Tensor)])
     lo = min if min is not None else _lowest(dtype)
     hi = max if max is not None else _highest(dtype)
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = record(ClampBackward0, compute("clamp", (input, lo, hi), dtype), (input, min, max))
+        if out.grad_fn is not None:
+            out.grad_fn.save_for_backward(input, min, max)
+        return out
     out = record(ClampBackward1, compute("clamp", (input, lo, hi), dtype), (input,), bounds=(lo, hi))
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(input)
@@ -456,8 +482,9 @@ class MinimumBackward0(Node):
 
 
 def _max_share(grad, a, b):
-    """The share of ``grad`` that goes to ``a`` in ``maximum(a, b)``: all where a > b, half on ties."""
-    return _fused("max_backward_first", (grad, a, b), lambda: where(a > b, grad, where(a == b, grad / 2, 0.0)))
+    """The share of ``grad`` that goes to ``a`` in ``maximum(a, b)``: none where a < b, half
+    on ties, all elsewhere (where a > b, and where either is NaN)."""
+    return _fused("max_backward_first", (grad, a, b), lambda: where(a < b, 0.0, where(a == b, grad / 2, grad)))
 
 
 @tensor_method()

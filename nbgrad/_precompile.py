@@ -1,0 +1,76 @@
+"""What ``python -m nbgrad precompile`` runs: every op family, forward and backward, in
+float32 and float64, on a small input (serial loops) and a large one (parallel loops),
+contiguous and strided, so that each kernel variant they use lands in the on-disk cache.
+
+Compiling by running the public ops, rather than from a list of signatures, compiles
+exactly the variants that programs meet, and cannot drift from the code.
+"""
+import numpy as np
+
+SMALL, LARGE = (4, 5), (256, 320)      # 20 and 81,920 elements: either side of PARALLEL_MIN
+
+
+def _inputs(nbgrad, dtype, shape):
+    rng = np.random.default_rng(0)
+    x = nbgrad.tensor(rng.random(shape, dtype=dtype.numpy) + 0.5, requires_grad=True)
+    y = nbgrad.tensor(rng.random(shape, dtype=dtype.numpy) + 0.5, requires_grad=True)
+    return x, y
+
+
+def _pointwise(nbgrad, x, y):
+    bias = y[0]                          # broadcast (strided) operand
+    outs = [x + y, x - y, x * y, x / y, x ** y, -x, x ** 2, x ** 3, 2 ** x, 10 - x, x * 3, x / 3,
+            3 / x, x + bias, x * bias, x.t() * y.t(), x.exp(), x.log(), x.sqrt(), x.abs(), x.sin(),
+            x.cos(), x.tanh(), x.sigmoid(), x.relu(), x.clamp(0.6, 1.2), nbgrad.maximum(x, y),
+            nbgrad.minimum(x, y), nbgrad.where(x > y, x, y)]
+    for out in outs:
+        out.sum().backward()
+    [op(x, y) for op in (lambda a, b: a == b, lambda a, b: a < b, lambda a, b: a >= b)]
+
+
+def _reductions(nbgrad, x, y):
+    for out in (x.sum(), x.sum(0), x.sum(1), x.mean(1), x.max(), x.max(1)[0], x.amax(0), x.var(1),
+                x.std(0), x.logsumexp(1), x.softmax(1), x.log_softmax(1), x.t().sum(1), x.prod(1)):
+        out.sum().backward()
+    x.argmax(1)
+
+
+def _linalg_shape_index(nbgrad, x, y):
+    n = x.shape[1]
+    outs = [x @ y.t(), x.t() @ y, x[:, :3] @ x[:3], (x @ y[0]), x.reshape(-1), x.view(-1, 1),
+            x.t().reshape(-1), nbgrad.cat([x, y]), nbgrad.stack([x, y]), x.unsqueeze(0).expand(2, *x.shape),
+            x[1:, ::2], x[[0, 1, 1]], x[x > 1], x.gather(1, nbgrad.zeros(x.shape[0], 1, dtype=nbgrad.int64)),
+            x.permute(1, 0).contiguous(), x.flip(0)]
+    for out in outs:
+        out.sum().backward()
+    z = x.detach().clone()
+    z[0] = 1.0
+    z[z > 1] = 0.0
+    z[:, [0, n - 1]] = 2.0
+
+
+def _nn(nbgrad, x, y):
+    F = nbgrad.nn.functional
+    target = nbgrad.zeros(x.shape[0], dtype=nbgrad.int64)
+    for loss in (F.cross_entropy(x, target), F.mse_loss(x, y), F.nll_loss(x.log_softmax(1), target)):
+        loss.backward()
+    with nbgrad.no_grad():
+        x.add_(y.grad, alpha=-0.1)
+        x.mul_(0.9)
+
+
+FAMILIES = [("pointwise", _pointwise), ("reductions", _reductions),
+            ("matmul, shapes, indexing", _linalg_shape_index), ("nn", _nn)]
+
+
+def workloads():
+    """(name, job) pairs, one per family × dtype × size."""
+    import nbgrad
+    jobs = []
+    for dtype in (nbgrad.float32, nbgrad.float64):
+        for shape in (SMALL, LARGE):
+            for name, family in FAMILIES:
+                label = f"{name} {dtype.name} {'large' if shape == LARGE else 'small'}"
+                jobs.append((label, lambda family=family, dtype=dtype, shape=shape:
+                             family(nbgrad, *_inputs(nbgrad, dtype, shape))))
+    return jobs
