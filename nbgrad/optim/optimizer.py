@@ -9,6 +9,7 @@ from itertools import chain
 
 from ..autograd.grad_mode import enable_grad
 from ..nn.module import _typename
+from ..nn.module import _zero_grad as zero_param_grad
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "required"]
@@ -81,16 +82,7 @@ class Optimizer:
     def zero_grad(self, set_to_none=True):
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    if p.grad.grad_fn is not None:
-                        p.grad.detach_()
-                    else:
-                        p.grad.requires_grad_(False)
-                    p.grad.zero_()
+                zero_param_grad(p, set_to_none)
 
     def step(self, closure=None):
         raise NotImplementedError
