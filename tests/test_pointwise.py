@@ -478,3 +478,26 @@ def test_zero_size_tensors(torch):
         assert y.shape == shape
         y.backward(nbgrad.ones(shape))
         assert x.grad.shape == shape
+
+
+# -- rounding divisions ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_floor_trunc_divide_and_remainder_match_torch(torch, dtype):
+    a = np.array([7, -7, 9, -9, 0, 5], dtype=dtype)
+    b = np.array([2, 2, -4, -4, 3, -5], dtype=dtype)
+    x, y, tx, ty = nbgrad.tensor(a), nbgrad.tensor(b), torch.tensor(a), torch.tensor(b)
+    for ours, theirs in [(x // y, tx // ty), (x % y, tx % ty), (x // 2, tx // 2), (7 // y, 7 // ty),
+                         (x.div(y, rounding_mode="trunc"), tx.div(ty, rounding_mode="trunc")),
+                         (x.div(y, rounding_mode="floor"), tx.div(ty, rounding_mode="floor"))]:
+        assert ours.dtype.name == str(theirs.dtype).split(".")[-1]
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_remainder_gradient_matches_torch(torch):
+    a = np.array([7.5, -3.25, 2.0])
+    x, tx = nbgrad.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, ty = nbgrad.tensor([2.0, 1.5, -0.75], requires_grad=True), torch.tensor([2.0, 1.5, -0.75], requires_grad=True)
+    (x % y).sum().backward()
+    (tx % ty).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy())
+    np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy())

@@ -21,7 +21,7 @@ __all__ = [
     "add", "sub", "mul", "div", "true_divide", "neg", "pow", "exp", "log", "sqrt", "abs", "sin", "cos",
     "tanh", "sigmoid", "relu", "clamp", "clip", "maximum", "minimum", "where", "sign", "square",
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not",
-    "broadcast_shapes", "cast", "clone", "rsub",
+    "broadcast_shapes", "cast", "clone", "rsub", "floor_divide", "remainder",
 ]
 
 
@@ -228,9 +228,60 @@ def mul(input, other):
 @tensor_method("div", "__truediv__", "divide", "true_divide")
 def div(input, other, *, rounding_mode=None):
     if rounding_mode is not None:
-        raise NotImplementedError("div with rounding_mode is not supported yet")
+        if rounding_mode not in ("floor", "trunc"):
+            raise ValueError("div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+                             f"'{rounding_mode}'")
+        return _rounding_op(rounding_mode + "_divide", input, other)
     return elementwise("div", DivBackward0, (input, other), saved=(input, other),
                        dtype=_float_dtype((input, other)))
+
+
+class ZeroGradBackward(Node):
+    """Piecewise-constant ops: their gradient is zero almost everywhere."""
+
+    def backward(self, grad):
+        return tuple(grad * 0 if need else None for need in self.needs_input_grad)
+
+
+class DivBackward1(ZeroGradBackward):
+    pass
+
+
+class RemainderBackward0(Node):
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        need = self.needs_input_grad
+        return (grad if need[0] else None), (-grad * div(a, b, rounding_mode="floor") if need[1] else None)
+
+
+def _rounding_op(kernel, a, b, node_cls=DivBackward1):
+    if isinstance(b, numbers.Number) and b == 0 and _is_integral(a) and _is_integral(b):
+        raise ZeroDivisionError("ZeroDivisionError")
+    return elementwise(kernel, node_cls, (a, b), saved=(a, b))
+
+
+def _is_integral(x):
+    return x.dtype.kind < 2 if isinstance(x, Tensor) else isinstance(x, numbers.Integral)
+
+
+@tensor_method("floor_divide", "__floordiv__")
+def floor_divide(input, other):
+    return _rounding_op("floor_divide", input, other)
+
+
+@tensor_method("__rfloordiv__")
+def _rfloordiv(input, other):
+    return _rounding_op("floor_divide", other, input)
+
+
+@tensor_method("remainder", "__mod__")
+def remainder(input, other):
+    return _rounding_op("remainder", input, other, RemainderBackward0)
+
+
+@tensor_method("__rmod__")
+def _rmod(input, other):
+    return _rounding_op("remainder", other, input, RemainderBackward0)
 
 
 true_divide = div
