@@ -21,7 +21,7 @@ __all__ = [
     "add", "sub", "mul", "div", "true_divide", "neg", "pow", "exp", "log", "sqrt", "abs", "sin", "cos",
     "tanh", "sigmoid", "relu", "clamp", "clip", "maximum", "minimum", "where", "sign", "square",
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not",
-    "broadcast_shapes", "cast", "clone", "rsub", "floor_divide", "remainder",
+    "broadcast_shapes", "clone", "rsub", "floor_divide", "remainder",
 ]
 
 
