@@ -11,9 +11,9 @@ import weakref
 import numpy as np
 
 from . import _dtype
-from ._dtype import from_numpy_dtype, get_default_dtype, to_dtype
+from ._dtype import _BY_NUMPY, from_numpy_dtype, get_default_dtype, to_dtype
 from .autograd.graph import AccumulateGrad, HookDict, add_hook
-from .autograd.grad_mode import is_grad_enabled
+from .autograd.grad_mode import _state as _grad_mode
 
 __all__ = ["Tensor", "Size", "device", "record", "is_tensor"]
 
@@ -79,9 +79,15 @@ class _Version:
 
 class Tensor:
     """A multi-dimensional array that can record the operations applied to it."""
-    __slots__ = ("_data", "_version_counter", "_requires_grad", "grad", "grad_fn", "_output_nr",
-                 "_base", "_view_fn", "_hooks", "_accumulator", "__dict__", "__weakref__")
+    __slots__ = ("_data", "_version_counter", "_requires_grad", "grad_fn", "__dict__", "__weakref__")
     __array_priority__ = 1000          # ndarray op Tensor defers to Tensor's reflected op
+    # Set on few tensors: class defaults, so that making a tensor sets four attributes only.
+    grad = None
+    _output_nr = 0
+    _base = None                       # the tensor whose memory a view shows
+    _view_fn = None                    # makes the same view of another tensor of _base's shape
+    _hooks = None
+    _accumulator = None
 
     def __init__(self, *args, dtype=None, device=None):
         """The legacy constructor: ``Tensor(2, 3)`` (sizes, zero-filled), ``Tensor([1, 2])``
@@ -124,7 +130,7 @@ class Tensor:
 
     @property
     def dtype(self):
-        return from_numpy_dtype(self._data.dtype)
+        return _BY_NUMPY[self._data.dtype]
 
     @property
     def device(self):
@@ -387,13 +393,7 @@ def _init(t, data):
     t._data = data
     t._version_counter = _Version()
     t._requires_grad = False
-    t.grad = None
     t.grad_fn = None
-    t._output_nr = 0
-    t._base = None
-    t._view_fn = None
-    t._hooks = None
-    t._accumulator = None
 
 
 def _rebuild(data, requires_grad):
@@ -467,12 +467,13 @@ def _edge(x):
 
 
 def _meta(x):
-    return (x._data.shape, x.dtype) if isinstance(x, Tensor) else None
+    """What the engine needs to conform a gradient to an input: its shape and NumPy dtype."""
+    return (x._data.shape, x._data.dtype) if isinstance(x, Tensor) else None
 
 
 def needs_grad(inputs):
     """Whether an operation on ``inputs`` is to be recorded."""
-    if not is_grad_enabled():
+    if not _grad_mode.enabled:
         return False
     for x in inputs:
         if isinstance(x, Tensor) and (x._requires_grad or x.grad_fn is not None):
@@ -483,7 +484,11 @@ def needs_grad(inputs):
 def record(node_cls, data, inputs, saved=(), **attrs):
     """The result of an operation: ``data`` wrapped, with a ``node_cls`` node as its
     ``grad_fn`` if any input requires grad and grad mode is on."""
-    out = Tensor._wrap(data)
+    out = object.__new__(Tensor)
+    out._data = data
+    out._version_counter = _Version()
+    out._requires_grad = False
+    out.grad_fn = None
     if needs_grad(inputs):
         node = node_cls(tuple(_edge(x) for x in inputs), tuple(_meta(x) for x in inputs))
         if attrs:

@@ -118,9 +118,8 @@ class Elementwise:
             xs = [_no_partial_overlap(out, x) for x in xs]
         parallel = size >= PARALLEL_MIN
         if out.flags.c_contiguous:
-            pattern = _contiguous_pattern(xs, size)
+            pattern, flat = _contiguous_operands(xs, size)
             if pattern is not None:
-                flat = [x.reshape(-1) for x in xs]
                 _launch(self.kernel(pattern, parallel), parallel, out.reshape(-1), *flat)
                 return out
         shape, strided = _coalesce(out, xs)
@@ -136,16 +135,25 @@ def _launch(kernel, parallel, *args):
         kernel(*args)
 
 
-def _contiguous_pattern(xs, size):
-    pattern = []
+def _contiguous_operands(xs, size):
+    """The operands as flat arrays for a contiguous loop, and their pattern; ``None`` if
+    some operand needs the strided loop. One value broadcast to any shape (as the
+    gradient of a sum is) counts as a single value."""
+    pattern = ""
+    flat = []
     for x in xs:
         if x.size == size and x.flags.c_contiguous:
-            pattern.append("c")
+            pattern += "c"
+            flat.append(x.reshape(-1))
         elif x.size == 1:
-            pattern.append("s")
+            pattern += "s"
+            flat.append(x.reshape(-1))
+        elif not any(x.strides):
+            pattern += "s"
+            flat.append(x[(0,) * x.ndim].reshape(1))   # a writable copy: one kernel variant
         else:
-            return None
-    return "".join(pattern)
+            return None, None
+    return pattern, flat
 
 
 def _no_partial_overlap(out, x):
@@ -215,8 +223,11 @@ def sigmoid(x):
 _POW = '''
 @njit(inline='always', error_model='numpy')
 def power(a, b):
+    # small integer exponents as products: exact, and far cheaper than pow()
     if b == 2:
         return a * a
+    if b == 3:
+        return a * a * a
     if b == 1:
         return a
     return a ** b

@@ -12,6 +12,7 @@
 and it captures their gradients instead of accumulating them into ``.grad``.
 """
 import heapq
+import sys
 
 from .graph import AccumulateGrad
 from .grad_mode import set_grad_enabled
@@ -36,7 +37,9 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     captured = [None] * len(inputs) if inputs is not None else None
 
     buffers = {}
+    deliveries = {}                       # id(gradient) -> how many edges it was handed to
     for (fn, nr), grad in roots:
+        deliveries[id(grad)] = 2          # the caller's own gradient is never taken over
         if needed is None or fn in needed:
             _add_to_buffer(buffers, fn, nr, grad)
     ready = [(-fn._sequence_nr, id(fn), fn) for fn in buffers if dependencies.get(fn, 0) == 0]
@@ -54,7 +57,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                     captured[i] = grads[nr]
                 if isinstance(fn, AccumulateGrad):
                     if accumulate and grads[0] is not None:
-                        fn.apply(grads[0])
+                        fn.apply(grads[0], _is_fresh(grads[0], deliveries, fn))
                     continue
                 if needed is not None and not any(n in needed for n, _ in fn.next_functions):
                     continue
@@ -65,12 +68,22 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 if next_fn is None or (needed is not None and next_fn not in needed):
                     continue
                 if grad is not None:
-                    _add_to_buffer(buffers, next_fn, nr, _conform(grad, meta))
+                    grad = _conform(grad, meta)
+                    deliveries[id(grad)] = deliveries.get(id(grad), 0) + (1 if not fn._post_hooks else 2)
+                    _add_to_buffer(buffers, next_fn, nr, grad)
                 remaining = dependencies[next_fn] - 1
                 dependencies[next_fn] = remaining
                 if remaining == 0:
                     heapq.heappush(ready, (-next_fn._sequence_nr, id(next_fn), next_fn))
     return captured
+
+
+def _is_fresh(grad, deliveries, fn):
+    """Whether ``grad`` may become ``.grad`` without a copy: handed to this edge alone, no
+    hook saw it, and nothing else holds its memory (as PyTorch checks use counts)."""
+    data = grad._data
+    return (deliveries.get(id(grad), 0) <= 1 and not fn.variable._hooks and grad.grad_fn is None
+            and data.base is None and data.flags.writeable and sys.getrefcount(data) == 2)
 
 
 def _edge_of(tensor):
@@ -172,9 +185,10 @@ def _call(fn, grads):
 def _conform(grad, meta):
     """Sum a broadcast gradient down to the input's shape and give it the input's dtype."""
     shape, dtype = meta
-    if grad.shape != shape:
+    data = grad._data
+    if data.shape != shape:
         grad = grad.sum_to_size(shape)
-    if grad.dtype is not dtype:
+    if data.dtype != dtype:
         grad = grad.to(dtype)
     return grad
 

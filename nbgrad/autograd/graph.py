@@ -56,20 +56,20 @@ def add_hook(hooks, fn):
 class Node:
     """A backward step. Subclasses define ``backward(self, *grads)`` returning one gradient
     per input (``None`` where none is needed), and are named as PyTorch names them."""
-    __slots__ = ("next_functions", "_sequence_nr", "_saved", "_saved_versions", "_saved_outputs",
-                 "_input_meta", "_pre_hooks", "_post_hooks", "_retained", "__dict__", "__weakref__")
+    __slots__ = ("next_functions", "_sequence_nr", "_input_meta", "__dict__", "__weakref__")
     num_outputs = 1
+    # Set on few nodes: class defaults, so that making a node sets three attributes only.
+    _saved = ()
+    _saved_versions = ()
+    _saved_outputs = None
+    _pre_hooks = None
+    _post_hooks = None
+    _retained = None
 
     def __init__(self, next_functions=(), input_meta=()):
         self.next_functions = next_functions
         self._input_meta = input_meta
         self._sequence_nr = next(_sequence)
-        self._saved = ()
-        self._saved_versions = ()
-        self._saved_outputs = None
-        self._pre_hooks = None
-        self._post_hooks = None
-        self._retained = None
 
     def name(self):
         return type(self).__name__
@@ -164,16 +164,17 @@ class AccumulateGrad(Node):
         self.variable = variable
         self._sequence_nr = float("inf")     # as in PyTorch: run as soon as it is ready
 
-    def apply(self, grad):
-        accumulate_into(self.variable, grad)
+    def apply(self, grad, fresh=False):
+        accumulate_into(self.variable, grad, fresh)
         return ()
 
 
-def accumulate_into(variable, grad):
-    """``variable.grad += grad`` in place; the first gradient is copied, since the engine
-    may hand the same tensor to several edges. With ``create_graph`` the sum is recorded."""
+def accumulate_into(variable, grad, fresh=False):
+    """``variable.grad += grad`` in place. The first gradient is taken as it is when the
+    engine knows nobody else holds it (``fresh``), else copied. With ``create_graph``
+    the sum is recorded."""
     if variable.grad is None:
-        variable.grad = grad.clone()          # recorded under create_graph
+        variable.grad = grad if fresh and not is_grad_enabled() else grad.clone()
     elif is_grad_enabled():
         variable.grad = variable.grad + grad
     else:

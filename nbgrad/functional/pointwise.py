@@ -60,10 +60,50 @@ def _as_array(x, np_dtype):
         data = x._data
         if data.dtype != np_dtype:
             out = np.empty(data.shape, np_dtype)
-            OPS["copy"](out, data)
+            OPS["copy"](out, data, fresh_out=True)
             return out
         return data
-    return np.array((x,), np_dtype)
+    return _number_array(x, np_dtype)
+
+
+_NUMBERS = {}
+
+
+def _number_array(x, np_dtype):
+    """A number as a one-element array; the same few numbers recur (``x * 2``, ``1 - y``),
+    so their arrays are kept (never written to) instead of made on every call."""
+    if type(x) not in (float, int, bool):
+        _check_operand(x)
+    key = (x, np_dtype)
+    arr = _NUMBERS.get(key)
+    if arr is None:
+        if len(_NUMBERS) > 4096:
+            _NUMBERS.clear()
+        arr = _NUMBERS[key] = np.array((x,), np_dtype)
+    return arr
+
+
+def promote(operands):
+    """The dtype to compute ``operands`` in: PyTorch's promotion, with a quick answer for
+    the usual case of tensors of one dtype, and numbers that cannot raise it."""
+    first = None
+    numbers_ = False
+    for x in operands:
+        if isinstance(x, Tensor):
+            d = x._data.dtype
+            if first is None:
+                first = d
+            elif d != first:
+                break
+        else:
+            numbers_ = True
+    else:
+        if first is not None:
+            dtype = _dtype._BY_NUMPY[first]
+            if not numbers_ or dtype.kind == 2:
+                return dtype
+    return result_type([x for x in operands if isinstance(x, Tensor)],
+                       [x for x in operands if not isinstance(x, Tensor)])
 
 
 def _check_operand(x):
@@ -73,30 +113,27 @@ def _check_operand(x):
 
 def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
     """Run ``kernel`` over broadcast ``operands`` in ``dtype`` (default: promoted); returns an array."""
-    tensors = [x for x in operands if isinstance(x, Tensor)]
     if dtype is None:
-        dtype = result_type(tensors, [x for x in operands if not isinstance(x, Tensor)])
+        dtype = promote(operands)
     np_dtype = dtype.numpy
     arrays = [_as_array(x, np_dtype) for x in operands]
     if out is not None:
         OPS[kernel](out, *arrays)
         return out
-    shape = broadcast_shapes(*(t._data.shape for t in tensors))
-    out = np.empty(shape, (out_dtype or dtype).numpy)
+    shapes = [x._data.shape for x in operands if isinstance(x, Tensor)]
+    out = np.empty(shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes), (out_dtype or dtype).numpy)
     OPS[kernel](out, *arrays, fresh_out=True)
     return out
 
 
 def elementwise(kernel, node_cls, operands, saved=(), dtype=None, out_dtype=None, **attrs):
-    """Compute ``kernel`` and record ``node_cls`` for it."""
-    for x in operands:
-        _check_operand(x)
+    """Compute ``kernel`` and record ``node_cls`` for it (``compute`` checks the operands)."""
     return record(node_cls, compute(kernel, operands, dtype, out_dtype), operands, saved, **attrs)
 
 
 def _float_dtype(operands):
     """The promoted dtype, raised to the default float for integer inputs (``/``, ``exp``...)."""
-    d = result_type([x for x in operands if isinstance(x, Tensor)], [x for x in operands if not isinstance(x, Tensor)])
+    d = promote(operands)
     return d if d.is_floating_point else _dtype.get_default_dtype()
 
 
