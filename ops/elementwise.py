@@ -22,8 +22,9 @@ import numpy as np
 
 from ._cache import load_module
 
-# Below this many elements the serial loop wins: see benchmarks/threshold.py.
-PARALLEL_MIN = 1 << 16
+# Below this many elements the serial loop wins or ties (benchmarks/threshold.py), and a
+# parallel loop right after a BLAS call competes with its still-spinning threads.
+PARALLEL_MIN = 1 << 18
 
 # Numba's default 'workqueue' threading layer aborts the process when two Python threads
 # run parallel kernels at once, so parallel launches take turns.
