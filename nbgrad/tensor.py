@@ -490,7 +490,7 @@ def record(node_cls, data, inputs, saved=(), **attrs):
     out._requires_grad = False
     out.grad_fn = None
     if needs_grad(inputs):
-        node = node_cls(tuple(_edge(x) for x in inputs), tuple(_meta(x) for x in inputs))
+        node = node_cls(tuple([_edge(x) for x in inputs]), tuple([_meta(x) for x in inputs]))
         if attrs:
             node.__dict__.update(attrs)
         if saved:

@@ -121,7 +121,11 @@ class Elementwise:
         if out.flags.c_contiguous:
             pattern, flat = _contiguous_operands(xs, size)
             if pattern is not None:
-                _launch(self.kernel(pattern, parallel), parallel, out.reshape(-1), *flat)
+                kernel = self._kernels.get((pattern, parallel)) or self.kernel(pattern, parallel)
+                if not parallel:                 # the small-array path: keep it short
+                    kernel(out.reshape(-1), *flat)
+                    return out
+                _launch(kernel, parallel, out.reshape(-1), *flat)
                 return out
         shape, strided = _coalesce(out, xs)
         _launch(self.kernel("strided", parallel), parallel, shape, *strided)
@@ -143,7 +147,7 @@ def _contiguous_operands(xs, size):
     pattern = ""
     flat = []
     for x in xs:
-        if x.size == size and x.flags.c_contiguous:
+        if x.flags.c_contiguous and x.size == size:
             pattern += "c"
             flat.append(x.reshape(-1))
         elif x.size == 1:

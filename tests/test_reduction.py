@@ -221,7 +221,7 @@ def test_parallel_paths_agree_with_torch():
     thread, or one long reduction cut into chunks whose partial results are combined."""
     torch = _torch()
     big = (np.random.default_rng(1).standard_normal(1 << 20) + 0.5).astype(np.float32)
-    assert big.size >= 16 * PARALLEL_MIN
+    assert big.size >= 4 * PARALLEL_MIN          # every shape below is past the parallel threshold
     assert nbgrad.from_numpy(big).argmax().item() == int(np.argmax(big))
     rtol = 1e-6
     for shape in [(1024, 1024), (16, 1 << 16), (1 << 16, 16)]:

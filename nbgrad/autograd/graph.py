@@ -89,10 +89,19 @@ class Node:
         reference cycle that would keep both alive) and a weak reference to the output;
         unpacking gives the output itself while it lives, else a tensor of its data with
         this node as ``grad_fn``, so that a recorded backward differentiates through it."""
-        if any(getattr(t, "grad_fn", None) is self for t in items):
-            self._saved_outputs = {i: (t._output_nr, weakref.ref(t)) for i, t in enumerate(items)
-                                   if getattr(t, "grad_fn", None) is self}
-            items = tuple(t.detach() if i in self._saved_outputs else t for i, t in enumerate(items))
+        versions = []
+        for t in items:
+            counter = getattr(t, "_version_counter", None)
+            versions.append(None if counter is None else counter.value)
+            if counter is not None and t.grad_fn is self:
+                self._saved_outputs = {i: (t._output_nr, weakref.ref(t)) for i, t in enumerate(items)
+                                       if getattr(t, "grad_fn", None) is self}
+                items = tuple(t.detach() if i in self._saved_outputs else t for i, t in enumerate(items))
+                break
+        else:
+            self._saved = items
+            self._saved_versions = tuple(versions)
+            return
         self._saved = items
         self._saved_versions = tuple(getattr(t, "_version_counter", None) and t._version_counter.value for t in items)
 

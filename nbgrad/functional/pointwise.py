@@ -116,11 +116,18 @@ def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
     if dtype is None:
         dtype = promote(operands)
     np_dtype = dtype.numpy
-    arrays = [_as_array(x, np_dtype) for x in operands]
+    arrays = []
+    shapes = []
+    for x in operands:
+        if isinstance(x, Tensor):
+            data = x._data
+            shapes.append(data.shape)
+            arrays.append(data if data.dtype == np_dtype else _as_array(x, np_dtype))
+        else:
+            arrays.append(_number_array(x, np_dtype))
     if out is not None:
         OPS[kernel](out, *arrays)
         return out
-    shapes = [x._data.shape for x in operands if isinstance(x, Tensor)]
     out = np.empty(shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes), (out_dtype or dtype).numpy)
     OPS[kernel](out, *arrays, fresh_out=True)
     return out
@@ -149,12 +156,16 @@ def _fused(kernel, operands, composed):
 class AddBackward0(Node):
     def backward(self, grad):
         alpha = self.alpha
+        if not self.next_functions[1][0]:            # a number, or a tensor without grad
+            return grad, None
         return grad, (grad if alpha == 1 else grad * alpha)
 
 
 class SubBackward0(Node):
     def backward(self, grad):
         alpha = self.alpha
+        if not self.next_functions[1][0]:
+            return grad, None
         return grad, (-grad if alpha == 1 else grad * -alpha)
 
 
