@@ -211,7 +211,7 @@ TARGETS = {"poly_1e7": 0.5, "poly_1e6": 0.7, "tutorial_5x5": 1.5, "chain_100": 1
            "cross_entropy": 1.0, "cold_start_warm_cache": 1.0, "peak_memory": 1.0}
 
 
-def time_alternating(runs, repeats, budget_s, per_turn=3):
+def measure_alternating(runs, repeats, budget_s, per_turn=3):
     """Median seconds per call of each run. The libraries take turns, round after round, so
     drift of the machine falls on all alike; in each turn one untimed call comes first,
     because the previous library's threads may still be spinning on the cores (OpenMP,
@@ -265,7 +265,7 @@ def cold_start(libs, repeats):
 
 
 _MEMORY = """
-import resource, sys, os
+import sys, os
 sys.path.insert(0, {root!r})
 import {lib} as lib
 from benchmarks.compare import _mlp
@@ -278,7 +278,10 @@ for _ in range(20):
 after_warmup = rss()
 for _ in range(180):
     step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, after_warmup, rss())
+def peak():                     # this process's own high-water mark (ru_maxrss can carry the parent's)
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM'))
+print(peak(), after_warmup, rss())
 """
 
 
@@ -327,7 +330,7 @@ def main(argv=None):
     print(f"{'workload':16} {'nbgrad':>12} " + " ".join(f"{p:>12} {'ratio':>6}" for p in peers) + "  target")
     for name in selected:
         if name in WORKLOADS:
-            medians, n = time_alternating(WORKLOADS[name](libs), repeats, budget)
+            medians, n = measure_alternating(WORKLOADS[name](libs), repeats, budget)
             entry = {"median_s": medians, "calls": n}
         elif name == "cold_start":
             medians = cold_start(libs, 3 if args.quick else 7)
