@@ -8,22 +8,11 @@ import numpy as np
 
 import nbgrad
 
+from .compare import mlp_training_step
+
 
 def _mlp_step():
-    nn = nbgrad.nn
-    nbgrad.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    opt = nbgrad.optim.SGD(model.parameters(), lr=0.01)
-    rng = np.random.default_rng(0)
-    x = nbgrad.tensor(rng.standard_normal((256, 784)).astype(np.float32))
-    y = nbgrad.tensor(rng.integers(0, 10, 256))
-
-    def step():
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-    return step
+    return mlp_training_step(nbgrad)
 
 
 class MLP:

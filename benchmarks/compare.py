@@ -118,7 +118,8 @@ def chain_100(libs):
     return runs
 
 
-def _mlp(lib, seed=0):
+def mlp_training_step(lib, seed=0):
+    """One SGD step of workload 4, as a function of the library that runs it."""
     nn = lib.nn
     lib.manual_seed(seed)
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -138,7 +139,7 @@ def _mlp(lib, seed=0):
 
 def mlp_step(libs):
     """MLP 784-256-10, batch 256, ReLU, log-softmax cross-entropy, one SGD step."""
-    runs = {name: _mlp(libs[name]) for name in ("nbgrad", "torch") if name in libs}
+    runs = {name: mlp_training_step(libs[name]) for name in ("nbgrad", "torch") if name in libs}
     if "jax" in libs:
         jax, jnp = libs["jax"], libs["jax"].numpy
         rng = np.random.default_rng(0)
@@ -268,8 +269,8 @@ _MEMORY = """
 import sys, os
 sys.path.insert(0, {root!r})
 import {lib} as lib
-from benchmarks.compare import _mlp
-step = _mlp(lib)
+from benchmarks.compare import mlp_training_step
+step = mlp_training_step(lib)
 def rss():
     with open('/proc/self/statm') as f:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
