@@ -412,24 +412,27 @@ def _tensor_indices(self, indices):
     return _Index.parse(self.shape, items)      # bounds: checked by the caller
 
 
-@tensor_method()
-def index_put(input, indices, values, accumulate=False):
+def _put_index(input, indices, values, name, position):
+    """The checked index of ``index_put``/``index_put_`` (PyTorch counts ``self`` in the
+    argument position of the function, not of the method)."""
     if not isinstance(values, Tensor):
-        raise TypeError(f"index_put(): argument 'values' (position 3) must be Tensor, not {type(values).__name__}")
+        raise TypeError(f"{name}(): argument 'values' (position {position}) must be Tensor, not "
+                        f"{type(values).__name__}")
     idx = _tensor_indices(input, indices)
     _check_values(values, idx)
     _check_put_dtype(input, values)
+    return idx
+
+
+@tensor_method()
+def index_put(input, indices, values, accumulate=False):
+    idx = _put_index(input, indices, values, "index_put", 3)
     return _put(input, idx.in_bounds(), values, accumulate)
 
 
 @tensor_method()
 def index_put_(self, indices, values, accumulate=False):
-    if not isinstance(values, Tensor):
-        raise TypeError(f"index_put_(): argument 'values' (position 2) must be Tensor, not {type(values).__name__}")
-    idx = _tensor_indices(self, indices)
-    _check_values(values, idx)
-    _check_put_dtype(self, values)
-    return _put_(self, idx, values, accumulate)
+    return _put_(self, _put_index(self, indices, values, "index_put_", 2), values, accumulate)
 
 
 # -- x[index] and x[index] = value -------------------------------------------------------------------
