@@ -72,7 +72,7 @@ def tutorial_graph(libs):
                 (10 - d).sum().backward()
             runs[name] = run
     if "jax" in libs:
-        jax, jnp = libs["jax"], libs["jax"].numpy
+        jax = libs["jax"]
 
         def loss(a, x1, x2, x3, x4):
             d = x3 * (x1 * a) + x4 * (x2 * a)

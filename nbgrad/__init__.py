@@ -9,7 +9,6 @@ import os
 # ran 5x slower. Spin briefly instead, unless the user chose otherwise. It must be set
 # before SciPy's OpenBLAS (which Numba's np.dot calls) is loaded.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-from . import _dtype
 from ._dtype import bool, double, dtype, float, float32, float64, get_default_dtype, int64, long, set_default_dtype
 from .tensor import Size, Tensor, device, is_tensor
 from .factories import *  # noqa: F401,F403  (their __all__)

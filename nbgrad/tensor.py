@@ -484,11 +484,7 @@ def needs_grad(inputs):
 def record(node_cls, data, inputs, saved=(), **attrs):
     """The result of an operation: ``data`` wrapped, with a ``node_cls`` node as its
     ``grad_fn`` if any input requires grad and grad mode is on."""
-    out = object.__new__(Tensor)
-    out._data = data
-    out._version_counter = _Version()
-    out._requires_grad = False
-    out.grad_fn = None
+    out = Tensor._wrap(data)
     if needs_grad(inputs):
         node = node_cls(tuple([_edge(x) for x in inputs]), tuple([_meta(x) for x in inputs]))
         if attrs:

@@ -15,7 +15,6 @@ CUDA kernels when that target is built.
 Callers (the Tensor layer) have already broadcast shapes, promoted dtypes and allocated
 ``out``; here we only choose a loop and run it.
 """
-import math
 import threading
 
 import numpy as np
@@ -121,11 +120,7 @@ class Elementwise:
         if out.flags.c_contiguous:
             pattern, flat = _contiguous_operands(xs, size)
             if pattern is not None:
-                kernel = self._kernels.get((pattern, parallel)) or self.kernel(pattern, parallel)
-                if not parallel:                 # the small-array path: keep it short
-                    kernel(out.reshape(-1), *flat)
-                    return out
-                _launch(kernel, parallel, out.reshape(-1), *flat)
+                _launch(self.kernel(pattern, parallel), parallel, out.reshape(-1), *flat)
                 return out
         shape, strided = _coalesce(out, xs)
         _launch(self.kernel("strided", parallel), parallel, shape, *strided)

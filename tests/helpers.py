@@ -1,6 +1,7 @@
 """Shared test utilities: shape and array strategies, non-contiguous layouts, a bridge to
 PyTorch, and a float64 central-difference gradient check that needs no reduction op."""
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
@@ -168,22 +169,21 @@ def check_grad(fn, *inputs, seed=0, rtol=1e-5, atol=1e-7):
     grad_output = np.random.default_rng(seed).uniform(-1, 1, shape)
     for k, (a, n) in enumerate(zip(analytic_grad(fn, inputs, grad_output), numeric_grad(fn, inputs, grad_output))):
         np.testing.assert_allclose(a, n, rtol=rtol, atol=atol, err_msg=f"gradient of input {k}")
-    gradcheck = real_gradcheck()
-    if gradcheck is not None:
-        assert gradcheck(fn, tuple(nb(np.array(x), requires_grad=True) for x in inputs))
+    assert nbgrad.autograd.gradcheck(fn, tuple(nb(np.array(x), requires_grad=True) for x in inputs))
 
 
-_gradcheck = []
+# -- comparing nn/optim code run in both libraries --------------------------------------------
+def same_error(torch, fn):
+    """``fn(lib)`` fails the same way (type and message) in both libraries."""
+    with pytest.raises(Exception) as expected:
+        fn(torch)
+    with pytest.raises(type(expected.value)) as got:
+        fn(nbgrad)
+    assert str(got.value).replace("nbgrad.", "torch.") == str(expected.value)
 
 
-def real_gradcheck():
-    """``nbgrad.autograd.gradcheck`` once it is more than a placeholder, else None."""
-    if not _gradcheck:
-        fn = nbgrad.autograd.gradcheck
-        try:
-            fn(lambda x: x * 2, (nb(np.ones(2), requires_grad=True),))
-        except RuntimeError as e:
-            if "in progress" in str(e):
-                fn = None
-        _gradcheck.append(fn)
-    return _gradcheck[0]
+def copy_state(module, torch_module):
+    """Load ``torch_module``'s parameters and buffers into ``module`` (through ``load_state_dict``)."""
+    state = {k: nbgrad.tensor(v.detach().numpy().copy()) for k, v in torch_module.state_dict().items()}
+    assert repr(module.load_state_dict(state)) == "<All keys matched successfully>"
+    return module

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import nbgrad
 import nbgrad.nn as nn
 import nbgrad.nn.functional as F
-from helpers import assert_close, check_grad, nb, random_array, to_torch, with_layout
+from helpers import assert_close, check_grad, copy_state, nb, random_array, same_error, to_torch, with_layout
 
 
 @pytest.fixture(scope="module")
@@ -29,22 +29,6 @@ TOL = {np.dtype(np.float32): dict(rtol=2e-5, atol=2e-6), np.dtype(np.float64): d
 def close(actual, expected):
     a = np.asarray(actual.detach().numpy() if hasattr(actual, "detach") else actual)
     assert_close(actual, expected, **TOL[a.dtype])
-
-
-def same_error(torch, fn):
-    """``fn(lib)`` fails the same way (type and message) in both libraries."""
-    with pytest.raises(Exception) as expected:
-        fn(torch)
-    with pytest.raises(type(expected.value)) as got:
-        fn(nbgrad)
-    assert str(got.value).replace("nbgrad.", "torch.") == str(expected.value)
-
-
-def copy_state(module, torch_module):
-    """Load ``torch_module``'s parameters and buffers into ``module`` (through ``load_state_dict``)."""
-    state = {k: nbgrad.tensor(v.detach().numpy().copy()) for k, v in torch_module.state_dict().items()}
-    assert repr(module.load_state_dict(state)) == "<All keys matched successfully>"
-    return module
 
 
 def both(torch, build):

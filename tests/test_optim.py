@@ -11,26 +11,12 @@ import pytest
 import nbgrad
 import nbgrad.nn as nn
 import nbgrad.optim as optim
-from helpers import assert_close, random_array, to_torch
+from helpers import assert_close, copy_state, random_array, same_error, to_torch
 
 
 @pytest.fixture(scope="module")
 def torch():
     return pytest.importorskip("torch")
-
-
-def same_error(torch, fn):
-    with pytest.raises(Exception) as expected:
-        fn(torch)
-    with pytest.raises(type(expected.value)) as got:
-        fn(nbgrad)
-    assert str(got.value).replace("nbgrad.", "torch.") == str(expected.value)
-
-
-def copy_state(module, torch_module):
-    module.load_state_dict({k: nbgrad.tensor(v.detach().numpy().copy())
-                            for k, v in torch_module.state_dict().items()})
-    return module
 
 
 def mlp(lib, sizes, dtype):

@@ -30,7 +30,7 @@ from .pointwise import broadcast_shapes
 __all__ = []
 
 
-def check_writable(self, operands=()):
+def check_writable(self):
     """PyTorch's refusals of in-place updates under grad mode."""
     if not is_grad_enabled():
         return
@@ -65,7 +65,7 @@ def apply_inplace(self, functional, operands=(), direct=None):
     if given, writes the result into ``self._data`` itself when nothing is recorded.
     Callers check shapes and dtypes first (``check_result``) when ``direct`` is used.
     """
-    check_writable(self, operands)
+    check_writable(self)
     if not needs_grad((self, *operands)):
         if direct is not None:
             direct()

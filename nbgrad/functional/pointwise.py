@@ -120,9 +120,8 @@ def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
     shapes = []
     for x in operands:
         if isinstance(x, Tensor):
-            data = x._data
-            shapes.append(data.shape)
-            arrays.append(data if data.dtype == np_dtype else _as_array(x, np_dtype))
+            shapes.append(x._data.shape)
+            arrays.append(_as_array(x, np_dtype))
         else:
             arrays.append(_number_array(x, np_dtype))
     if out is not None:
