@@ -483,16 +483,47 @@ def needs_grad(inputs):
 
 def record(node_cls, data, inputs, saved=(), **attrs):
     """The result of an operation: ``data`` wrapped, with a ``node_cls`` node as its
-    ``grad_fn`` if any input requires grad and grad mode is on."""
-    out = Tensor._wrap(data)
-    if needs_grad(inputs):
-        node = node_cls(tuple([_edge(x) for x in inputs]), tuple([_meta(x) for x in inputs]))
+    ``grad_fn`` if any input requires grad and grad mode is on. Every operation passes
+    here, so it is written out flat: one pass over the inputs finds the edges and metadata."""
+    out = object.__new__(Tensor)
+    out._data = data
+    out._version_counter = _Version()
+    out._requires_grad = False
+    out.grad_fn = None
+    if not _grad_mode.enabled:
+        return out
+    edges = []
+    meta = []
+    live = False
+    for x in inputs:
+        if isinstance(x, Tensor):
+            d = x._data
+            meta.append((d.shape, d.dtype))
+            fn = x.grad_fn
+            if fn is not None:
+                edges.append((fn, x._output_nr))
+                live = True
+            elif x._requires_grad:
+                edges.append((x._grad_accumulator(), 0))
+                live = True
+            else:
+                edges.append(_NO_EDGE)
+        else:
+            meta.append(None)
+            edges.append(_NO_EDGE)
+    if live:
+        node = node_cls(tuple(edges), tuple(meta))
         if attrs:
             node.__dict__.update(attrs)
-        if saved:
-            node.save_for_backward(*saved)
+        if saved:            # inputs, never this node's own output: no cycle to break
+            node._saved = saved
+            node._saved_versions = tuple([x._version_counter.value if isinstance(x, Tensor) else None
+                                          for x in saved])
         out.grad_fn = node
     return out
+
+
+_NO_EDGE = (None, 0)
 
 
 def make_view(base, data, node_cls, view_fn, **attrs):

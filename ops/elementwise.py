@@ -116,14 +116,22 @@ class Elementwise:
             return out
         if not fresh_out:
             xs = [_no_partial_overlap(out, x) for x in xs]
-        parallel = size >= PARALLEL_MIN
         if out.flags.c_contiguous:
             pattern, flat = _contiguous_operands(xs, size)
             if pattern is not None:
-                _launch(self.kernel(pattern, parallel), parallel, out.reshape(-1), *flat)
-                return out
+                return self.contiguous(out, pattern, flat)
+        parallel = size >= PARALLEL_MIN
         shape, strided = _coalesce(out, xs)
         _launch(self.kernel("strided", parallel), parallel, shape, *strided)
+        return out
+
+    def contiguous(self, out, pattern, flat):
+        """Compute into C-contiguous ``out`` from 1-D operands, full (``c``) or one value
+        (``s``) as ``pattern`` says. The quick path for callers that know their layout."""
+        if out.size < PARALLEL_MIN:
+            (self._kernels.get((pattern, False)) or self.kernel(pattern, False))(out.reshape(-1), *flat)
+        else:
+            _launch(self.kernel(pattern, True), True, out.reshape(-1), *flat)
         return out
 
 

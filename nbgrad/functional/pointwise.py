@@ -113,6 +113,10 @@ def _check_operand(x):
 
 def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
     """Run ``kernel`` over broadcast ``operands`` in ``dtype`` (default: promoted); returns an array."""
+    if out is None:
+        result = _compute_alike(kernel, operands, dtype, out_dtype)
+        if result is not None:
+            return result
     if dtype is None:
         dtype = promote(operands)
     np_dtype = dtype.numpy
@@ -129,6 +133,44 @@ def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
         return out
     out = np.empty(shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes), (out_dtype or dtype).numpy)
     OPS[kernel](out, *arrays, fresh_out=True)
+    return out
+
+
+def _compute_alike(kernel, operands, dtype, out_dtype):
+    """``compute``'s quick path, for the usual case that skips promotion, broadcasting and
+    strides: C-contiguous tensors of one shape and dtype, and numbers that cannot change a
+    floating dtype. ``None`` when the operands are not that case."""
+    data = None
+    pattern = ""
+    flat = []
+    for x in operands:
+        if isinstance(x, Tensor):
+            d = x._data
+            if data is None:
+                data = d
+            elif d.dtype != data.dtype or d.shape != data.shape:
+                return None
+            if not d.flags.c_contiguous:
+                return None
+            pattern += "c"
+            flat.append(d.reshape(-1))
+        elif type(x) is float or type(x) is int:
+            pattern += "s"
+            flat.append(x)
+        else:
+            return None
+    if data is None:
+        return None
+    np_dtype = data.dtype
+    if dtype is not None and dtype.numpy != np_dtype:
+        return None
+    if "s" in pattern:
+        if np_dtype.kind != "f":
+            return None
+        flat = [v if p == "c" else _number_array(v, np_dtype) for p, v in zip(pattern, flat)]
+    out = np.empty(data.shape, np_dtype if out_dtype is None else out_dtype.numpy)
+    if out.size:
+        OPS[kernel].contiguous(out, pattern, flat)
     return out
 
 
