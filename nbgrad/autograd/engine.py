@@ -52,24 +52,34 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
             if grads is None:                 # every edge into it carried no gradient
                 outputs = (None,) * len(fn.next_functions)
             else:
-                grads = _run_tensor_hooks(fn, grads)
-                for nr, i in captures.get(fn, ()):
-                    captured[i] = grads[nr]
-                if isinstance(fn, AccumulateGrad):
+                if type(fn) is AccumulateGrad:
+                    if fn.variable._hooks:
+                        grads = _run_tensor_hooks(fn, grads)
+                    for nr, i in captures.get(fn, ()):
+                        captured[i] = grads[nr]
                     if accumulate and grads[0] is not None:
                         fn.apply(grads[0], _is_fresh(grads[0], deliveries, fn))
                     continue
-                if needed is not None and not any(n in needed for n, _ in fn.next_functions):
-                    continue
+                if fn._pre_hooks or fn._retained:
+                    grads = _run_tensor_hooks(fn, grads)
+                if needed is not None:
+                    for nr, i in captures.get(fn, ()):
+                        captured[i] = grads[nr]
+                    if not any(n in needed for n, _ in fn.next_functions):
+                        continue
                 outputs = _call(fn, grads)
                 if not retain_graph:
                     fn.release_saved()
+            hooked = 2 if fn._post_hooks else 1
             for (next_fn, nr), grad, meta in zip(fn.next_functions, outputs, fn._input_meta):
                 if next_fn is None or (needed is not None and next_fn not in needed):
                     continue
                 if grad is not None:
-                    grad = _conform(grad, meta)
-                    deliveries[id(grad)] = deliveries.get(id(grad), 0) + (1 if not fn._post_hooks else 2)
+                    data = grad._data
+                    if data.shape != meta[0] or data.dtype != meta[1]:
+                        grad = _conform(grad, meta)
+                    key = id(grad)
+                    deliveries[key] = deliveries.get(key, 0) + hooked
                     _add_to_buffer(buffers, next_fn, nr, grad)
                 remaining = dependencies[next_fn] - 1
                 dependencies[next_fn] = remaining

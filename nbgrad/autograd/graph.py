@@ -89,21 +89,22 @@ class Node:
         reference cycle that would keep both alive) and a weak reference to the output;
         unpacking gives the output itself while it lives, else a tensor of its data with
         this node as ``grad_fn``, so that a recorded backward differentiates through it."""
+        saved = []
         versions = []
-        for t in items:
+        for i, t in enumerate(items):
             counter = getattr(t, "_version_counter", None)
-            versions.append(None if counter is None else counter.value)
-            if counter is not None and t.grad_fn is self:
-                self._saved_outputs = {i: (t._output_nr, weakref.ref(t)) for i, t in enumerate(items)
-                                       if getattr(t, "grad_fn", None) is self}
-                items = tuple(t.detach() if i in self._saved_outputs else t for i, t in enumerate(items))
-                break
-        else:
-            self._saved = items
-            self._saved_versions = tuple(versions)
-            return
-        self._saved = items
-        self._saved_versions = tuple(getattr(t, "_version_counter", None) and t._version_counter.value for t in items)
+            if counter is not None:
+                versions.append(counter.value)
+                if t.grad_fn is self:
+                    if self._saved_outputs is None:
+                        self._saved_outputs = {}
+                    self._saved_outputs[i] = (t._output_nr, weakref.ref(t))
+                    t = t.detach()
+            else:
+                versions.append(None)
+            saved.append(t)
+        self._saved = tuple(saved)
+        self._saved_versions = tuple(versions)
 
     @property
     def saved_tensors(self):
@@ -112,12 +113,11 @@ class Node:
             raise RuntimeError(_FREED_MESSAGE)
         outputs = self._saved_outputs
         for i, (item, version) in enumerate(zip(saved, self._saved_versions)):
-            counter = getattr(item, "_version_counter", None)
-            if counter is not None and counter.value != version:
+            if version is not None and item._version_counter.value != version:
                 fn = self if outputs and i in outputs else item.grad_fn
-                raise RuntimeError(_modified_message(item, counter.value, version, fn))
+                raise RuntimeError(_modified_message(item, item._version_counter.value, version, fn))
         if outputs:
-            saved = tuple(self._unpack_output(t, *outputs[i]) if i in outputs else t for i, t in enumerate(saved))
+            saved = tuple([self._unpack_output(t, *outputs[i]) if i in outputs else t for i, t in enumerate(saved)])
         return saved
 
     def _unpack_output(self, data, output_nr, ref):

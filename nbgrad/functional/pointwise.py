@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from nbgrad.ops.elementwise import OPS
+from nbgrad.ops.elementwise import OPS, PARALLEL_MIN
 
 from .. import _dtype
 from .._dtype import result_type
@@ -117,6 +117,10 @@ def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
         result = _compute_alike(kernel, operands, dtype, out_dtype)
         if result is not None:
             return result
+    return _compute_any(kernel, operands, dtype, out_dtype, out)
+
+
+def _compute_any(kernel, operands, dtype, out_dtype, out):
     if dtype is None:
         dtype = promote(operands)
     np_dtype = dtype.numpy
@@ -167,16 +171,32 @@ def _compute_alike(kernel, operands, dtype, out_dtype):
     if "s" in pattern:
         if np_dtype.kind != "f":
             return None
-        flat = [v if p == "c" else _number_array(v, np_dtype) for p, v in zip(pattern, flat)]
+        for i, p in enumerate(pattern):
+            if p == "s":
+                arr = _NUMBERS.get((flat[i], np_dtype))
+                flat[i] = arr if arr is not None else _number_array(flat[i], np_dtype)
     out = np.empty(data.shape, np_dtype if out_dtype is None else out_dtype.numpy)
-    if out.size:
+    size = out.size
+    if size and size < PARALLEL_MIN:
+        key = (kernel, pattern)
+        loop = _SERIAL_LOOPS.get(key)
+        if loop is None:
+            loop = _SERIAL_LOOPS[key] = OPS[kernel].kernel(pattern, False)
+        loop(out.reshape(-1), *flat)
+    elif size:
         OPS[kernel].contiguous(out, pattern, flat)
     return out
 
 
+_SERIAL_LOOPS = {}
+
+
 def elementwise(kernel, node_cls, operands, saved=(), dtype=None, out_dtype=None, **attrs):
     """Compute ``kernel`` and record ``node_cls`` for it (``compute`` checks the operands)."""
-    return record(node_cls, compute(kernel, operands, dtype, out_dtype), operands, saved, **attrs)
+    data = _compute_alike(kernel, operands, dtype, out_dtype)
+    if data is None:
+        data = _compute_any(kernel, operands, dtype, out_dtype, None)
+    return record(node_cls, data, operands, saved, **attrs)
 
 
 def _float_dtype(operands):
@@ -195,6 +215,8 @@ def _fused(kernel, operands, composed):
 
 # -- arithmetic ---------------------------------------------------------------------------------
 class AddBackward0(Node):
+    alpha = 1
+
     def backward(self, grad):
         alpha = self.alpha
         if not self.next_functions[1][0]:            # a number, or a tensor without grad
@@ -203,6 +225,8 @@ class AddBackward0(Node):
 
 
 class SubBackward0(Node):
+    alpha = 1
+
     def backward(self, grad):
         alpha = self.alpha
         if not self.next_functions[1][0]:
@@ -276,21 +300,23 @@ def add(input, other, *, alpha=1):
         input, other = other, input
     _check_operand(other)
     if alpha == 1:
-        data = compute("add", (input, other))
-    else:
-        data = compute("add_scaled", (input, other, alpha))
-    return record(AddBackward0, data, (input, other), alpha=alpha)
+        return record(AddBackward0, compute("add", (input, other)), (input, other))
+    return record(AddBackward0, compute("add_scaled", (input, other, alpha)), (input, other), alpha=alpha)
 
 
 def _check_subtraction(a, b):
     """PyTorch refuses to subtract with a bool tensor on either side."""
-    is_bool = [x.dtype is _dtype.bool if isinstance(x, Tensor) else isinstance(x, (bool, np.bool_)) for x in (a, b)]
-    if all(is_bool):
+    a_bool, b_bool = _is_bool(a), _is_bool(b)
+    if a_bool and b_bool:
         raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
                            "Use the `^` or `logical_xor()` operator instead.")
-    if any(flag and isinstance(x, Tensor) for flag, x in zip(is_bool, (a, b))):
+    if (a_bool and isinstance(a, Tensor)) or (b_bool and isinstance(b, Tensor)):
         raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
                            "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+
+
+def _is_bool(x):
+    return x._data.dtype.kind == "b" if isinstance(x, Tensor) else isinstance(x, (bool, np.bool_))
 
 
 @tensor_method("sub", "__sub__", "subtract")
@@ -298,7 +324,7 @@ def sub(input, other, *, alpha=1):
     _check_subtraction(input, other)
     if alpha != 1:
         return add(input, other, alpha=-alpha)
-    return elementwise("sub", SubBackward0, (input, other), alpha=1)
+    return elementwise("sub", SubBackward0, (input, other))
 
 
 @tensor_method("__rsub__")
