@@ -44,7 +44,12 @@ def _attrs_of(fn):
     """What ``show_attrs`` lists for a node: its public attributes and whether it saved tensors."""
     from .tensor import Tensor
     attrs = {}
-    for key, value in vars(fn).items():
+    values = {}                 # class defaults (``AddBackward0.alpha``) under the node's own values
+    for cls in reversed(type(fn).__mro__):
+        values.update((k, v) for k, v in vars(cls).items()
+                      if not callable(v) and not hasattr(v, "__get__"))     # no methods, properties, slots
+    values.update(vars(fn))
+    for key, value in values.items():
         if key.startswith("_") or key in _NOT_ATTRS:
             continue
         if isinstance(value, Tensor):
