@@ -16,7 +16,7 @@ from numba import njit
 
 from .elementwise import copy_of
 
-__all__ = ["bmm", "operand"]
+__all__ = ["bmm", "operand", "add_rows"]
 
 
 @njit(cache=True, nogil=True)
@@ -47,6 +47,16 @@ def bmm_loop(out, a, b, ta, tb):
                     y = b[i, c, p] if tb else b[i, p, c]
                     s += x * y
                 out[i, r, c] = s
+
+
+@njit(cache=True, nogil=True)
+def add_rows(out, v):
+    """``out[i, :] += v``: a linear layer's bias added into its fresh product in place,
+    a row at a time, so the loop runs over contiguous memory and vectorises."""
+    for i in range(out.shape[0]):
+        row = out[i]
+        for j in range(row.shape[0]):
+            row[j] += v[j]
 
 
 def operand(x):

@@ -271,3 +271,63 @@ def test_gradient_of_a_transposed_weight_is_contiguous():
     (a.t() @ w.t()).backward(nbgrad.ones(5, 4))
     assert a.grad.is_contiguous()
     np.testing.assert_allclose(a.grad.numpy(), w.detach().numpy().T @ np.ones((4, 5)), rtol=1e-6)
+
+
+# -- addmm (a linear layer's op) -----------------------------------------------------------------------
+ADDMM_BIAS = [(4,), (1, 4), (3, 1), (3, 4), (1,), ()]
+
+
+@pytest.mark.parametrize("bias_shape", ADDMM_BIAS)
+@pytest.mark.parametrize("beta, alpha", [(1, 1), (0.5, 2.0), (0, 1)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_addmm_matches_torch(torch, bias_shape, beta, alpha, dtype):
+    bias, m1, m2 = (random_array(s, np.dtype(dtype), seed) for seed, s in enumerate([bias_shape, (3, 5), (4, 5)]))
+    y, yt = _run_both(torch, lambda lib, b, x, w: lib.addmm(b, x, w.t(), beta=beta, alpha=alpha), [bias, m1, m2], 7)
+    assert y.grad_fn.name() == yt.grad_fn.name() == "AddmmBackward0"
+    assert [type(f).__name__ for f, _ in y.grad_fn.next_functions] == \
+        [type(f).__name__ for f, _ in yt.grad_fn.next_functions]
+
+
+def test_addmm_ignores_input_when_beta_is_zero(torch):
+    bias = np.full((4,), np.nan, np.float32)
+    m1, m2 = random_array((3, 5), np.float32, 1), random_array((5, 4), np.float32, 2)
+    y = nbgrad.addmm(nb(bias), nb(m1), nb(m2), beta=0)
+    assert np.isfinite(y.numpy()).all()
+    _close(y, torch.addmm(to_torch(bias), to_torch(m1), to_torch(m2), beta=0))
+
+
+def test_addmm_finite_differences():
+    check_grad(lambda b, x, w: nbgrad.addmm(b, x, w, beta=0.5, alpha=-1.5),
+               random_array((4,), np.float64, 0), random_array((3, 5), np.float64, 1),
+               random_array((5, 4), np.float64, 2))
+
+
+def test_addmm_second_order_matches_torch(torch):
+    arrays_ = [random_array(s, np.float64, k) for k, s in enumerate([(4,), (3, 5), (5, 4)])]
+    grads = []
+    for lib, conv in ((nbgrad, lambda a: nb(a, requires_grad=True)), (torch, lambda a: to_torch(a, True))):
+        b, x, w = map(conv, arrays_)
+        y = lib.addmm(b, x, w, alpha=2.0)
+        gx, = lib.autograd.grad((y * y).sum(), x, create_graph=True)
+        gx.sum().backward()
+        grads.append([t.grad.detach().numpy() for t in (b, w)])
+    for a, e in zip(*grads):
+        np.testing.assert_allclose(a, e, rtol=1e-10)
+
+
+@pytest.mark.parametrize("sb, s1, s2, db", [((5,), (3, 4), (4, 10), "float32"), ((10,), (3, 4), (4, 10), "float64"),
+                                            ((10,), (3, 4), (5, 10), "float32"), ((10,), (4,), (4, 10), "float32")])
+def test_addmm_errors_as_torch(torch, sb, s1, s2, db):
+    arrays_ = [np.ones(sb, db), np.ones(s1, np.float32), np.ones(s2, np.float32)]
+    with pytest.raises(Exception) as expected:
+        torch.addmm(*map(torch.from_numpy, arrays_))
+    with pytest.raises(type(expected.value)) as actual:
+        nbgrad.addmm(*map(nb, arrays_))
+    assert str(actual.value) == str(expected.value)
+
+
+def test_add_rows_kernel_against_numpy():
+    out, v = random_array((6, 7), np.float32, 0), random_array((7,), np.float32, 1)
+    expected = out + v
+    kernels.add_rows(out, v)
+    np.testing.assert_array_equal(out, expected)

@@ -4,7 +4,10 @@ composes it, so its gradients, batch broadcasting included, come from theirs.
 """
 import math
 
+import numpy as np
+
 from nbgrad.ops import linalg as _kernels
+from nbgrad.ops.elementwise import OPS
 
 from .. import _dtype
 from ..autograd.graph import Node
@@ -13,25 +16,42 @@ from . import tensor_method
 from .pointwise import broadcast_shapes
 from .shape import _unsafe_view
 
-__all__ = ["matmul", "mm", "bmm", "mv", "dot", "outer", "ger"]
+__all__ = ["matmul", "mm", "addmm", "bmm", "mv", "dot", "outer", "ger"]
 
 _C_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "bool": "bool"}
 
 
 class MmBackward0(Node):
-    """An operand that is a transposed view (``W.t()`` in ``x @ W.t()``) gets its gradient
-    computed transposed, ``(grad.t() @ a).t()``, as PyTorch does: then the gradient that
-    reaches ``W`` through ``t()`` is C-contiguous, not a strided copy away from it."""
+    def backward(self, grad):
+        a, b = self.saved_tensors
+        need = self.needs_input_grad
+        return _mm_grads(grad, a, b, need[0], need[1], self.transposed)
+
+
+class AddmmBackward0(Node):
+    """``beta * input + alpha * mat1 @ mat2``: the engine sums ``input``'s gradient down to
+    its (broadcast) shape."""
+    alpha = beta = 1
 
     def backward(self, grad):
         a, b = self.saved_tensors
         need = self.needs_input_grad
-        grad_a = grad_b = None
-        if need[0]:
-            grad_a = mm(b, grad.t()).t() if self.transposed[0] else mm(grad, b.t())
-        if need[1]:
-            grad_b = mm(grad.t(), a).t() if self.transposed[1] else mm(a.t(), grad)
-        return grad_a, grad_b
+        g = grad if self.alpha == 1 else grad * self.alpha
+        grad_input = (grad if self.beta == 1 else grad * self.beta) if need[0] else None
+        return (grad_input,) + _mm_grads(g, a, b, need[1], need[2], self.transposed)
+
+
+def _mm_grads(grad, a, b, need_a, need_b, transposed):
+    """The gradients of ``a @ b``. An operand that is a transposed view (``W.t()`` in
+    ``x @ W.t()``) gets its gradient computed transposed, ``(grad.t() @ a).t()``, as PyTorch
+    does: then the gradient that reaches ``W`` through ``t()`` is C-contiguous, not a strided
+    copy away from it."""
+    grad_a = grad_b = None
+    if need_a:
+        grad_a = mm(b, grad.t()).t() if transposed[0] else mm(grad, b.t())
+    if need_b:
+        grad_b = mm(grad.t(), a).t() if transposed[1] else mm(a.t(), grad)
+    return grad_a, grad_b
 
 
 class BmmBackward0(Node):
@@ -57,14 +77,21 @@ class DotBackward0(Node):
 
 def _product(node_cls, a, b, a3, b3, shape, **attrs):
     """Run the kernel on the 3-D forms ``a3``, ``b3`` of ``a``, ``b`` and record ``node_cls``."""
+    return record(node_cls, _product_data(node_cls, a, b, a3, b3, shape), (a, b), saved=_saved_operands(a, b),
+                  **attrs)
+
+
+def _product_data(node_cls, a, b, a3, b3, shape):
     if a.dtype is _dtype.bool:
         name = "dot" if node_cls is DotBackward0 else "addmm_impl_cpu_"
         raise NotImplementedError(f"\"{name}\" not implemented for 'Bool'")
-    out = _kernels.bmm(a3, b3).reshape(shape)
-    # each gradient needs only the other operand: keep just what will be used, so that an
-    # in-place change of the rest (an optimizer step on a weight) is no error
-    saved = (a if b.requires_grad else None, b if a.requires_grad else None)
-    return record(node_cls, out, (a, b), saved=saved, **attrs)
+    return _kernels.bmm(a3, b3).reshape(shape)
+
+
+def _saved_operands(a, b):
+    """Each gradient needs only the other operand: keep just what will be used, so that an
+    in-place change of the rest (an optimizer step on a weight) is no error."""
+    return (a if b.requires_grad else None, b if a.requires_grad else None)
 
 
 def _check_dim(t, ndim, what):
@@ -87,6 +114,53 @@ def mm(input, mat2):
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({n}x{k} and {k2}x{m})")
     return _product(MmBackward0, input, mat2, input._data[None], mat2._data[None], (n, m),
                     transposed=(_is_transposed(input), _is_transposed(mat2)))
+
+
+@tensor_method()
+def addmm(input, mat1, mat2, *, beta=1, alpha=1):
+    """``beta * input + alpha * (mat1 @ mat2)``, one op as in PyTorch (a linear layer is
+    ``addmm(bias, x, W.t())``): the bias is added into the product in place, and
+    ``beta == 0`` ignores ``input``, NaNs included."""
+    for t, name in ((mat1, "mat1"), (mat2, "mat2")):
+        _check_dim(t, t.ndim if isinstance(t, Tensor) else 2, name)
+        if t.ndim != 2:
+            raise RuntimeError(f"{name} must be a matrix, got {t.ndim}-D tensor")
+    (n, k), (k2, m) = mat1.shape, mat2.shape
+    if k != k2:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({n}x{k} and {k2}x{m})")
+    for other in (mat1, mat2):
+        if input.dtype is not other.dtype:
+            raise RuntimeError(f"self and mat2 must have the same dtype, but got {input.dtype.legacy} and "
+                               f"{other.dtype.legacy}")
+    _check_expandable(input.shape, (n, m))
+    out = _product_data(AddmmBackward0, mat1, mat2, mat1._data[None], mat2._data[None], (n, m))
+    if alpha != 1:
+        OPS["mul"](out, out, _scalar(alpha, out.dtype))
+    if beta != 0 and out.size:
+        bias = input._data
+        if beta != 1:
+            bias = OPS["mul"](np.empty(bias.shape, out.dtype), bias, _scalar(beta, out.dtype), fresh_out=True)
+        if bias.ndim and bias.shape[-1] == m and bias.size == m and bias.flags.c_contiguous:
+            _kernels.add_rows(out, bias.reshape(-1))
+        else:
+            OPS["add"](out, out, bias)
+    attrs = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v != 1}
+    return record(AddmmBackward0, out, (input, mat1, mat2), saved=_saved_operands(mat1, mat2),
+                  transposed=(_is_transposed(mat1), _is_transposed(mat2)), **attrs)
+
+
+def _scalar(x, dtype):
+    return np.array((x,), dtype)
+
+
+def _check_expandable(shape, target):
+    """PyTorch's error for a tensor that cannot broadcast to ``target``."""
+    for d in range(1, len(shape) + 1):
+        if d > len(target) or shape[-d] not in (1, target[-d]):
+            dim = len(target) - d
+            raise RuntimeError(f"The expanded size of the tensor ({target[-d] if d <= len(target) else -1}) must "
+                               f"match the existing size ({shape[-d]}) at non-singleton dimension {dim}.  "
+                               f"Target sizes: {list(target)}.  Tensor sizes: {list(shape)}")
 
 
 def _is_transposed(t):

@@ -5,6 +5,7 @@ import warnings
 
 from .. import _dtype
 from ..factories import rand
+from ..functional.linalg import addmm
 from ..functional.pointwise import where
 
 __all__ = ["relu", "relu_", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "dropout", "mse_loss",
@@ -48,7 +49,10 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 
 def linear(input, weight, bias=None):
     """``input @ weight.T + bias``: ``weight.t()`` is a view that the matmul kernel reads
-    transposed in place, so no copy of the weight is made."""
+    transposed in place, so no copy of the weight is made. A batch of vectors with a bias
+    is one ``addmm``, as in PyTorch."""
+    if bias is not None and input.dim() == 2:
+        return addmm(bias, input, weight.t())
     out = input.matmul(weight.t())
     return out if bias is None else out + bias
 
