@@ -24,6 +24,11 @@ def _sizes(size):
     if len(size) == 1 and isinstance(size[0], (tuple, list, Size)):
         size = tuple(size[0])
     for n in size:
+        if type(n) is not int or n < 0:
+            break
+    else:
+        return size                     # the usual case, checked in one pass
+    for n in size:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
             raise TypeError(f"size must be a sequence of ints, but got an element of type {type(n).__name__}")
         if n < 0:

@@ -79,7 +79,7 @@ class Node:
 
     @property
     def needs_input_grad(self):
-        return tuple(fn is not None for fn, _ in self.next_functions)
+        return tuple([fn is not None for fn, _ in self.next_functions])
 
     # -- saved tensors -------------------------------------------------------------------
     def save_for_backward(self, *items):
