@@ -31,9 +31,11 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
         for i, t in enumerate(inputs):
             fn, nr = _edge_of(t)
             captures.setdefault(fn, []).append((nr, i))
-    nodes = _discover([fn for (fn, _), _ in roots])
-    needed = _needed(nodes, captures) if inputs is not None else None
-    dependencies = _count_dependencies(nodes, needed)
+    nodes, dependencies = _discover([fn for (fn, _), _ in roots])
+    needed = None
+    if inputs is not None:
+        needed = _needed(nodes, captures)
+        dependencies = _count_dependencies(nodes, needed)
     captured = [None] * len(inputs) if inputs is not None else None
 
     buffers = {}
@@ -104,6 +106,8 @@ def _edge_of(tensor):
 
 
 def _discover(roots):
+    """Every node reachable from ``roots``, and how many edges lead into each."""
+    counts = {}
     seen = set()
     stack = [fn for fn in roots if fn is not None]
     order = []
@@ -114,9 +118,11 @@ def _discover(roots):
         seen.add(fn)
         order.append(fn)
         for next_fn, _ in fn.next_functions:
-            if next_fn is not None and next_fn not in seen:
-                stack.append(next_fn)
-    return order
+            if next_fn is not None:
+                counts[next_fn] = counts.get(next_fn, 0) + 1
+                if next_fn not in seen:
+                    stack.append(next_fn)
+    return order, counts
 
 
 def _needed(nodes, targets):
@@ -130,13 +136,13 @@ def _needed(nodes, targets):
 
 
 def _count_dependencies(nodes, needed):
+    """Edges into each node from the ``needed`` ones."""
     counts = {}
     for fn in nodes:
-        if needed is not None and fn not in needed:
-            continue
-        for next_fn, _ in fn.next_functions:
-            if next_fn is not None:
-                counts[next_fn] = counts.get(next_fn, 0) + 1
+        if fn in needed:
+            for next_fn, _ in fn.next_functions:
+                if next_fn is not None:
+                    counts[next_fn] = counts.get(next_fn, 0) + 1
     return counts
 
 
