@@ -514,3 +514,58 @@ def test_threads_run_forward_and_backward_concurrently(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
     assert "threads ok" in proc.stdout
+
+
+# -- .grad takes over a fresh gradient, and only a fresh one ---------------------------------------
+@pytest.fixture
+def takes(monkeypatch):
+    """Whether each gradient accumulated into a leaf was taken without a copy."""
+    from nbgrad.autograd import graph
+    seen = []
+    original = graph.accumulate_into
+
+    def spy(variable, grad, fresh=False):
+        seen.append(fresh)
+        return original(variable, grad, fresh)
+    monkeypatch.setattr(graph, "accumulate_into", spy)
+    return seen
+
+
+def test_fresh_gradient_becomes_grad_without_a_copy(takes):
+    x = nbgrad.randn(5, 5, requires_grad=True)
+    (x * 3.0).sum().backward()
+    assert takes == [True]
+
+
+def test_transposed_weight_gradient_is_taken_without_a_copy(takes):
+    w = nbgrad.randn(4, 3, requires_grad=True)
+    b = nbgrad.randn(4, requires_grad=True)
+    nbgrad.nn.functional.linear(nbgrad.randn(6, 3), w, b).sum().backward()
+    assert takes == [True, True]
+    assert w.grad.is_contiguous()
+
+
+def test_a_gradient_sent_to_two_leaves_is_not_shared():
+    a, b = nbgrad.randn(3, requires_grad=True), nbgrad.randn(3, requires_grad=True)
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.add_(1.0)
+    np.testing.assert_array_equal(b.grad.numpy(), np.ones(3, np.float32))
+
+
+def test_a_gradient_kept_by_a_hook_is_copied(takes):
+    x = nbgrad.randn(3, requires_grad=True)
+    kept = []
+    x.register_hook(lambda g: kept.append(g))
+    (x * 2.0).sum().backward()
+    assert takes == [False]
+    assert not np.shares_memory(x.grad.numpy(), kept[0].numpy())
+
+
+def test_the_callers_gradient_is_copied(takes):
+    x = nbgrad.randn(3, requires_grad=True)
+    g = nbgrad.ones(3)
+    x.backward(g)
+    assert takes == [False]
+    x.grad.add_(1.0)
+    np.testing.assert_array_equal(g.numpy(), np.ones(3, np.float32))

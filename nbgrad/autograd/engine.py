@@ -13,6 +13,9 @@ and it captures their gradients instead of accumulating them into ``.grad``.
 """
 import heapq
 import sys
+import weakref
+
+import numpy as np
 
 from .graph import AccumulateGrad
 from .grad_mode import set_grad_enabled
@@ -39,9 +42,9 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     captured = [None] * len(inputs) if inputs is not None else None
 
     buffers = {}
-    deliveries = {}                       # id(gradient) -> how many edges it was handed to
+    deliveries = {}                       # id(gradient) -> (edges it was handed to, weak reference)
     for (fn, nr), grad in roots:
-        deliveries[id(grad)] = 2          # the caller's own gradient is never taken over
+        _deliver(deliveries, grad, 2)     # the caller's own gradient is never taken over
         if needed is None or fn in needed:
             _add_to_buffer(buffers, fn, nr, grad)
     ready = [(-fn._sequence_nr, id(fn), fn) for fn in buffers if dependencies.get(fn, 0) == 0]
@@ -77,11 +80,9 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 if next_fn is None or (needed is not None and next_fn not in needed):
                     continue
                 if grad is not None:
-                    data = grad._data
-                    if data.shape != meta[0] or data.dtype != meta[1]:
+                    if grad._data.shape != meta[0] or grad._data.dtype != meta[1]:
                         grad = _conform(grad, meta)
-                    key = id(grad)
-                    deliveries[key] = deliveries.get(key, 0) + hooked
+                    _deliver(deliveries, grad, hooked)
                     _add_to_buffer(buffers, next_fn, nr, grad)
                 remaining = dependencies[next_fn] - 1
                 dependencies[next_fn] = remaining
@@ -90,12 +91,39 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     return captured
 
 
+def _held_once():
+    """What ``sys.getrefcount`` says of an array held by one owner and named by a local
+    variable, as ``_is_fresh`` sees its arrays (measured: it differs between Pythons)."""
+    owner = [np.empty(1)]
+    data = owner[0]
+    return sys.getrefcount(data)
+
+
+_HELD_ONCE = _held_once()
+
+
+def _deliver(deliveries, grad, count):
+    """Count one more edge that ``grad`` went to. Entries are checked by a weak reference,
+    since the id of a gradient freed on the way may come back for a new one."""
+    deliveries[id(grad)] = (_delivered(deliveries, grad) + count, weakref.ref(grad))
+
+
+def _delivered(deliveries, grad):
+    entry = deliveries.get(id(grad))
+    return entry[0] if entry is not None and entry[1]() is grad else 0
+
+
 def _is_fresh(grad, deliveries, fn):
     """Whether ``grad`` may become ``.grad`` without a copy: handed to this edge alone, no
-    hook saw it, and nothing else holds its memory (as PyTorch checks use counts)."""
+    hook saw it, and nothing else holds its memory (as PyTorch checks use counts). Its
+    array may be a view (a transposed product) if it spans all of a base held by it alone."""
     data = grad._data
-    return (deliveries.get(id(grad), 0) <= 1 and not fn.variable._hooks and grad.grad_fn is None
-            and data.base is None and data.flags.writeable and sys.getrefcount(data) == 2)
+    if not (_delivered(deliveries, grad) <= 1 and not fn.variable._hooks and grad.grad_fn is None
+            and data.flags.writeable and data.flags.c_contiguous and sys.getrefcount(data) == _HELD_ONCE):
+        return False
+    base = data.base
+    return base is None or (type(base) is np.ndarray and base.base is None and base.size == data.size
+                            and sys.getrefcount(base) == _HELD_ONCE)
 
 
 def _edge_of(tensor):

@@ -14,7 +14,7 @@ from ..autograd.graph import Node
 from ..tensor import Tensor, record
 from . import tensor_method
 from .pointwise import broadcast_shapes
-from .shape import _unsafe_view
+from .shape import _unsafe_view, transposed_gradient
 
 __all__ = ["matmul", "mm", "addmm", "bmm", "mv", "dot", "outer", "ger"]
 
@@ -48,9 +48,9 @@ def _mm_grads(grad, a, b, need_a, need_b, transposed):
     copy away from it."""
     grad_a = grad_b = None
     if need_a:
-        grad_a = mm(b, grad.t()).t() if transposed[0] else mm(grad, b.t())
+        grad_a = transposed_gradient(mm(b, grad.t())) if transposed[0] else mm(grad, b.t())
     if need_b:
-        grad_b = mm(grad.t(), a).t() if transposed[1] else mm(a.t(), grad)
+        grad_b = transposed_gradient(mm(grad.t(), a)) if transposed[1] else mm(a.t(), grad)
     return grad_a, grad_b
 
 

@@ -17,7 +17,7 @@ from nbgrad.ops.elementwise import OPS, copy_of
 
 from .._dtype import result_type
 from ..autograd.graph import Node
-from ..autograd.grad_mode import no_grad
+from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..tensor import Size, Tensor, _wrap_dim, make_view, record
 from . import tensor_method
 from .pointwise import broadcast_shapes, clone
@@ -213,7 +213,19 @@ class PermuteBackward0(Node):
 
 class TBackward0(Node):
     def backward(self, grad):
-        return (grad.t(),)
+        return (transposed_gradient(grad),)
+
+
+def transposed_gradient(grad):
+    """``grad.t()`` inside a backward step. Unless that step is recorded, the result is a
+    plain tensor over the transposed memory (same version counter), not a view with a base
+    to keep alive: then a gradient computed transposed (a linear layer's weight) reaches
+    its leaf as the sole owner of its memory, and becomes ``.grad`` without a copy."""
+    if is_grad_enabled():
+        return grad.t()
+    out = Tensor._wrap(grad._data.T)
+    out._version_counter = grad._version_counter
+    return out
 
 
 @tensor_method("transpose", "swapdims")
