@@ -1,12 +1,19 @@
-"""``nn.functional``: activations, ``linear``, ``dropout`` and the losses, composed of Tensor
-ops (so their gradients come from those ops' backward rules, and need no code here)."""
+"""``nn.functional``: activations, ``linear``, ``dropout`` and the losses. Most are composed of
+Tensor ops (so their gradients come from those ops' backward rules); ``nll_loss``, the core of
+``cross_entropy``, is one op with its own kernels and backward node, as in PyTorch."""
 import math
 import warnings
 
+import numpy as np
+
+from nbgrad.ops import loss as kernels
+
 from .. import _dtype
+from ..autograd.grad_mode import is_grad_enabled
+from ..autograd.graph import Node
 from ..factories import rand
 from ..functional.linalg import addmm
-from ..functional.pointwise import where
+from ..tensor import Tensor, record
 
 __all__ = ["relu", "relu_", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "dropout", "mse_loss",
            "l1_loss", "nll_loss", "cross_entropy", "binary_cross_entropy"]
@@ -119,76 +126,210 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
-def _class_dim(input):
-    if input.dim() == 0:
-        raise ValueError("Expected 1 or more dimensions (got 0)")
-    return 0 if input.dim() == 1 else 1
+# -- nll_loss: one recorded op, as in PyTorch ---------------------------------------------------------
+# The loss is linear in the input: its gradient is a constant (zero except at the targets)
+# times the incoming gradient, so the backward step is again one op, whose own backward is
+# the forward op applied to the gradient; that makes every order of derivative one node.
+class _NllLossBackwardBackward(Node):
+    """The backward step recorded (``create_graph``): linear in ``grad``, constant in ``input``."""
+
+    def backward(self, grad):
+        target, weight = self.saved_tensors
+        need = self.needs_input_grad
+        return (_nll(grad, target, weight, self.reduction, self.ignore_index, self.forward_node) if need[0] else None,
+                Tensor._wrap(np.zeros(*self._input_meta[1])) if need[1] else None)
+
+
+class NllLossBackwardBackward0(_NllLossBackwardBackward):
+    pass
+
+
+class NllLoss2DBackwardBackward0(_NllLossBackwardBackward):
+    pass
+
+
+class _NllLossBackward(Node):
+    def backward(self, grad):
+        input, target, weight = self.saved_tensors
+        g = grad._data
+        if self.reduction == "mean":
+            with np.errstate(divide="ignore", invalid="ignore"):       # every target ignored: 0/0
+                g = g / self.total_weight
+        data = kernels.nll_backward(input._data.shape, input._data.dtype, target._data,
+                                    None if weight is None else weight._data, g, self.ignore_index)
+        return (record(self.backward_node, data, (grad, input), saved=(target, weight), reduction=self.reduction,
+                       ignore_index=self.ignore_index),)
+
+
+class NllLossBackward0(_NllLossBackward):
+    """1-D and 2-D input."""
+    backward_node = NllLossBackwardBackward0
+
+
+class NllLoss2DBackward0(_NllLossBackward):
+    """4-D input (and 3-D or more than 4-D, viewed as 4-D)."""
+    backward_node = NllLoss2DBackwardBackward0
+
+
+NllLossBackwardBackward0.forward_node = NllLossBackward0
+NllLoss2DBackwardBackward0.forward_node = NllLoss2DBackward0
+
+
+def _nll(input, target, weight, reduction, ignore_index, node_cls):
+    """The op on checked operands: ``input`` 1-D, 2-D or 4-D, ``target`` of the loss's shape."""
+    losses, total, total_weight = kernels.nll_forward(input._data, target._data,
+                                                      None if weight is None else weight._data, ignore_index)
+    if reduction == "none":
+        data = losses
+    elif reduction == "sum":
+        data = np.array(total)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            data = np.array(total / total_weight)
+    return record(node_cls, data, (input,), saved=(input, target, weight), reduction=reduction,
+                  ignore_index=ignore_index, total_weight=total_weight)
 
 
 def _check_batch(input, target):
+    if input.dim() == 0:
+        raise ValueError("Expected 1 or more dimensions (got 0)")
     if input.dim() > 1 and (target.dim() == 0 or input.shape[0] != target.shape[0]):
         raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target batch_size "
                          f"({target.shape[0] if target.dim() else 0}).")
+
+
+def _check_target_dtype(target):
     if target.dtype is not _dtype.int64:
-        raise RuntimeError(f"expected scalar type Long but found {target.dtype.legacy}")
+        raise RuntimeError(f"expected target dtype to be Long or Byte, but got {target.dtype.legacy}")
 
 
-def _targets(target, weight, ignore_index, dtype):
-    """The targets made valid indices (0 where ``ignore_index``), which of them count, and
-    each one's weight: ``weight[target]`` (1 without ``weight``), 0 where it does not count.
+def _check_weight_and_input(input, weight, name):
+    if not input.is_floating_point():
+        raise NotImplementedError(f'"{name}" not implemented for \'{input.dtype.legacy}\'')
+    if weight is not None and weight.dtype is not input.dtype:
+        raise RuntimeError(f"expected scalar type {input.dtype.legacy} but found {weight.dtype.legacy}")
 
-    Losses mask with ``where``, not by multiplying with the weights, so that an ignored
-    sample gives an exact zero (no ``0 * inf``) and no gradient, even when every sample is
-    ignored and the mean is ``0/0``."""
-    keep = target != ignore_index
-    target = where(keep, target, 0)
-    w = keep.to(dtype)
-    if weight is not None:
-        w = w * weight.gather(0, target.reshape(-1)).reshape(target.shape)
-    return target, keep, w
+
+def _nll_1d_2d(input, target, weight, reduction, ignore_index):
+    """PyTorch's ``nll_loss``: its checks, in its order."""
+    if target.dim() > 1:
+        raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+    _check_target_dtype(target)
+    if input.dim() == 1 and target.dim() == 1:
+        if target.numel() != 1:
+            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: {target.numel()}")
+        target = target.reshape(())
+    n_classes = input.shape[-1]
+    if weight is not None and (weight.dim() != 1 or weight.numel() != n_classes):
+        raise RuntimeError(f"weight tensor should be defined either for all {n_classes} classes or no classes but "
+                           f"got weight tensor of shape: {list(weight.shape)}")
+    _check_weight_and_input(input, weight, "nll_loss_out_frame")
+    return _nll(input, target, weight, reduction, ignore_index, NllLossBackward0)
+
+
+def _nll_2d(input, target, weight, reduction, ignore_index):
+    """PyTorch's ``nll_loss2d`` (4-D input): its checks, in its order."""
+    if target.dim() != 3:
+        raise RuntimeError(f"only batches of spatial targets supported (3D tensors) but got targets of dimension: "
+                           f"{target.dim()}")
+    _check_target_dtype(target)
+    if weight is not None and weight.numel() != input.shape[1]:
+        raise RuntimeError("weight tensor should be defined either for all or no classes")
+    if target.shape[0] != input.shape[0] or target.shape[1:] != input.shape[2:]:
+        raise RuntimeError(f"size mismatch (got input: {list(input.shape)} , target: {list(target.shape)}")
+    _check_weight_and_input(input, weight, "nll_loss2d_forward_out_frame")
+    return _nll(input, target, weight.reshape(-1) if weight is not None else None, reduction, ignore_index,
+                NllLoss2DBackward0)
+
+
+def _check_weight_grad(weight, name):
+    if weight is not None and weight.requires_grad and is_grad_enabled():
+        raise RuntimeError(f"The function '{name}' is not differentiable with respect to argument 'weight'. "
+                           "This input cannot have requires_grad True.")
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
-    """``-input[n, target[n]]`` weighted by ``weight[target[n]]``; the mean divides by the sum
-    of those weights (the count of targets not equal to ``ignore_index`` without ``weight``)."""
+    """``-weight[t] * input[n, t]`` for each target ``t`` not equal to ``ignore_index``; the
+    mean divides by the sum of those weights (their count without ``weight``).
+
+    One recorded op (``NllLossBackward0``; ``NllLoss2DBackward0`` for 4-D input), as in
+    PyTorch, which also runs a 3-D or more than 4-D input as 4-D: ``(N, C, 1, -1)``."""
     reduction = _reduction(size_average, reduce, reduction)
-    cdim = _class_dim(input)
     _check_batch(input, target)
-    target, keep, w = _targets(target, weight, ignore_index, input.dtype)
-    picked = input.gather(cdim, target.unsqueeze(cdim)).squeeze(cdim)
-    loss = where(keep, -picked if weight is None else -picked * w, 0.0)
-    if reduction == "mean":
-        return loss.sum() / w.sum()
-    return _reduce(loss, reduction)
+    if input.dim() <= 2:
+        _check_weight_grad(weight, "nll_loss_forward")
+        return _nll_1d_2d(input, target, weight, reduction, ignore_index)
+    if input.dim() == 4:
+        _check_weight_grad(weight, "nll_loss2d_forward")
+        return _nll_2d(input, target, weight, reduction, ignore_index)
+    n, c = input.shape[:2]
+    out_size = [n, *input.shape[2:]]
+    if target.shape[1:] != input.shape[2:]:
+        raise RuntimeError(f"Expected target size {out_size}, got {list(target.shape)}")
+    _check_weight_grad(weight, "nll_loss2d_forward")
+    empty = input.numel() == 0
+    input = input.contiguous().view(n, c, *((0, 0) if empty else (1, -1)))
+    target = target.contiguous().view(n, *((0, 0) if target.numel() == 0 else (1, -1)))
+    loss = _nll_2d(input, target, weight, reduction, ignore_index)
+    return loss.view(out_size) if reduction == "none" else loss
+
+
+# -- cross_entropy ------------------------------------------------------------------------------------
+def _check_smoothing(label_smoothing):
+    if label_smoothing > 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     """``nll_loss(log_softmax(input))`` for class indices; ``-sum(target * log_softmax(input))``
-    for class probabilities (a float ``target`` of ``input``'s shape). ``label_smoothing``
-    mixes the target with the uniform distribution over the classes."""
+    for class probabilities (a ``target`` of ``input``'s shape, as PyTorch decides).
+    ``label_smoothing`` mixes the target with the uniform distribution over the classes."""
     reduction = _reduction(size_average, reduce, reduction)
-    cdim = _class_dim(input)
+    cdim = 0 if input.dim() == 1 else 1
+    if target.shape == input.shape:
+        return _cross_entropy_probabilities(input, target, weight, ignore_index, reduction, label_smoothing, cdim)
+    if label_smoothing > 0:
+        _check_smoothing(label_smoothing)
     logp = input.log_softmax(cdim)
-    n_classes = input.shape[cdim]
-    weight_b = None if weight is None else weight.reshape([-1 if d == cdim else 1 for d in range(input.dim())])
-    if target.is_floating_point():
-        if target.shape != input.shape:
-            raise RuntimeError(f"Expected floating point type target to have the same shape as input "
-                               f"{input.shape}, got {target.shape}")
-        if label_smoothing > 0:
-            target = target * (1 - label_smoothing) + label_smoothing / n_classes
-        picked = logp * target if weight is None else logp * target * weight_b
-        if reduction == "mean":
-            return -picked.sum() / (input.numel() // n_classes) if input.numel() else -picked.sum() * math.nan
-        return -picked.sum() if reduction == "sum" else -picked.sum(cdim)
     loss = nll_loss(logp, target, weight, ignore_index=ignore_index, reduction=reduction)
     if label_smoothing <= 0:
         return loss
-    _, keep, w = _targets(target, weight, ignore_index, input.dtype)
-    smooth = where(keep, -(logp if weight is None else logp * weight_b).sum(cdim), 0.0)
+    # PyTorch's composition: the smoothing term is the (weighted) sum over classes
+    n_classes = input.shape[cdim]
+    if weight is not None:
+        smooth = -(logp * weight.reshape([-1 if d == cdim else 1 for d in range(input.dim())])).sum(cdim)
+    else:
+        smooth = -logp.sum(cdim)
+    ignored = target == ignore_index
+    smooth = smooth.masked_fill(ignored, 0.0)
     if reduction == "mean":
-        smooth = smooth.sum() / w.sum()
+        if weight is not None:
+            smooth = smooth.sum() / weight.gather(0, target.masked_select(~ignored).reshape(-1)).sum()
+        else:
+            smooth = smooth.sum() / (~ignored).sum()
     else:
         smooth = _reduce(smooth, reduction)
     return loss * (1 - label_smoothing) + smooth * (label_smoothing / n_classes)
+
+
+def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction, label_smoothing, cdim):
+    if not target.is_floating_point():
+        raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
+                           f"{target.dtype.legacy}")
+    if ignore_index >= 0:
+        raise RuntimeError("ignore_index is not supported for floating point target")
+    n_classes = input.size(cdim)
+    if weight is not None and (weight.dim() != 1 or weight.numel() != n_classes):
+        raise RuntimeError(f"cross_entropy: weight tensor should be defined either for all {n_classes} classes or "
+                           f"no classes but got weight tensor of shape: {list(weight.shape)}")
+    logp = input.log_softmax(cdim)
+    if label_smoothing > 0:
+        _check_smoothing(label_smoothing)
+        target = target * (1 - label_smoothing) + label_smoothing / n_classes
+    picked = logp * target
+    if weight is not None:
+        picked = picked * weight.reshape([-1 if d == cdim else 1 for d in range(input.dim())])
+    if reduction == "mean":
+        return -picked.sum() / (input.numel() // n_classes) if input.numel() else -picked.sum() * math.nan
+    return -picked.sum() if reduction == "sum" else -picked.sum(cdim)
