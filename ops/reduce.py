@@ -13,7 +13,8 @@ results are combined afterwards, so that a whole-tensor sum uses every thread to
 
 The kernels are generated from templates (one accumulation loop serves sum, product,
 squared deviation and exp-sum) into a cached module, loaded the first time one is used:
-importing nbgrad compiles nothing and does not even import Numba.
+importing nbgrad compiles nothing and does not even import Numba. Softmax takes its exp,
+maximum and row sums from ``vmath``, written so that its loops vectorize.
 """
 import math
 import textwrap
@@ -37,7 +38,7 @@ _HEADER = """\
 import math
 import numpy as np
 from numba import njit, prange
-
+{vmath}
 INF = math.inf
 """
 
@@ -204,30 +205,27 @@ n = min(inner, jlo + ib) - jlo
 
 _SOFTMAX = _LINE + """\
 if inner == 1:
+    # a row: its maximum m, e = exp(x - m) staged in y, their sum s, then y. Each loop
+    # vectorizes (ops/vmath.py): x - m, exp and the log step run in x's dtype (as in
+    # PyTorch), s and 1 / s in float64.
     xr = x[b0:b0 + red]
     yr = y[b0:b0 + red]
-    m = -INF
+    m = xr.dtype.type(-INF)
     for r in range(red):
-        v = xr[r]
-        if v > m or v != v:
-            m = v
-    s = 0.0
+        m = maximum(m, xr[r])
+    for r in range(red):
+        yr[r] = exp(xr[r] - m)
+    s = vsum(yr)
     if log:
-        for r in range(red):
-            s += math.exp(xr[r] - m)
-        ls = math.log(s)
+        ls = xr.dtype.type(math.log(s))
         for r in range(red):
             yr[r] = (xr[r] - m) - ls
     else:
-        for r in range(red):
-            e = math.exp(xr[r] - m)
-            yr[r] = e
-            s += e
         inv = 1.0 / s
         for r in range(red):
             yr[r] *= inv
 else:
-    ms = np.empty(n)
+    ms = np.empty(n, x.dtype)
     ss = np.empty(n)
     for j in range(n):
         ms[j] = -INF
@@ -235,14 +233,12 @@ else:
     for r in range(red):
         xr = x[b0 + r * inner:b0 + r * inner + n]
         for j in range(n):
-            v = xr[j]
-            if v > ms[j] or v != v:
-                ms[j] = v
+            ms[j] = maximum(ms[j], xr[j])
     for r in range(red):
         xr = x[b0 + r * inner:b0 + r * inner + n]
         yr = y[b0 + r * inner:b0 + r * inner + n]
         for j in range(n):
-            e = math.exp(xr[j] - ms[j])
+            e = exp(xr[j] - ms[j])
             ss[j] += e
             if not log:
                 yr[j] = e
@@ -253,27 +249,25 @@ else:
         yr = y[b0 + r * inner:b0 + r * inner + n]
         if log:
             for j in range(n):
-                yr[j] = (xr[j] - ms[j]) - ss[j]
+                yr[j] = (np.float64(xr[j]) - ms[j]) - ss[j]
         else:
             for j in range(n):
                 yr[j] *= ss[j]
 """
 
-# softmax: y * (g - sum(g * y)); log_softmax: g - exp(y) * sum(g), along the line
+# softmax: y * (g - sum(g * y)); log_softmax: g - exp(y) * sum(g), along the line. Sums in
+# float64; along a row, exp(y) * sum(g) - g in y's dtype, fused where the CPU has FMA.
 _SOFTMAX_BACKWARD = _LINE + """\
 if inner == 1:
     gr = g[b0:b0 + red]
     yr = y[b0:b0 + red]
     gxr = gx[b0:b0 + red]
-    s = 0.0
     if log:
+        s = -yr.dtype.type(vsum(gr))
         for r in range(red):
-            s += gr[r]
-        for r in range(red):
-            gxr[r] = gr[r] - math.exp(yr[r]) * s
+            gxr[r] = fma(exp(yr[r]), s, gr[r])
     else:
-        for r in range(red):
-            s += gr[r] * yr[r]
+        s = vdot(gr, yr)
         for r in range(red):
             gxr[r] = yr[r] * (gr[r] - s)
 else:
@@ -284,14 +278,14 @@ else:
         gr = g[b0 + r * inner:b0 + r * inner + n]
         yr = y[b0 + r * inner:b0 + r * inner + n]
         for j in range(n):
-            ss[j] += gr[j] if log else gr[j] * yr[j]
+            ss[j] += gr[j] if log else np.float64(gr[j]) * yr[j]
     for r in range(red):
         gr = g[b0 + r * inner:b0 + r * inner + n]
         yr = y[b0 + r * inner:b0 + r * inner + n]
         gxr = gx[b0 + r * inner:b0 + r * inner + n]
         if log:
             for j in range(n):
-                gxr[j] = gr[j] - math.exp(yr[j]) * ss[j]
+                gxr[j] = gr[j] - exp(yr[j]) * ss[j]
         else:
             for j in range(n):
                 gxr[j] = yr[j] * (gr[j] - ss[j])
@@ -378,7 +372,8 @@ def _kernel(prefix, name, args, body, chunks, setup="", after=""):
 
 
 def _source():
-    out = [_HEADER]
+    from . import vmath                        # imports Numba: only when kernels are built
+    out = [_HEADER.format(vmath=vmath.import_line("exp", "fma", "maximum", "vsum", "vdot"))]
     for name, (op, term, center, finish) in _ACCUMULATIONS.items():
         parts = dict(name=name, op=op, term=term, center=center, finish=finish)
         out.append(_ACCUMULATE_COMBINE.format(**parts))
