@@ -97,7 +97,8 @@ class Elementwise:
     @property
     def module(self):
         if self._module is None:
-            self._module = load_module(self.name, _generate(self.name, self.args, self.expr, self.helpers))
+            helpers = self.helpers() if callable(self.helpers) else self.helpers
+            self._module = load_module(self.name, _generate(self.name, self.args, self.expr, helpers))
         return self._module
 
     def kernel(self, layout, parallel):
@@ -219,13 +220,21 @@ def _coalesce(out, xs):
 # ---------------------------------------------------------------------------------------
 # The op table. Forward ops first, then the fused steps their backward passes use.
 
+def _vmath(*names, then=""):
+    """Helpers that import ``names`` from ``vmath`` (its exp vectorizes; math.exp does not),
+    followed by ``then``; built with the kernels, so that importing nbgrad imports no Numba."""
+    def helpers():
+        from .vmath import import_line
+        return import_line(*names) + then
+    return helpers
+
+
+# exp(-|x|) never overflows; 1.45 ulp in float32, where vmath.sigmoid's one division gives 2.4
 _SIGMOID = '''
 @njit(inline='always', error_model='numpy')
-def sigmoid(x):
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
+def stable_sigmoid(x):
+    e = exp(-abs(x))
+    return (1.0 if x >= 0 else e) / (1.0 + e)
 '''
 
 _POW = '''
@@ -261,7 +270,7 @@ _define("floor_divide", "ab", "a // b")
 _define("trunc_divide", "ab", "(a // b) + 1 if ((a // b) < 0 and (a // b) * b != a) else (a // b)")
 _define("remainder", "ab", "a - (a // b) * b")
 _define("pow", "ab", "power(a, b)", _POW)
-_define("exp", "x", "math.exp(x)")
+_define("exp", "x", "exp(x)", _vmath("exp"))
 _define("log", "x", "math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)")
 _define("sqrt", "x", "math.sqrt(x) if x >= 0 else math.nan")
 _define("abs", "x", "abs(x)")
@@ -269,7 +278,7 @@ _define("sign", "x", "(x > 0) - (x < 0)")
 _define("sin", "x", "math.sin(x)")
 _define("cos", "x", "math.cos(x)")
 _define("tanh", "x", "math.tanh(x)")
-_define("sigmoid", "x", "sigmoid(x)", _SIGMOID)
+_define("sigmoid", "x", "stable_sigmoid(x)", _vmath("exp", then=_SIGMOID))
 _define("relu", "x", "x if x > 0 else x * 0")
 # bounds of clamp are values, never NaN; a NaN input stays NaN as in PyTorch
 _define("clamp", "xlh", "h if (l if x < l else x) > h else (l if x < l else x)")
