@@ -182,6 +182,19 @@ def element_strides(arr, shape):
             for d in range(len(shape))]
 
 
+def strided_view(arr, shape, strides, writeable=True):
+    """A view of ``arr``'s memory with ``shape`` and byte ``strides`` (0 where broadcast).
+    NumPy's ``broadcast_to`` and ``as_strided`` go through Python-level machinery (3-30 us,
+    the first backward step of every graph pays it); the ndarray constructor over a
+    C-contiguous buffer is one call."""
+    if not arr.flags.c_contiguous:
+        return np.lib.stride_tricks.as_strided(arr, shape, strides, writeable=writeable)
+    view = np.ndarray(shape, arr.dtype, arr, 0, strides)
+    if not writeable and view.flags.writeable:
+        view.flags.writeable = False
+    return view
+
+
 def flat_buffer(arr):
     """A 1-D view of ``arr``'s memory from its first element to its last."""
     if arr.size == 0:

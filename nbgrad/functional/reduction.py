@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from nbgrad.ops import reduce as kernels
-from nbgrad.ops.elementwise import OPS
+from nbgrad.ops.elementwise import OPS, strided_view
 
 from .. import _dtype
 from ..autograd.grad_mode import is_grad_enabled
@@ -120,8 +120,10 @@ def _sum(x, dims, out_shape, node, out_dtype=None, scale=1, **attrs):
 def _expand(g, keep, shape):
     """``g`` viewed in the keepdim shape ``keep`` and broadcast to ``shape``: a read-only view,
     so an in-place write into it fails instead of writing one element many times."""
-    data = np.broadcast_to(_keep(g, keep), shape)
-    dims = tuple(d for d in range(len(shape)) if keep[d] == 1 and shape[d] != 1)
+    kept = _keep(g, keep)
+    dims = tuple([d for d in range(len(shape)) if keep[d] == 1 and shape[d] != 1])
+    data = strided_view(kept, shape, tuple([0 if d in dims else kept.strides[d] for d in range(len(shape))]),
+                        writeable=False)
     return record(ExpandBackward0, data, (g,), dims=dims, in_shape=g._data.shape)
 
 

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from nbgrad.ops import shape as _kernels
-from nbgrad.ops.elementwise import OPS, copy_of
+from nbgrad.ops.elementwise import OPS, copy_of, strided_view
 
 from .._dtype import result_type
 from ..autograd.graph import Node
@@ -346,7 +346,7 @@ def expand(input, *sizes):
         target.append(s)
         strides.append(data.strides[i - lead] if s == have else 0)
     target = tuple(target)
-    out = np.lib.stride_tricks.as_strided(data, target, strides)
+    out = strided_view(data, target, tuple(strides))
     return make_view(input, out, ExpandBackward0, lambda v: expand(v, target))
 
 
