@@ -514,10 +514,18 @@ class ReluBackward0(Node):
 def _unary(kernel, node_cls, input, save, float_result=True):
     """A unary op; ``save`` is 'input', 'output' or None."""
     _check_operand(input)
-    dtype = _float_dtype((input,)) if float_result else input.dtype
-    out = record(node_cls, compute(kernel, (input,), dtype), (input,))
-    if out.grad_fn is not None and save is not None:
-        out.grad_fn.save_for_backward(input if save == "input" else out)
+    data = None
+    if not float_result or input._data.dtype.kind == "f":        # computed in the input's dtype
+        data = _compute_alike(kernel, (input,), None, None)
+    if data is None:
+        data = _compute_any(kernel, (input,), _float_dtype((input,)) if float_result else input.dtype, None, None)
+    out = record(node_cls, data, (input,))
+    node = out.grad_fn
+    if node is not None and save is not None:
+        if save == "input":
+            node.save_for_backward(input)
+        else:
+            node.save_output(out)
     return out
 
 
