@@ -565,6 +565,13 @@ def sum(x, dims, out_dtype, scale=1):
     """Sum over ``dims`` (sorted, distinct) times ``scale``; keepdim shape. Integer and bool
     inputs sum in int64; floats accumulate in float64."""
     out_dtype = np.dtype(out_dtype)
+    if len(dims) == x.ndim and 0 < x.size < PARALLEL_MIN and x.flags.c_contiguous:
+        # the whole of a small tensor (a loss): one serial task, without the layout plan
+        zero = _zero(out_dtype)
+        out = np.empty(1, out_dtype)
+        _kernels().s_sum(x.reshape(-1), _NO_CENTER, out, np.empty(1, zero.dtype), 1, x.size, 1, 1, 1, x.size, 1,
+                         zero, scale)
+        return out.reshape((1,) * x.ndim)
     return _accumulate("sum", x, dims, out_dtype, _zero(out_dtype), scale)
 
 
