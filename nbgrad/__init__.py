@@ -2,13 +2,9 @@
 
 ``import nbgrad as torch`` runs ordinary PyTorch autograd code on the CPU.
 """
-import os
+from . import _runtime
 
-# OpenBLAS threads (matmul) spin for ~0.1 s after each call by default, taking the cores
-# that the parallel kernels which follow need: a matmul-then-elementwise training step
-# ran 5x slower. Spin briefly instead, unless the user chose otherwise. It must be set
-# before SciPy's OpenBLAS (which Numba's np.dot calls) is loaded.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+_runtime.configure()             # before BLAS loads: see _runtime.py
 from ._dtype import bool, double, dtype, float, float32, float64, get_default_dtype, int64, long, set_default_dtype
 from .tensor import Size, Tensor, device, is_tensor
 from .factories import *  # noqa: F401,F403  (their __all__)
