@@ -212,11 +212,13 @@ TARGETS = {"poly_1e7": 0.5, "poly_1e6": 0.7, "tutorial_5x5": 1.5, "chain_100": 1
            "cross_entropy": 1.0, "cold_start_warm_cache": 1.0, "peak_memory": 1.0}
 
 
-def measure_alternating(runs, repeats, budget_s, per_turn=3):
+def measure_alternating(runs, repeats, budget_s, per_turn=3, pause_s=0.02):
     """Median seconds per call of each run. The libraries take turns, round after round, so
-    drift of the machine falls on all alike; in each turn one untimed call comes first,
-    because the previous library's threads may still be spinning on the cores (OpenMP,
-    OpenBLAS and XLA all spin-wait for a while after their work)."""
+    drift of the machine falls on all alike. Each turn starts with a short pause and one
+    untimed call, because the previous library's threads may still be spinning on the
+    cores (OpenMP, OpenBLAS and XLA all spin-wait for a while after their work): on two
+    cores, PyTorch's spinning OpenMP threads made the next library's first steps wait
+    for milliseconds, which no user running one library sees."""
     for run in runs.values():            # warm-up: compiles, caches, allocator
         for _ in range(3):
             run()
@@ -224,6 +226,7 @@ def measure_alternating(runs, repeats, budget_s, per_turn=3):
     start = time.perf_counter()
     for i in range(repeats):
         for name, run in runs.items():
+            time.sleep(pause_s)
             run()
             for _ in range(per_turn):
                 t = time.perf_counter()
