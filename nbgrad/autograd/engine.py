@@ -13,7 +13,6 @@ and it captures their gradients instead of accumulating them into ``.grad``.
 """
 import heapq
 import sys
-import weakref
 
 import numpy as np
 
@@ -42,9 +41,7 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
     captured = [None] * len(inputs) if inputs is not None else None
 
     buffers = {}
-    deliveries = {}                       # id(gradient) -> (edges it was handed to, weak reference)
-    for (fn, nr), grad in roots:
-        _deliver(deliveries, grad, 2)     # the caller's own gradient is never taken over
+    for (fn, nr), grad in roots:          # the caller's gradients: ``roots`` holds them throughout
         if needed is None or fn in needed:
             _add_to_buffer(buffers, fn, nr, grad)
     ready = [(-fn._sequence_nr, id(fn), fn) for fn in buffers if dependencies.get(fn, 0) == 0]
@@ -62,8 +59,11 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                         grads = _run_tensor_hooks(fn, grads)
                     for nr, i in captures.get(fn, ()):
                         captured[i] = grads[nr]
-                    if accumulate and grads[0] is not None:
-                        fn.apply(grads[0], _is_fresh(grads[0], deliveries, fn))
+                    grad, grads = grads[0], None
+                    if accumulate and grad is not None:
+                        fresh = _is_fresh(grad, fn)     # while this loop's ``grad`` is its only name here
+                        fn.apply(grad, fresh)
+                    grad = None
                     continue
                 if fn._pre_hooks or fn._retained:
                     grads = _run_tensor_hooks(fn, grads)
@@ -75,51 +75,42 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                 outputs = _call(fn, grads)
                 if not retain_graph:
                     fn.release_saved()
-            hooked = 2 if fn._post_hooks else 1
             for (next_fn, nr), grad, meta in zip(fn.next_functions, outputs, fn._input_meta):
                 if next_fn is None or (needed is not None and next_fn not in needed):
                     continue
                 if grad is not None:
                     if grad._data.shape != meta[0] or grad._data.dtype != meta[1]:
                         grad = _conform(grad, meta)
-                    _deliver(deliveries, grad, hooked)
                     _add_to_buffer(buffers, next_fn, nr, grad)
                 remaining = dependencies[next_fn] - 1
                 dependencies[next_fn] = remaining
                 if remaining == 0:
                     heapq.heappush(ready, (-next_fn._sequence_nr, id(next_fn), next_fn))
+            outputs = grad = None             # no stray names for gradients still on their way
     return captured
 
 
 def _held_once():
-    """What ``sys.getrefcount`` says of an array held by one owner and named by a local
-    variable, as ``_is_fresh`` sees its arrays (measured: it differs between Pythons)."""
-    owner = [np.empty(1)]
-    data = owner[0]
-    return sys.getrefcount(data)
+    """What ``sys.getrefcount`` says of an object that one holder holds and a local variable
+    names, as ``_is_fresh`` sees a gradient (held by the engine's loop, named by its own
+    parameter) and its array (held by the gradient). Measured: it differs between Pythons."""
+    holder = [object()]
+    x = holder[0]
+    return sys.getrefcount(x)
 
 
 _HELD_ONCE = _held_once()
 
 
-def _deliver(deliveries, grad, count):
-    """Count one more edge that ``grad`` went to. Entries are checked by a weak reference,
-    since the id of a gradient freed on the way may come back for a new one."""
-    deliveries[id(grad)] = (_delivered(deliveries, grad) + count, weakref.ref(grad))
-
-
-def _delivered(deliveries, grad):
-    entry = deliveries.get(id(grad))
-    return entry[0] if entry is not None and entry[1]() is grad else 0
-
-
-def _is_fresh(grad, deliveries, fn):
-    """Whether ``grad`` may become ``.grad`` without a copy: handed to this edge alone, no
-    hook saw it, and nothing else holds its memory (as PyTorch checks use counts). Its
+def _is_fresh(grad, fn):
+    """Whether ``grad`` may become ``.grad`` without a copy, as PyTorch checks use counts:
+    nothing but the engine's one name holds the gradient (no other edge's buffer, hook or
+    caller), no hook of the leaf wants to see it, and its array is held by it alone. The
     array may be a view (a transposed product) if it spans all of a base held by it alone."""
+    if sys.getrefcount(grad) != _HELD_ONCE or fn.variable._hooks or grad.grad_fn is not None:
+        return False
     data = grad._data
-    if not (_delivered(deliveries, grad) <= 1 and not fn.variable._hooks and grad.grad_fn is None
-            and data.flags.writeable and data.flags.c_contiguous and sys.getrefcount(data) == _HELD_ONCE):
+    if not (data.flags.writeable and data.flags.c_contiguous and sys.getrefcount(data) == _HELD_ONCE):
         return False
     base = data.base
     return base is None or (type(base) is np.ndarray and base.base is None and base.size == data.size
