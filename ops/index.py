@@ -243,12 +243,14 @@ def _gather_dim_parallel(out, src, src_strides, index, shape, dim, out_strides):
 
 
 @njit(**_JIT)
-def _scatter_dim(dst, dst_strides, index, shape, dim, src, src_strides, accumulate):
+def _scatter_dim(dst, dst_strides, index, shape, dim, src, src_strides, mode):
     for i in range(index.shape[0]):
         oa = _dim_offset(i, index, shape, dst_strides, dim, True)
         ob = _dim_offset(i, index, shape, src_strides, dim, False)
-        if accumulate:
+        if mode == 1:
             dst[oa] += src[ob]
+        elif mode == 2:
+            dst[oa] *= src[ob]
         else:
             dst[oa] = src[ob]
 
@@ -371,14 +373,17 @@ def gather_dim(out, src, dim, index):
     return out
 
 
-def scatter_dim(dst, dim, index, src, accumulate=False):
-    """``dst[i][index[i][j][k]][k] = src[i][j][k]`` (or ``+=``), serially: repeated
-    positions take the last value, or all of them with ``accumulate``. ``src`` may be a
-    one-element array standing for a number."""
+_SCATTER_MODES = {None: 0, "add": 1, "multiply": 2}
+
+
+def scatter_dim(dst, dim, index, src, reduce=None):
+    """``dst[i][index[i][j][k]][k] = src[i][j][k]`` (``reduce``: ``"add"`` for ``+=``,
+    ``"multiply"`` for ``*=``), serially: repeated positions take the last value, or all
+    of them when reducing. ``src`` may be a one-element array standing for a number."""
     if index.size == 0:
         return dst
     flat_index = np.ascontiguousarray(index, np.int64).reshape(-1)
     src_strides = element_strides(src) if src.ndim == index.ndim else [0] * index.ndim
     _scatter_dim(flat_buffer(dst), _ints(element_strides(dst)), flat_index, _ints(index.shape), dim,
-                 flat_buffer(src), _ints(src_strides), accumulate)
+                 flat_buffer(src), _ints(src_strides), _SCATTER_MODES[reduce])
     return dst

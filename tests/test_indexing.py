@@ -5,14 +5,14 @@ gather/scatter family (``index_select``, ``gather``, ``scatter``, ``scatter_add`
 ``take``, ``index_put``, ``masked_fill``, ``masked_select``, ``nonzero``), over
 contiguous/transposed/sliced inputs, float32 and float64, random indices (hypothesis),
 float64 finite differences, second-order gradients, and the kernels' parallel paths."""
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import nbgrad
-from nbgrad.autograd.graph import Node
-from nbgrad.tensor import record
 from helpers import FLOATS, LAYOUTS, assert_close, check_grad, nb, random_array, with_layout
 from nbgrad.ops import index as kernels
 
@@ -591,7 +591,7 @@ def test_kernels_gather_dim_and_nonzero_against_numpy():
     kernels.gather_dim(out, src, 1, index)
     np.testing.assert_array_equal(out, np.take_along_axis(src, index, 1))
     dst = np.zeros((300, 400))
-    kernels.scatter_dim(dst, 1, index, np.ones(index.shape), accumulate=True)
+    kernels.scatter_dim(dst, 1, index, np.ones(index.shape), reduce="add")
     expected = np.zeros((300, 400))
     np.add.at(expected, (np.arange(300)[:, None], index), 1.0)
     np.testing.assert_array_equal(dst, expected)
@@ -599,3 +599,45 @@ def test_kernels_gather_dim_and_nonzero_against_numpy():
         np.testing.assert_array_equal(kernels.nonzero(mask), np.argwhere(mask))
     assert kernels.out_of_bounds(np.array([[0, 1, -3, 3], [0, 5, 0, 0]]), [3, 4]) == (1, 1)
     assert kernels.out_of_bounds(np.array([[0, 1, -3, 2]]), [3]) is None
+
+
+# -- scatter with reduce (PyTorch's legacy form: computed, not differentiable) --------------------------
+@pytest.mark.parametrize("reduce", ["add", "multiply"])
+@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_scatter_reduce_matches_torch(torch, reduce, dim, inplace):
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((4, 5))
+    index = rng.integers(0, 4 if dim == 0 else 5, (3, 4))
+    src = rng.standard_normal((3, 5))
+    for s in (src, 2.5):
+        def run(lib):
+            x = lib.tensor(base)
+            op = x.scatter_ if inplace else x.scatter
+            args = (dim, lib.tensor(index), lib.tensor(s) if isinstance(s, np.ndarray) else s)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return op(*args, reduce=reduce)
+        np.testing.assert_allclose(run(nbgrad).numpy(), run(torch).numpy(), rtol=1e-12)
+
+
+def test_scatter_reduce_records_no_derivative_as_torch(torch):
+    def run(lib):
+        x = lib.zeros(3, 4, requires_grad=True)
+        src = lib.arange(1., 13.).reshape(3, 4).requires_grad_()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")            # PyTorch warns once per process
+            y = x.scatter(0, lib.tensor([[0, 1, 2, 0], [1, 2, 0, 1]]), src, reduce="add")
+        assert type(y.grad_fn).__name__ == "NotImplemented"
+        y.sum().backward()
+    same_error(torch, run)
+
+
+def test_scatter_reduce_with_a_tensor_source_warns_as_torch():
+    x = nbgrad.zeros(3, 4)
+    with pytest.warns(UserWarning, match="The reduce argument of torch.scatter with Tensor src is deprecated"):
+        x.scatter(0, nbgrad.tensor([[0, 1, 2, 0]]), nbgrad.ones(1, 4), reduce="multiply")
+
+
+def test_scatter_reduce_rejects_other_reductions_as_torch(torch):
+    same_error(torch, lambda lib: lib.zeros(3).scatter(0, lib.tensor([0]), 1.0, reduce="max"))

@@ -631,21 +631,21 @@ class GatherBackward0(Node):
     def backward(self, grad):
         index, = self.saved_tensors
         zeros = Tensor._wrap(np.zeros(self._input_meta[0][0], grad._data.dtype))
-        return (_scatter(zeros, self.dim, index, grad, True, fresh=True),)
+        return (_scatter(zeros, self.dim, index, grad, "add", fresh=True),)
 
 
 class ScatterBackward0(Node):
     def backward(self, grad):
         index, = self.saved_tensors
         need = self.needs_input_grad
-        return (_scatter(grad, self.dim, index, 0, False) if need[0] else None,
+        return (_scatter(grad, self.dim, index, 0) if need[0] else None,
                 _gather_to(grad, self.dim, index, self._input_meta[1][0]) if need[1] else None)
 
 
 class ScatterBackward1(Node):
     def backward(self, grad):
         index, = self.saved_tensors
-        return (_scatter(grad, self.dim, index, 0, False),)
+        return (_scatter(grad, self.dim, index, 0),)
 
 
 class ScatterAddBackward0(Node):
@@ -682,14 +682,39 @@ def _src_array(src, dtype):
     return _at_least_1d(src._data) if isinstance(src, Tensor) else np.array(src, dtype)
 
 
-def _scatter(input, dim, index, src, accumulate, fresh=False):
+class NoDerivative(Node):
+    """An op PyTorch records without a derivative (``scatter`` with ``reduce``): backward
+    through it fails with PyTorch's text. Named as PyTorch names it, ``NotImplemented``
+    (not the Python name, which would hide the builtin)."""
+
+    def backward(self, grad):
+        raise RuntimeError(f"derivative for {self.op} is not implemented")
+
+
+NoDerivative.__name__ = NoDerivative.__qualname__ = "NotImplemented"
+
+
+def _scatter(input, dim, index, src, reduce=None, fresh=False, legacy_reduce=False):
+    """``scatter`` (``reduce`` None), ``scatter_add`` (``"add"``), or, with ``legacy_reduce``,
+    ``scatter(..., reduce=)``, which PyTorch does not differentiate."""
     data = input._data if fresh else copy_of(input._data)
-    kernels.scatter_dim(_at_least_1d(data), dim, _at_least_1d(index._data), _src_array(src, data.dtype), accumulate)
-    if accumulate:
+    kernels.scatter_dim(_at_least_1d(data), dim, _at_least_1d(index._data), _src_array(src, data.dtype), reduce)
+    if legacy_reduce:
+        return record(NoDerivative, data, (input, src), op="aten::scatter")
+    if reduce == "add":
         return record(ScatterAddBackward0, data, (input, src), saved=(index,), dim=dim)
     if isinstance(src, Tensor):
         return record(ScatterBackward0, data, (input, src), saved=(index,), dim=dim)
     return record(ScatterBackward1, data, (input,), saved=(index,), dim=dim)
+
+
+def _check_scatter_reduce(reduce, src):
+    if reduce not in ("add", "multiply"):
+        raise RuntimeError("reduce argument must be either add or multiply.")
+    if isinstance(src, Tensor):
+        warnings.warn("The reduce argument of torch.scatter with Tensor src is deprecated and will be removed in "
+                      "a future PyTorch release. Use torch.scatter_reduce instead for more reduction options.",
+                      UserWarning, stacklevel=3)
 
 
 @tensor_method()
@@ -699,37 +724,38 @@ def gather(input, dim, index, *, sparse_grad=False):
 
 @tensor_method()
 def scatter(input, dim, index, src=None, *, value=None, reduce=None):
-    if reduce is not None:
-        raise NotImplementedError("scatter with reduce is not supported")
     src = value if src is None else src
     dim = _dim_index_checks("scatter", input, dim, index, src)
-    return _scatter(input, dim, index, src, False)
+    if reduce is not None:
+        _check_scatter_reduce(reduce, src)
+        return _scatter(input, dim, index, src, reduce, legacy_reduce=True)
+    return _scatter(input, dim, index, src)
 
 
 @tensor_method()
 def scatter_add(input, dim, index, src):
     dim = _dim_index_checks("scatter_add", input, dim, index, src)
-    return _scatter(input, dim, index, src, True)
+    return _scatter(input, dim, index, src, "add")
 
 
 @tensor_method()
 def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
-    if reduce is not None:
-        raise NotImplementedError("scatter_ with reduce is not supported")
     src = value if src is None else src
     dim = _dim_index_checks("scatter", self, dim, index, src)
+    if reduce is not None:
+        _check_scatter_reduce(reduce, src)
     operands = (src,) if isinstance(src, Tensor) else ()
-    return apply_inplace(self, lambda old: _scatter(old, dim, index, src, False), operands,
-                         lambda: kernels.scatter_dim(_at_least_1d(self._data), dim, _at_least_1d(index._data),
-                                                     _src_array(src, self._data.dtype), False))
+    return apply_inplace(self, lambda old: _scatter(old, dim, index, src, reduce, legacy_reduce=reduce is not None),
+                         operands, lambda: kernels.scatter_dim(_at_least_1d(self._data), dim, _at_least_1d(index._data),
+                                                               _src_array(src, self._data.dtype), reduce))
 
 
 @tensor_method()
 def scatter_add_(self, dim, index, src):
     dim = _dim_index_checks("scatter_add", self, dim, index, src)
-    return apply_inplace(self, lambda old: _scatter(old, dim, index, src, True), (src,),
+    return apply_inplace(self, lambda old: _scatter(old, dim, index, src, "add"), (src,),
                          lambda: kernels.scatter_dim(_at_least_1d(self._data), dim, _at_least_1d(index._data),
-                                                     _at_least_1d(src._data), True))
+                                                     _at_least_1d(src._data), "add"))
 
 
 # -- nonzero ----------------------------------------------------------------------------------------
