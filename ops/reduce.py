@@ -548,9 +548,13 @@ _NO_CENTER = np.zeros(1)
 
 # -- reductions ---------------------------------------------------------------------------------------
 def _accumulate(name, x, dims, out_dtype, zero, scale=1, center=_NO_CENTER):
-    p = _plan(x, dims)
-    out = np.empty(p.outer * p.inner, out_dtype)
-    _launch(name, (p.outer, p.red, p.inner), (p.flat, center, out), (zero, scale), part=zero)
+    if len(dims) == x.ndim and x.flags.c_contiguous:
+        flat, block = x.reshape(-1), (1, x.size, 1)      # all of it (a loss): no layout to plan
+    else:
+        p = _plan(x, dims)
+        flat, block = p.flat, (p.outer, p.red, p.inner)
+    out = np.empty(block[0] * block[2], out_dtype)
+    _launch(name, block, (flat, center, out), (zero, scale), part=zero)
     return out.reshape(keep_shape(x.shape, dims))
 
 
@@ -565,13 +569,6 @@ def sum(x, dims, out_dtype, scale=1):
     """Sum over ``dims`` (sorted, distinct) times ``scale``; keepdim shape. Integer and bool
     inputs sum in int64; floats accumulate in float64."""
     out_dtype = np.dtype(out_dtype)
-    if len(dims) == x.ndim and 0 < x.size < PARALLEL_MIN and x.flags.c_contiguous:
-        # the whole of a small tensor (a loss): one serial task, without the layout plan
-        zero = _zero(out_dtype)
-        out = np.empty(1, out_dtype)
-        _kernels().s_sum(x.reshape(-1), _NO_CENTER, out, np.empty(1, zero.dtype), 1, x.size, 1, 1, 1, x.size, 1,
-                         zero, scale)
-        return out.reshape((1,) * x.ndim)
     return _accumulate("sum", x, dims, out_dtype, _zero(out_dtype), scale)
 
 

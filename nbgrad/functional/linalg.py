@@ -94,11 +94,11 @@ def _saved_operands(a, b):
     return (a if b.requires_grad else None, b if a.requires_grad else None)
 
 
-def _check_dim(t, ndim, what):
+def _check_dim(t, ndim, what, detail=""):
     if not isinstance(t, Tensor):
         raise TypeError(f"expected Tensor as argument, but got {type(t).__name__}")
     if t.ndim != ndim:
-        raise RuntimeError(f"{what} must be a {'matrix' if ndim == 2 else '3D tensor'}")
+        raise RuntimeError(f"{what} must be a {'matrix' if ndim == 2 else '3D tensor'}{detail}")
 
 
 @tensor_method()
@@ -122,9 +122,7 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1):
     ``addmm(bias, x, W.t())``): the bias is added into the product in place, and
     ``beta == 0`` ignores ``input``, NaNs included."""
     for t, name in ((mat1, "mat1"), (mat2, "mat2")):
-        _check_dim(t, t.ndim if isinstance(t, Tensor) else 2, name)
-        if t.ndim != 2:
-            raise RuntimeError(f"{name} must be a matrix, got {t.ndim}-D tensor")
+        _check_dim(t, 2, name, f", got {t.ndim}-D tensor" if isinstance(t, Tensor) else "")
     (n, k), (k2, m) = mat1.shape, mat2.shape
     if k != k2:
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({n}x{k} and {k2}x{m})")
