@@ -106,6 +106,13 @@ class Node:
         self._saved = tuple(saved)
         self._saved_versions = tuple(versions)
 
+    def save_output(self, output):
+        """``save_for_backward(output)`` for this node's one output (exp, tanh...), which
+        every unary op whose derivative is written in its result does."""
+        self._saved_outputs = {0: (output._output_nr, weakref.ref(output))}
+        self._saved = (output.detach(),)
+        self._saved_versions = (output._version_counter.value,)
+
     @property
     def saved_tensors(self):
         saved = self._saved

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from nbgrad.ops.elementwise import OPS
+from nbgrad.ops.elementwise import OPS, PARALLEL_MIN
 
 from .. import _dtype
 from .._dtype import result_type
@@ -173,16 +173,30 @@ def _compute_alike(kernel, operands, dtype, out_dtype):
             return None
         for i, p in enumerate(pattern):
             if p == "s":
-                flat[i] = _number_array(flat[i], np_dtype)
+                arr = _NUMBERS.get((flat[i], np_dtype))
+                flat[i] = arr if arr is not None else _number_array(flat[i], np_dtype)
     out = np.empty(data.shape, np_dtype if out_dtype is None else out_dtype.numpy)
-    if out.size:
+    size = out.size
+    if size and size < PARALLEL_MIN:
+        key = (kernel, pattern)
+        loop = _SERIAL_LOOPS.get(key)
+        if loop is None:
+            loop = _SERIAL_LOOPS[key] = OPS[kernel].kernel(pattern, False)
+        loop(out.reshape(-1), *flat)
+    elif size:
         OPS[kernel].contiguous(out, pattern, flat)
     return out
 
 
+_SERIAL_LOOPS = {}
+
+
 def elementwise(kernel, node_cls, operands, saved=(), dtype=None, out_dtype=None, **attrs):
     """Compute ``kernel`` and record ``node_cls`` for it (``compute`` checks the operands)."""
-    return record(node_cls, compute(kernel, operands, dtype, out_dtype), operands, saved, **attrs)
+    data = _compute_alike(kernel, operands, dtype, out_dtype)
+    if data is None:
+        data = _compute_any(kernel, operands, dtype, out_dtype, None)
+    return record(node_cls, data, operands, saved, **attrs)
 
 
 def _float_dtype(operands):
@@ -508,7 +522,10 @@ def _unary(kernel, node_cls, input, save, float_result=True):
     out = record(node_cls, data, (input,))
     node = out.grad_fn
     if node is not None and save is not None:
-        node.save_for_backward(input if save == "input" else out)
+        if save == "input":
+            node.save_for_backward(input)
+        else:
+            node.save_output(out)
     return out
 
 
