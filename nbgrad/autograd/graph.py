@@ -108,7 +108,8 @@ class Node:
 
     def save_output(self, output):
         """``save_for_backward(output)`` for this node's one output (exp, tanh...), which
-        every unary op whose derivative is written in its result does."""
+        every unary op whose derivative is written in its result does: its output branch
+        without the loop, on the path of every small op."""
         self._saved_outputs = {0: (output._output_nr, weakref.ref(output))}
         self._saved = (output.detach(),)
         self._saved_versions = (output._version_counter.value,)

@@ -177,6 +177,8 @@ def _compute_alike(kernel, operands, dtype, out_dtype):
                 flat[i] = arr if arr is not None else _number_array(flat[i], np_dtype)
     out = np.empty(data.shape, np_dtype if out_dtype is None else out_dtype.numpy)
     size = out.size
+    # Elementwise.contiguous and _number_array written out here: going through them cost the
+    # chain-of-100-ops workload 7% (commit be87910)
     if size and size < PARALLEL_MIN:
         key = (kernel, pattern)
         loop = _SERIAL_LOOPS.get(key)
