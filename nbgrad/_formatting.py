@@ -153,7 +153,7 @@ def tensor_repr(t):
     """``repr(t)`` (and ``str(t)``) exactly as PyTorch writes it for the same values."""
     from . import _dtype
     from .tensor import Tensor
-    plain = type(t) is Tensor or type(t).__name__ == "Parameter"
+    plain = type(t).__module__.partition(".")[0] == "nbgrad"      # not a user's subclass
     prefix = "tensor(" if plain else f"{type(t).__name__}("
     indent = len(prefix)
     arr = t._data

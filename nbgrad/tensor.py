@@ -223,6 +223,12 @@ class Tensor:
         return t
 
     def detach_(self):
+        if self._base is not None:
+            raise RuntimeError(
+                "Can't detach views in-place. Use detach() instead. If you are using DistributedDataParallel (DDP) "
+                "for training, and gradient_as_bucket_view is set as True, gradients are views of DDP buckets, and "
+                "hence detach_() cannot be called on these gradients. To fix this error, please refer to the "
+                "Optimizer.zero_grad() function in torch/optim/optimizer.py as the solution.")
         self.grad_fn = None
         self._requires_grad = False
         return self
@@ -271,12 +277,15 @@ class Tensor:
         return self._data.tolist()
 
     def numpy(self, *, force=False):
-        if self.requires_grad and not force:
+        """The tensor's memory as an array. Refused, as in PyTorch, while writes through it
+        could silently change what the graph recorded (grad mode on and requires grad)."""
+        if not force and _grad_mode.enabled and self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
                                "Use tensor.detach().numpy() instead.")
         return self._data
 
     def __array__(self, dtype=None, copy=None):
+        self.numpy()                   # the same refusal: np.asarray(t) would be a writable alias
         if dtype is not None and np.dtype(dtype) != self._data.dtype:
             return self._data.astype(dtype)
         return self._data.copy() if copy else self._data
@@ -531,12 +540,46 @@ def make_view(base, data, node_cls, view_fn, **attrs):
     makes the same view of another tensor of ``base``'s shape (used by in-place updates
     of views and by the backward of views)."""
     out = record(node_cls, data, (base,), **attrs)
-    out._version_counter = base._version_counter
     root = base._base
     if root is None:
-        out._base, out._view_fn = base, view_fn
+        as_view(out, base, view_fn)
     else:
         parent_fn = base._view_fn
-        out._base, out._view_fn = root, (lambda t: view_fn(parent_fn(t)))
+        as_view(out, root, lambda t: view_fn(parent_fn(t)))
     return out
+
+
+def as_view(t, base, view_fn):
+    """Make ``t`` a view of the root tensor ``base`` (``t`` is ``view_fn(base)``): it shares
+    the base's version counter and, when made under grad mode, follows the base's history."""
+    t._version_counter = base._version_counter
+    t._base, t._view_fn = base, view_fn
+    if _grad_mode.enabled:
+        t.__class__ = _View
+        t._grad_fn_version = base._version_counter.value
+
+
+_GRAD_FN = Tensor.__dict__["grad_fn"]          # the slot under _View's property
+
+
+class _View(Tensor):
+    """A view made under grad mode. When the memory it shares changed in place since its
+    ``grad_fn`` was set (through the base or another view), its ``grad_fn`` no longer
+    describes its values: it is re-derived from the base's current history on the next
+    read, as PyTorch regenerates a view's ``grad_fn``."""
+    __slots__ = ()
+
+    @property
+    def grad_fn(self):
+        if self._version_counter.value != self._grad_fn_version:
+            from .autograd.grad_mode import enable_grad
+            with enable_grad():
+                view = self._view_fn(self._base)
+            self.grad_fn, self._output_nr = view.grad_fn, view._output_nr
+        return _GRAD_FN.__get__(self)
+
+    @grad_fn.setter
+    def grad_fn(self, fn):
+        _GRAD_FN.__set__(self, fn)
+        self._grad_fn_version = self._version_counter.value
 

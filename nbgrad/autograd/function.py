@@ -185,7 +185,7 @@ class Function(metaclass=FunctionMeta):
 
 def _wrap_outputs(ctx, inputs, output, recording):
     """Make ``ctx`` the ``grad_fn`` of the differentiable tensor outputs."""
-    from ..tensor import Tensor
+    from ..tensor import Tensor, as_view
     is_tuple = isinstance(output, tuple)
     outputs = list(output) if is_tuple else [output]
     dirty = {id(t) for t in getattr(ctx, "dirty_tensors", ())}
@@ -204,8 +204,7 @@ def _wrap_outputs(ctx, inputs, output, recording):
             o._version_counter.value += 1
         elif id(o) in input_ids:            # an input returned as is: an alias, so it can get a grad_fn
             alias = Tensor._wrap(o._data)
-            alias._version_counter = o._version_counter
-            alias._base, alias._view_fn = (o, _same) if o._base is None else (o._base, o._view_fn)
+            as_view(alias, *((o, _same) if o._base is None else (o._base, o._view_fn)))
             o = outputs[i] = alias
         if recording and differentiable:
             o.grad_fn = ctx
