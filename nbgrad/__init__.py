@@ -22,6 +22,7 @@ from .functional.indexing import __all__ as _indexing
 from .functional import inplace  # noqa: F401  (attaches the in-place methods)
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
 from ._formatting import get_printoptions, set_printoptions
 from . import nn, optim
 
@@ -29,5 +30,6 @@ __version__ = "0.1.0"
 
 __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "bool", "float", "double",
            "long", "get_default_dtype", "set_default_dtype", "is_tensor", "autograd", "no_grad", "enable_grad",
-           "set_grad_enabled", "is_grad_enabled", "nn", "optim", "set_printoptions",
+           "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
+           "set_detect_anomaly", "nn", "optim", "set_printoptions",
            "get_printoptions"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing

@@ -1,10 +1,12 @@
 """Automatic differentiation: ``backward``, ``grad``, grad modes, ``Function`` and ``gradcheck``."""
+from .anomaly_mode import detect_anomaly, is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
 from .engine import run_backward
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .graph import Node
 
 __all__ = ["backward", "grad", "Variable", "Function", "gradcheck", "gradgradcheck", "no_grad",
-           "enable_grad", "set_grad_enabled", "is_grad_enabled", "Node"]
+           "enable_grad", "set_grad_enabled", "is_grad_enabled", "Node", "detect_anomaly", "set_detect_anomaly",
+           "is_anomaly_enabled", "is_anomaly_check_nan_enabled"]
 
 
 def _as_tuple(x):

@@ -16,7 +16,9 @@ import sys
 
 import numpy as np
 
-from .graph import AccumulateGrad
+from . import anomaly_mode
+from .anomaly_mode import _state as _anomaly
+from .graph import AccumulateGrad, _accumulate_lock
 from .grad_mode import set_grad_enabled
 
 __all__ = ["run_backward"]
@@ -72,7 +74,10 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                         captured[i] = grads[nr]
                     if not any(n in needed for n, _ in fn.next_functions):
                         continue
-                outputs = _call(fn, grads)
+                if _anomaly.enabled:
+                    outputs = _call_checked(fn, grads)
+                else:
+                    outputs = _call(fn, grads)
                 if not retain_graph:
                     fn.release_saved()
             for (next_fn, nr), grad, meta in zip(fn.next_functions, outputs, fn._input_meta):
@@ -196,7 +201,8 @@ def _run_tensor_hooks(fn, grads):
             tensor = ref()
             if tensor is not None and grads[nr] is not None:
                 g = grads[nr]
-                tensor.grad = g.clone() if tensor.grad is None else tensor.grad + g
+                with _accumulate_lock:
+                    tensor.grad = g.clone() if tensor.grad is None else tensor.grad + g
     return grads
 
 
@@ -214,6 +220,19 @@ def _call(fn, grads):
             result = hook(outputs, tuple(grads))
             if result is not None:
                 outputs = tuple(result)
+    return outputs
+
+
+def _call_checked(fn, grads):
+    """``_call`` under anomaly detection: an error names the forward call that made the node;
+    a NaN gradient is an error where it first appears."""
+    try:
+        outputs = _call(fn, grads)
+    except Exception:
+        anomaly_mode.report_error(fn)
+        raise
+    if _anomaly.check_nan:
+        anomaly_mode.check_nan(fn, outputs)
     return outputs
 
 

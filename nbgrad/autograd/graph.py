@@ -7,11 +7,13 @@ that the engine can reduce a broadcast gradient and cast it back in one place.
 """
 import itertools
 import re
+import threading
 import weakref
 
+from .anomaly_mode import _state as _anomaly, forward_trace
 from .grad_mode import is_grad_enabled
 
-__all__ = ["Node", "AccumulateGrad", "RemovableHandle"]
+__all__ = ["Node", "AccumulateGrad", "NoDerivative", "RemovableHandle"]
 
 _sequence = itertools.count()
 
@@ -65,11 +67,17 @@ class Node:
     _pre_hooks = None
     _post_hooks = None
     _retained = None
+    # _saved_for[k], where not None, is the input whose gradient alone reads saved item k: a
+    # change to it after saving is no error while that gradient is not wanted (PyTorch saves
+    # the other factor of a product only for this factor's gradient)
+    _saved_for = None
 
     def __init__(self, next_functions=(), input_meta=()):
         self.next_functions = next_functions
         self._input_meta = input_meta
         self._sequence_nr = next(_sequence)
+        if _anomaly.enabled:
+            self._forward_trace = forward_trace()
 
     def name(self):
         return type(self).__name__
@@ -122,6 +130,9 @@ class Node:
         outputs = self._saved_outputs
         for i, (item, version) in enumerate(zip(saved, self._saved_versions)):
             if version is not None and item._version_counter.value != version:
+                reader = self._saved_for[i] if self._saved_for else None
+                if reader is not None and self.next_functions[reader][0] is None:
+                    continue
                 fn = self if outputs and i in outputs else item.grad_fn
                 raise RuntimeError(_modified_message(item, item._version_counter.value, version, fn))
         if outputs:
@@ -182,6 +193,18 @@ class Node:
         raise RuntimeError(f"{self.name()} has no backward step")
 
 
+class NoDerivative(Node):
+    """An op PyTorch records without a derivative (``floor_divide``, ``scatter`` with
+    ``reduce``): backward through it fails with PyTorch's text. Named as PyTorch names it,
+    ``NotImplemented`` (not the Python name, which would hide the builtin)."""
+
+    def backward(self, grad):
+        raise RuntimeError(f"derivative for {self.op} is not implemented")
+
+
+NoDerivative.__name__ = NoDerivative.__qualname__ = "NotImplemented"
+
+
 class AccumulateGrad(Node):
     """The end of the graph for a leaf tensor: adds the gradient into ``variable.grad``."""
     __slots__ = ("variable",)
@@ -196,16 +219,23 @@ class AccumulateGrad(Node):
         return ()
 
 
+# Threads that backpropagate into one leaf must not lose each other's sums: the check for
+# a first gradient and the in-place add are one step. One lock for all leaves: it is held
+# for one add, and a per-leaf lock would cost every leaf an object.
+_accumulate_lock = threading.Lock()
+
+
 def accumulate_into(variable, grad, fresh=False):
     """``variable.grad += grad`` in place. The first gradient is taken as it is when the
     engine knows nobody else holds it (``fresh``), else copied. With ``create_graph``
     the sum is recorded."""
-    if variable.grad is None:
-        variable.grad = grad if fresh and not is_grad_enabled() else grad.clone()
-    elif is_grad_enabled():
-        variable.grad = variable.grad + grad
-    else:
-        variable.grad.add_(grad)
+    with _accumulate_lock:
+        if variable.grad is None:
+            variable.grad = grad if fresh and not is_grad_enabled() else grad.clone()
+        elif is_grad_enabled():
+            variable.grad = variable.grad + grad
+        else:
+            variable.grad.add_(grad)
 
 
 def _modified_message(tensor, version, expected, fn):
