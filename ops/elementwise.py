@@ -242,6 +242,14 @@ def _vmath(*names, then=""):
     return helpers
 
 
+def _scalar(*names):
+    """Helpers that import ``names`` from ``scalar`` (PyTorch's semantics where Python's differ)."""
+    def helpers():
+        from .scalar import import_line
+        return import_line(*names)
+    return helpers
+
+
 # exp(-|x|) never overflows; 1.45 ulp in float32, where vmath.sigmoid's one division gives 2.4
 _SIGMOID = '''
 @njit(inline='always', error_model='numpy')
@@ -280,21 +288,23 @@ _define("mul", "ab", "a * b")
 _define("div", "ab", "a / b")
 # rounding divisions, as in Python (// floors) and C (truncates)
 _define("floor_divide", "ab", "a // b")
-_define("trunc_divide", "ab", "(a // b) + 1 if ((a // b) < 0 and (a // b) * b != a) else (a // b)")
-_define("remainder", "ab", "a - (a // b) * b")
+_define("trunc_divide", "ab", "trunc_divide(a, b)", _scalar("trunc_divide"))
+# Python's remainder, but a zero one keeps the dividend's sign, as PyTorch's fmod-based one does
+_define("remainder", "ab", "a % b if a % b != 0 else a * 0")
 _define("pow", "ab", "power(a, b)", _POW)
 _define("exp", "x", "exp(x)", _vmath("exp"))
 _define("log", "x", "math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)")
 _define("sqrt", "x", "math.sqrt(x) if x >= 0 else math.nan")
+_define("rsqrt", "x", "1 / math.sqrt(x) if x >= 0 else math.nan")
 _define("abs", "x", "abs(x)")
 _define("sign", "x", "(x > 0) - (x < 0)")
 _define("sin", "x", "math.sin(x)")
 _define("cos", "x", "math.cos(x)")
 _define("tanh", "x", "math.tanh(x)")
 _define("sigmoid", "x", "stable_sigmoid(x)", _vmath("exp", then=_SIGMOID))
-_define("relu", "x", "x if x > 0 else x * 0")
-# bounds of clamp are values, never NaN; a NaN input stays NaN as in PyTorch
-_define("clamp", "xlh", "h if (l if x < l else x) > h else (l if x < l else x)")
+# zero branches are 0, never ``x * 0`` (NaN at inf, -0 for negatives)
+_define("relu", "x", "0 if x < 0 else x")
+_define("clamp", "xlh", "clamp(x, l, h)", _scalar("clamp"))
 _define("maximum", "ab", "a if (a > b or a != a) else b")
 _define("minimum", "ab", "a if (a < b or a != a) else b")
 _define("where", "cab", "a if c else b")
@@ -312,17 +322,19 @@ _define("logical_not", "x", "not x")
 # fused backward steps: g is the incoming gradient, y the forward output
 _define("tanh_backward", "gy", "g * (1 - y * y)")
 _define("sigmoid_backward", "gy", "g * y * (1 - y)")
-# a NaN passes its gradient through relu, maximum and minimum, as in PyTorch
-_define("relu_backward", "gy", "g * 0 if y <= 0 else g")
+# a NaN passes its gradient through relu, maximum and minimum, as in PyTorch. Where the
+# derivative is zero the gradient is 0, also when the incoming one is infinite (sqrt(0)).
+_define("relu_backward", "gy", "0 if y <= 0 else g")
 _define("sqrt_backward", "gy", "g / (2 * y)")
 _define("abs_backward", "gx", "g * ((x > 0) - (x < 0))")
-_define("clamp_backward", "gxlh", "g if (x >= l and x <= h) else g * 0")
-_define("pow_backward_base", "gab", "g * 0 if b == 0 else g * b * power(a, b - 1)", _POW)
+_define("clamp_backward", "gxlh", "g if (x >= l and x <= h) else 0")
+_define("pow_backward_base", "gab", "0 if b == 0 else g * b * power(a, b - 1)", _POW)
 _define("pow_backward_exponent", "gaby",
-        "g * 0 if (a == 0 and b >= 0) else g * y * (math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan))")
-_define("div_backward_other", "gab", "-g * a / (b * b)")
+        "0 if (a == 0 and b >= 0) else g * y * (math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan))")
+# b * b would overflow (float32 b = 1e20) where the quotients do not
+_define("div_backward_other", "gab", "-(g / b) * (a / b)")
 # maximum/minimum split the gradient evenly where both operands are equal, as PyTorch does
-_define("max_backward_first", "gab", "g / 2 if a == b else (g * 0 if a < b else g)")
+_define("max_backward_first", "gab", "g / 2 if a == b else (0 if a < b else g)")
 
 
 def copy_of(x):

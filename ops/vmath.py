@@ -26,6 +26,7 @@ reductions vectorize, and ``vsum``/``vdot`` may add in any order.
 """
 import hashlib
 import math
+import sys
 
 import numpy as np
 from llvmlite import ir
@@ -36,13 +37,15 @@ from numba.extending import intrinsic, overload
 __all__ = ["exp", "sigmoid", "fma", "maximum", "vsum", "vdot", "import_line"]
 
 
-def import_line(*names):
-    """The line importing ``names`` from here into generated kernel source, tagged with a
-    hash of this file: Numba's cache checks only the kernel file's own timestamp, so an edit
-    here must change the kernel source (and so its cache entry) to be seen."""
-    with open(__file__, "rb") as f:
+def import_line(*names, module=None):
+    """The line importing ``names`` from here (or from ``module``) into generated kernel
+    source, tagged with a hash of the module's file: Numba's cache checks only the kernel
+    file's own timestamp, so an edit there must change the kernel source (and so its cache
+    entry) to be seen."""
+    module = module or sys.modules[__name__]
+    with open(module.__file__, "rb") as f:
         digest = hashlib.sha1(f.read()).hexdigest()[:16]
-    return f"from {__name__} import {', '.join(names)}  # vmath {digest}\n"
+    return f"from {module.__name__} import {', '.join(names)}  # {digest}\n"
 
 
 def _call(builder, name, args):

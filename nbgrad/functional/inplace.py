@@ -48,6 +48,15 @@ def check_writable(self):
             "modified inplace. You should replace the inplace operation by an out-of-place one.")
 
 
+def check_no_internal_overlap(self):
+    """An update through a view in which several elements share memory (``expand``) would
+    depend on the order of writes, and on grad mode: PyTorch refuses it."""
+    data = self._data
+    if 0 in data.strides and any(s == 0 and n > 1 for n, s in zip(data.shape, data.strides)):
+        raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a "
+                           "single memory location. Please clone() the tensor before performing the operation.")
+
+
 def check_result(self, shape, dtype):
     """The result of an in-place op must fit the tensor: same shape, castable dtype."""
     if tuple(shape) != self._data.shape:
@@ -58,14 +67,18 @@ def check_result(self, shape, dtype):
                            f"{self.dtype.legacy}")
 
 
-def apply_inplace(self, functional, operands=(), direct=None):
+def apply_inplace(self, functional, operands=(), direct=None, overlap_ok=False):
     """Update ``self`` to ``functional(old_self)``.
 
     ``functional`` is the out-of-place op, used when the update is recorded; ``direct``,
     if given, writes the result into ``self._data`` itself when nothing is recorded.
     Callers check shapes and dtypes first (``check_result``) when ``direct`` is used.
+    ``overlap_ok``: the update writes one value everywhere, so elements that share memory
+    are no ambiguity (``fill_`` with a number, as PyTorch allows).
     """
     check_writable(self)
+    if not overlap_ok:
+        check_no_internal_overlap(self)
     if not needs_grad((self, *operands)):
         if direct is not None:
             direct()
@@ -110,11 +123,11 @@ class CopySlices(Node):
     def backward(self, grad):
         need = self.needs_input_grad
         grad_base = None
-        if need[0]:
-            mask = Tensor._wrap(np.ones(grad.shape, grad._data.dtype))
+        if need[0]:              # zeros where the view was written, not ``grad * 0`` (NaN at inf)
+            kept = Tensor._wrap(np.ones(grad.shape, np.bool_))
             with no_grad():
-                self.view_fn(mask).fill_(0)
-            grad_base = grad * mask
+                self.view_fn(kept).fill_(False)
+            grad_base = pointwise.where(kept, grad, 0.0)
         return grad_base, (self.view_fn(grad) if need[1] else None)
 
 
@@ -131,6 +144,8 @@ def _operands(self, args):
 def _elementwise_inplace(kernel, functional, float_result=False):
     """An ``op_`` method: ``functional`` out of place, ``kernel`` written straight in."""
     def method(self, *args):
+        if functional is pointwise.neg:
+            pointwise.check_negation(self)
         tensors, scalars = _operands(self, args)
         dtype = result_type(tensors, scalars)
         if float_result and not dtype.is_floating_point:
@@ -220,7 +235,7 @@ def fill_(self, value, _node=FillBackward2):
 
     def filled_with_number(old):
         return record(_node, _filled_array(old, value), (old,))
-    return apply_inplace(self, filled_with_number, (),
+    return apply_inplace(self, filled_with_number, (), overlap_ok=True,
                          direct=lambda: OPS["copy"](self._data, np.array((value,), self._data.dtype)))
 
 
@@ -255,3 +270,15 @@ def copy_(self, src, non_blocking=False):
         OPS["copy"](out, src._data)
         return record(CopyBackwards, out, (old, src))
     return apply_inplace(self, copied, (src,), direct=lambda: OPS["copy"](self._data, src._data))
+
+
+def _logical_inplace(kernel):
+    """``m |= n``, ``m &= n``, ``m ^= n``: bool tensors updated in place, not rebound."""
+    def method(self, other):
+        return apply_inplace(self, lambda old: getattr(old, kernel)(other), (other,) if isinstance(other, Tensor) else ())
+    return method
+
+
+Tensor.__ior__ = _logical_inplace("__or__")
+Tensor.__iand__ = _logical_inplace("__and__")
+Tensor.__ixor__ = _logical_inplace("__xor__")

@@ -212,6 +212,9 @@ def dot(input, other):
 @tensor_method("outer", "ger")
 def outer(input, vec2):
     """``input[i] * vec2[j]``: an elementwise product of broadcast views, not a BLAS call."""
+    for name, v in (("self", input), ("vec2", vec2)):
+        if v.dim() != 1:
+            raise RuntimeError(f"outer: Expected 1-D argument {name}, but got {v.dim()}-D")
     return input.unsqueeze(1) * vec2.unsqueeze(0)
 
 

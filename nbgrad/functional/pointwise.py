@@ -12,8 +12,9 @@ from nbgrad.ops.elementwise import OPS, PARALLEL_MIN
 
 from .. import _dtype
 from .._dtype import result_type
-from ..autograd.graph import Node
+from ..autograd.graph import NoDerivative, Node
 from ..autograd.grad_mode import is_grad_enabled
+from ..factories import zeros_like
 from ..tensor import Tensor, needs_grad, record
 from . import tensor_method
 
@@ -32,9 +33,9 @@ def broadcast_shapes(*shapes):
         return tuple(first)
     ndim = max(len(s) for s in shapes)
     result = [1] * ndim
-    for k, shape in enumerate(shapes):
-        for d, n in enumerate(shape, ndim - len(shape)):
-            r = result[d]
+    for d in range(ndim - 1, -1, -1):          # from the last dimension, as PyTorch reports
+        for k, shape in enumerate(shapes):
+            n, r = _size_at(shape, d, ndim), result[d]
             if n != r and n != 1:
                 if r != 1:
                     other = next(i for i in range(k) if _size_at(shapes[i], d, ndim) == r)
@@ -242,6 +243,8 @@ class RsubBackward1(Node):
 
 
 class MulBackward0(Node):
+    _saved_for = (1, 0)           # each operand serves the other's gradient only
+
     def backward(self, grad):
         a, b = self.saved_tensors
         need = self.needs_input_grad
@@ -249,12 +252,14 @@ class MulBackward0(Node):
 
 
 class DivBackward0(Node):
+    _saved_for = (1, None)
+
     def backward(self, grad):
         a, b = self.saved_tensors
         need = self.needs_input_grad
         grad_b = None
         if need[1]:
-            grad_b = _fused("div_backward_other", (grad, a, b), lambda: -grad * a / (b * b))
+            grad_b = _fused("div_backward_other", (grad, a, b), lambda: -(grad / b) * (a / b))
         return (grad / b if need[0] else None), grad_b
 
 
@@ -268,7 +273,8 @@ class PowBackward0(Node):
 
     def backward(self, grad):
         a, b = self.saved_tensors
-        return _fused("pow_backward_base", (grad, a, b), lambda: grad * 0 if b == 0 else grad * b * a ** (b - 1)), None
+        return _fused("pow_backward_base", (grad, a, b),
+                      lambda: zeros_like(grad) if b == 0 else grad * b * a ** (b - 1)), None
 
 
 class PowBackward1(Node):
@@ -354,10 +360,11 @@ def div(input, other, *, rounding_mode=None):
 
 
 class ZeroGradBackward(Node):
-    """Piecewise-constant ops: their gradient is zero almost everywhere."""
+    """Piecewise-constant ops: their gradient is zero almost everywhere (zeros, not
+    ``grad * 0``, which is NaN where the incoming gradient is infinite)."""
 
     def backward(self, grad):
-        return tuple(grad * 0 if need else None for need in self.needs_input_grad)
+        return tuple(zeros_like(grad) if need else None for need in self.needs_input_grad)
 
 
 class DivBackward1(ZeroGradBackward):
@@ -371,10 +378,14 @@ class RemainderBackward0(Node):
         return (grad if need[0] else None), (-grad * div(a, b, rounding_mode="floor") if need[1] else None)
 
 
-def _rounding_op(kernel, a, b, node_cls=DivBackward1):
-    if isinstance(b, numbers.Number) and b == 0 and _is_integral(a) and _is_integral(b):
-        raise ZeroDivisionError("ZeroDivisionError")
-    return elementwise(kernel, node_cls, (a, b), saved=(a, b))
+def _rounding_op(kernel, a, b, node_cls=DivBackward1, **attrs):
+    if _is_integral(a) and _is_integral(b) and _has_zero(b):
+        raise RuntimeError("ZeroDivisionError")
+    return elementwise(kernel, node_cls, (a, b), saved=(a, b), **attrs)
+
+
+def _has_zero(x):
+    return bool((x._data == 0).any()) if isinstance(x, Tensor) else x == 0
 
 
 def _is_integral(x):
@@ -383,12 +394,14 @@ def _is_integral(x):
 
 @tensor_method("floor_divide", "__floordiv__")
 def floor_divide(input, other):
-    return _rounding_op("floor_divide", input, other)
+    """Recorded without a derivative, as PyTorch records it (``div(rounding_mode='floor')``
+    has one: zero)."""
+    return _rounding_op("floor_divide", input, other, NoDerivative, op="aten::floor_divide")
 
 
 @tensor_method("__rfloordiv__")
 def _rfloordiv(input, other):
-    return _rounding_op("floor_divide", other, input)
+    return _rounding_op("floor_divide", other, input, NoDerivative, op="aten::floor_divide")
 
 
 @tensor_method("remainder", "__mod__")
@@ -410,11 +423,15 @@ def _rtruediv(input, other):
         elementwise("div", DivBackward0, (other, input), saved=(other, input), dtype=_float_dtype((other, input)))
 
 
-@tensor_method("neg", "__neg__", "negative")
-def neg(input):
+def check_negation(input):
     if input.dtype is _dtype.bool:
         raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
                            "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+
+
+@tensor_method("neg", "__neg__", "negative")
+def neg(input):
+    check_negation(input)
     return elementwise("neg", NegBackward0, (input,))
 
 
@@ -433,6 +450,9 @@ def pow(input, exponent):
             out.grad_fn.save_for_backward(input, exponent, out)
         return out
     _check_integer_power(input, exponent)
+    if exponent in (0.5, -0.5):       # as PyTorch computes them: (-inf) ** 0.5 is NaN, (-0) ** 0.5 is -0
+        data = compute("sqrt" if exponent > 0 else "rsqrt", (input,), _float_dtype((input, exponent)))
+        return record(PowBackward0, data, (input, exponent), saved=(input, exponent))
     return elementwise("pow", PowBackward0, (input, exponent), saved=(input, exponent))
 
 
@@ -581,9 +601,8 @@ def sign(input):
     return record(SignBackward0, compute("sign", (input,), out_dtype=input.dtype), (input,))
 
 
-class SignBackward0(Node):
-    def backward(self, grad):
-        return (grad * 0,)
+class SignBackward0(ZeroGradBackward):
+    pass
 
 
 # -- clamp, maximum, minimum, where -------------------------------------------------------------------
