@@ -35,9 +35,13 @@ def bmm_blas(out, a, b, ta, tb):
 
 @njit(cache=True, nogil=True)
 def bmm_loop(out, a, b, ta, tb):
-    """Integers, which BLAS has no routine for."""
+    """Integers, which BLAS has no routine for. (Shapes are checked here, where it costs
+    nothing: this loop indexes without bounds checks; ``np.dot`` checks its own.)"""
     nb, n, m = out.shape
     k = a.shape[1] if ta else a.shape[2]
+    if (a.shape[0] != nb or b.shape[0] != nb or (a.shape[2] if ta else a.shape[1]) != n
+            or (b.shape[1] if tb else b.shape[2]) != m or (b.shape[2] if tb else b.shape[1]) != k):
+        raise ValueError("bmm_loop: operand shapes do not match")
     for i in range(nb):
         for r in range(n):
             for c in range(m):
@@ -53,6 +57,8 @@ def bmm_loop(out, a, b, ta, tb):
 def add_rows(out, v):
     """``out[i, :] += v``: a linear layer's bias added into its fresh product in place,
     a row at a time, so the loop runs over contiguous memory and vectorises."""
+    if v.shape[0] != out.shape[1]:
+        raise ValueError("add_rows: the vector does not match the rows")
     for i in range(out.shape[0]):
         row = out[i]
         for j in range(row.shape[0]):

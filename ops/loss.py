@@ -10,6 +10,10 @@ The forward reads one element per position, so it runs serially. The backward wr
 dense gradient that is zero except at the target positions: each sample's slab is zeroed
 and its few entries set in the same pass (one write of the array, in parallel over the
 samples when it is large), instead of a separate zero-fill and scatter.
+
+Both check every target as they read it (the backward too: the saved target can be
+changed in place through ``.data`` without a version bump), and neither reads nor writes
+through one out of range: they return its position and the caller raises PyTorch's error.
 """
 import numpy as np
 from numba import njit, prange
@@ -50,6 +54,8 @@ def _forward(out, x, target, weight, ignore_index):
 
 @njit(inline="always", error_model="numpy")
 def _backward_sample(n, out, target, weight, grad, per_position, ignore_index):
+    """Sample ``n``'s slab; returns the first of its positions whose target is out of range
+    (``target.size`` if none)."""
     _, c_, h_, w_ = out.shape
     k_ = h_ * w_
     slab = out[n].reshape(-1)          # out is C-contiguous: sample n is one run
@@ -59,19 +65,27 @@ def _backward_sample(n, out, target, weight, grad, per_position, ignore_index):
         i = n * k_ + k
         t = target[i]
         if t != ignore_index:
+            if t < 0 or t >= c_:
+                return i
             slab[t * k_ + k] = weight[t] * -grad[i if per_position else 0]
+    return target.shape[0]
 
 
 @njit(**_JIT)
 def _backward_serial(out, target, weight, grad, per_position, ignore_index):
     for n in range(out.shape[0]):
-        _backward_sample(n, out, target, weight, grad, per_position, ignore_index)
+        first = _backward_sample(n, out, target, weight, grad, per_position, ignore_index)
+        if first < target.shape[0]:
+            return first
+    return target.shape[0]
 
 
 @njit(parallel=True, **_JIT)
 def _backward_parallel(out, target, weight, grad, per_position, ignore_index):
+    first = target.shape[0]
     for n in prange(out.shape[0]):
-        _backward_sample(n, out, target, weight, grad, per_position, ignore_index)
+        first = min(first, _backward_sample(n, out, target, weight, grad, per_position, ignore_index))
+    return first
 
 
 def _as_4d(x):
@@ -87,18 +101,30 @@ def _weights(weight, n_classes, dtype):
     return np.ones(n_classes, dtype) if weight is None else np.ascontiguousarray(weight, dtype)
 
 
+def _operands(shape, target, weight, dtype):
+    """The flat target and the weights for an input of ``shape``, with PyTorch's errors for
+    sizes that do not fit (in backward: a saved target or weight replaced through ``.data``)."""
+    c = shape[0] if len(shape) == 1 else shape[1]
+    positions = 1 if len(shape) == 1 else shape[0] * (shape[2] * shape[3] if len(shape) == 4 else 1)
+    if target.size != positions:
+        if len(shape) == 4:
+            raise RuntimeError(f"size mismatch (got input: {list(shape)} , target: {list(target.shape)}")
+        raise RuntimeError(f"size mismatch (got input: {list(shape)}, target: {list(target.shape)})")
+    if weight is not None and weight.size != c:
+        raise RuntimeError("weight tensor should be defined either for all or no classes")
+    return np.ascontiguousarray(target, np.int64).reshape(-1), _weights(weight, c, dtype)
+
+
 def nll_forward(x, target, weight, ignore_index):
     """Per-position losses of ``x`` (1-D, 2-D or 4-D, any strides), shaped as ``target``,
     with their sum and the sum of their weights (numbers of ``x``'s dtype). A target out
     of range raises PyTorch's IndexError."""
-    x4 = _as_4d(x)
-    flat_target = np.ascontiguousarray(target, np.int64).reshape(-1)
+    flat_target, weights = _operands(x.shape, target, weight, x.dtype)
     out = np.empty(target.shape, x.dtype)
-    total, weights, bad = _forward(out.reshape(-1), x4, flat_target, _weights(weight, x4.shape[1], x.dtype),
-                                   ignore_index)
+    total, weight_sum, bad = _forward(out.reshape(-1), _as_4d(x), flat_target, weights, ignore_index)
     if bad >= 0:
         raise IndexError(f"Target {flat_target[bad]} is out of bounds.")
-    return out, x.dtype.type(total), x.dtype.type(weights)
+    return out, x.dtype.type(total), x.dtype.type(weight_sum)
 
 
 def nll_backward(shape, dtype, target, weight, grad, ignore_index):
@@ -109,13 +135,16 @@ def nll_backward(shape, dtype, target, weight, grad, ignore_index):
     if out.size == 0:
         return out
     out4 = _as_4d(out)
-    flat_target = np.ascontiguousarray(target, np.int64).reshape(-1)
+    flat_target, weights = _operands(shape, target, weight, dtype)
     flat_grad = np.ascontiguousarray(grad, dtype).reshape(-1)
-    per_position = flat_grad.size != 1
-    args = (out4, flat_target, _weights(weight, out4.shape[1], dtype), flat_grad, per_position, ignore_index)
+    if flat_grad.size not in (1, flat_target.size):
+        raise RuntimeError(f"Expected a gradient of 1 or {flat_target.size} elements, but got {flat_grad.size}")
+    args = (out4, flat_target, weights, flat_grad, flat_grad.size != 1, ignore_index)
     if out.size >= PARALLEL_MIN and out4.shape[0] > 1:
         with parallel_lock:
-            _backward_parallel(*args)
+            first = _backward_parallel(*args)
     else:
-        _backward_serial(*args)
+        first = _backward_serial(*args)
+    if first < flat_target.size:
+        raise IndexError(f"Target {flat_target[first]} is out of bounds.")
     return out

@@ -52,6 +52,8 @@ def flip_parallel(out, x, shape, flipped):
 
 def flip(out, x, dims):
     """``out[...] = x`` reversed along ``dims``; both C-contiguous, of one shape."""
+    if x.shape != out.shape:                      # the kernel reads x with out's shape
+        raise ValueError(f"flip: shapes {x.shape} and {out.shape} differ")
     if out.size == 0:
         return out
     shape = np.array(out.shape or (1,), np.int64)

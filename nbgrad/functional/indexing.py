@@ -24,7 +24,7 @@ from nbgrad.ops import index as kernels
 from nbgrad.ops.elementwise import OPS, copy_of
 
 from .. import _dtype
-from ..autograd.graph import Node
+from ..autograd.graph import NoDerivative, Node
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor, _wrap_dim, make_view, record
 from . import tensor_method
@@ -233,7 +233,8 @@ def _slice_step(s):
 class _Index:
     """Advanced indices into a tensor of ``shape``: ``coords`` holds one row per indexed dim
     in ``dims``, the index arrays broadcast to ``bshape`` and flattened (negative entries
-    count from the end; ``in_bounds`` checks the range)."""
+    count from the end). Their range is checked by the kernels, as they compute the offsets,
+    and only when there is something to read or write, as PyTorch checks it."""
     __slots__ = ("shape", "dims", "coords", "bshape", "result_shape")
 
     def __init__(self, shape, dims, coords, bshape):
@@ -273,16 +274,6 @@ class _Index:
         if coords.size and any(shape[d] == 0 for d in dims):
             raise IndexError("index is out of bounds for dimension with size 0")
         return cls(shape, dims, coords, bshape)
-
-    def in_bounds(self):
-        """Check every entry (as PyTorch does, only when there is something to read or write)."""
-        if 0 not in self.result_shape:
-            bad = kernels.out_of_bounds(self.coords, [self.shape[d] for d in self.dims])
-            if bad is not None:
-                k, i = bad
-                raise IndexError(f"index {self.coords[k, i]} is out of bounds for dimension {k} "
-                                 f"with size {self.shape[self.dims[k]]}")
-        return self
 
     def plan(self, data, strides=None):
         """The kernels' plan for ``data`` (of ``self.shape``, or 0-d standing for one element;
@@ -387,8 +378,8 @@ def _check_put_dtype(input, values):
 
 
 def _put_(self, idx, values, accumulate):
-    """``index_put_`` of a checked ``values`` at a parsed ``idx``."""
-    idx.in_bounds()
+    """``index_put_`` of a checked ``values`` at a parsed ``idx`` (an index out of range
+    raises before anything is written)."""
 
     def direct():
         plan, target = idx.plan(self._data)
@@ -409,7 +400,7 @@ def _tensor_indices(self, indices):
         dim += value.ndim if value.dtype == np.bool_ else 1
     if dim > self.ndim:
         raise IndexError(f"too many indices for tensor of dimension {self.ndim} (got {dim})")
-    return _Index.parse(self.shape, items)      # bounds: checked by the caller
+    return _Index.parse(self.shape, items)
 
 
 def _put_index(input, indices, values, name, position):
@@ -427,7 +418,7 @@ def _put_index(input, indices, values, name, position):
 @tensor_method()
 def index_put(input, indices, values, accumulate=False):
     idx = _put_index(input, indices, values, "index_put", 3)
-    return _put(input, idx.in_bounds(), values, accumulate)
+    return _put(input, idx, values, accumulate)
 
 
 @tensor_method()
@@ -441,7 +432,7 @@ def _getitem(self, index):
     view, advanced = _apply_basic(self, index, alias=True)
     if advanced is None:
         return view
-    return _index(view, _Index.parse(view.shape, advanced).in_bounds())
+    return _index(view, _Index.parse(view.shape, advanced))
 
 
 @tensor_method("__setitem__")
@@ -502,7 +493,14 @@ def index_select(input, dim, index):
     dim = _wrap_dim(dim, input.ndim)
     shape = input.shape if input.ndim else (1,)
     arr = index._data.reshape(-1)
-    if arr.size and (arr.min() < 0 or arr.max() >= shape[dim]):
+    n = shape[dim]
+    if arr.size and input.ndim > 1 and input.numel() == 0:       # PyTorch's own path, and texts
+        if n == 0:
+            raise RuntimeError("index_select(): self indexing axis dim should be positive")
+        if arr.min() < 0 or arr.max() >= n:
+            bad = arr[np.argmax((arr < 0) | (arr >= n))]
+            raise RuntimeError(f"INDICES element is out of DATA bounds, id={bad} axis_dim={n}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
         raise IndexError("index out of range in self")
     out = _index(input, _Index(shape, [dim], arr.reshape(1, -1).copy(), arr.shape), IndexSelectBackward0)
     if input.ndim == 0:            # PyTorch keeps a 0-d input's shape
@@ -516,6 +514,8 @@ def take(input, index):
         raise RuntimeError(f"take(): Expected a long tensor for index, but got {index.dtype.legacy}")
     n = input.numel()
     arr = index._data
+    if arr.size and n == 0:
+        raise IndexError("take(): tried to take from an empty tensor")
     if arr.size and (arr.min() < -n or arr.max() >= n):
         bad = arr.reshape(-1)[np.argmax(((arr < -n) | (arr >= n)).reshape(-1))]
         raise IndexError(f"out of range: tried to access index {bad} on a tensor of {n} elements.")
@@ -593,32 +593,40 @@ def masked_fill_(self, mask, value):
 
 # -- gather and scatter along a dimension -----------------------------------------------------------
 def _dim_index_checks(name, input, dim, index, src=None):
-    """PyTorch's checks for gather/scatter: dtypes, ranks, sizes and the index's range."""
+    """PyTorch's checks for gather/scatter, in its order: dim, dtypes, ranks and sizes (an
+    empty index skips all but the dim). The index's values are checked by the kernels, as
+    they read them; the backward steps check again, since the saved index can change."""
+    dim = _wrap_dim(dim, input.ndim)
+    if index.numel() == 0:
+        if isinstance(src, Tensor) and src.dtype is not input.dtype and name != "gather":
+            raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
+        return dim
     if index.dtype is not _dtype.int64:
-        raise RuntimeError(f"{name}(): Expected dtype int32/int64 for index")
+        raise RuntimeError(f"{'gather' if name == 'gather' else 'scatter'}(): Expected dtype int32/int64 for index")
     if isinstance(src, Tensor) and src.dtype is not input.dtype:
         raise RuntimeError("scatter(): Expected self.dtype to be equal to src.dtype")
-    dim = _wrap_dim(dim, input.ndim)
     ndim = max(input.ndim, 1)
     if max(index.ndim, 1) != ndim:
         which = "input" if name == "gather" else "self"
         raise RuntimeError(f"Index tensor must have the same number of dimensions as {which} tensor")
-    in_shape = input.shape if input.ndim else (1,)
-    ix_shape = index.shape if index.ndim else (1,)
+    in_shape = input.shape or (1,)
+    ix_shape = index.shape or (1,)
+    bad = next((d for d in range(ndim) if d != dim and ix_shape[d] > in_shape[d]), None)
+    if name == "gather":
+        if bad is not None:
+            raise RuntimeError(f"Size does not match at dimension {bad} expected index {list(index.shape)} to be no "
+                               f"larger than self {list(input.shape)} apart from dimension {dim}")
+        return dim
     if isinstance(src, Tensor):
-        src_shape = src.shape if src.ndim else (1,)
-        if any(ix_shape[d] > src_shape[d] or (d != dim and ix_shape[d] > in_shape[d]) for d in range(ndim)):
+        src_shape = src.shape or (1,)
+        if max(src.ndim, 1) != ndim:
+            raise RuntimeError("Index tensor must have the same number of dimensions as src tensor")
+        if bad is not None or any(ix_shape[d] > src_shape[d] for d in range(ndim)):
             raise RuntimeError(f"Expected index {list(index.shape)} to be no larger than self {list(input.shape)} "
                                f"apart from dimension {dim} and to be no larger size than src {list(src.shape)}")
-    elif any(d != dim and ix_shape[d] > in_shape[d] for d in range(ndim)):
-        d = next(d for d in range(ndim) if d != dim and ix_shape[d] > in_shape[d])
-        raise RuntimeError(f"Size does not match at dimension {d} expected index {list(index.shape)} to be no "
-                           f"larger than self {list(input.shape)} apart from dimension {dim}")
-    arr = index._data
-    n = in_shape[dim]
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        bad = arr.reshape(-1)[np.argmax(((arr < 0) | (arr >= n)).reshape(-1))]
-        raise RuntimeError(f"index {bad} is out of bounds for dimension {dim} with size {n}")
+    elif bad is not None:
+        raise RuntimeError(f"Expected index {list(index.shape)} to be no larger than self {list(input.shape)} "
+                           f"apart from dimension {dim}")
     return dim
 
 
@@ -626,26 +634,39 @@ def _at_least_1d(arr):
     return arr.reshape(1) if arr.ndim == 0 else arr
 
 
-# the index is a saved tensor: changing it in place before backward is an error, as in PyTorch
+# The index is a saved tensor: changing it in place before backward is an error, as in PyTorch.
+# Changed without a version bump (through ``.data`` or a NumPy alias), it is checked again as
+# PyTorch checks it: its shape here, its values by the kernels.
 class GatherBackward0(Node):
     def backward(self, grad):
         index, = self.saved_tensors
         zeros = Tensor._wrap(np.zeros(self._input_meta[0][0], grad._data.dtype))
+        _dim_index_checks("scatter_add", zeros, self.dim, index, grad)
         return (_scatter(zeros, self.dim, index, grad, "add", fresh=True),)
+
+
+def _scatter_grads(node, grad, index, need_src):
+    """The input's gradient (``grad`` with zeros scattered in) and, with ``need_src``, the source's."""
+    need = node.needs_input_grad
+    grad_input = grad_src = None
+    if need[0]:
+        _dim_index_checks("scatter", grad, node.dim, index)
+        grad_input = _scatter(grad, node.dim, index, 0)
+    if need_src:
+        grad_src = _gather_to(grad, node.dim, index, node._input_meta[1][0])
+    return grad_input, grad_src
 
 
 class ScatterBackward0(Node):
     def backward(self, grad):
         index, = self.saved_tensors
-        need = self.needs_input_grad
-        return (_scatter(grad, self.dim, index, 0) if need[0] else None,
-                _gather_to(grad, self.dim, index, self._input_meta[1][0]) if need[1] else None)
+        return _scatter_grads(self, grad, index, self.needs_input_grad[1])
 
 
 class ScatterBackward1(Node):
     def backward(self, grad):
         index, = self.saved_tensors
-        return (_scatter(grad, self.dim, index, 0),)
+        return _scatter_grads(self, grad, index, False)[:1]
 
 
 class ScatterAddBackward0(Node):
@@ -663,12 +684,19 @@ def _gather(input, dim, index):
 
 
 def _gather_to(grad, dim, index, shape):
-    """``grad.gather(dim, index)`` placed in zeros of ``shape`` (a ``src`` larger than the index)."""
+    """``grad.gather(dim, index)`` placed in zeros of ``shape`` (a ``src`` larger than the
+    index); a 0-d index or ``src`` counts as 1-D, as in the forward."""
+    _dim_index_checks("gather", grad, dim, index)
     out = _gather(grad, dim, index)
-    if tuple(shape) == out.shape:
+    shape = tuple(shape)
+    if shape == out.shape:
         return out
-    corner = lambda t: _corner(t, index.shape)  # noqa: E731
-    return _embed(out, shape, corner, SliceBackwardBackward0)
+    ix_shape, src_shape = index.shape or (1,), shape or (1,)
+    if out.shape != ix_shape:
+        out = out.reshape(ix_shape)
+    if src_shape != ix_shape:
+        out = _embed(out, src_shape, lambda t: _corner(t, ix_shape), SliceBackwardBackward0)
+    return out.reshape(shape) if shape != src_shape else out
 
 
 def _corner(t, shape):
@@ -680,18 +708,6 @@ def _corner(t, shape):
 def _src_array(src, dtype):
     """A scatter source: a tensor's array, or a number as a 0-d array (read for every position)."""
     return _at_least_1d(src._data) if isinstance(src, Tensor) else np.array(src, dtype)
-
-
-class NoDerivative(Node):
-    """An op PyTorch records without a derivative (``scatter`` with ``reduce``): backward
-    through it fails with PyTorch's text. Named as PyTorch names it, ``NotImplemented``
-    (not the Python name, which would hide the builtin)."""
-
-    def backward(self, grad):
-        raise RuntimeError(f"derivative for {self.op} is not implemented")
-
-
-NoDerivative.__name__ = NoDerivative.__qualname__ = "NotImplemented"
 
 
 def _scatter(input, dim, index, src, reduce=None, fresh=False, legacy_reduce=False):
@@ -747,7 +763,8 @@ def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
     operands = (src,) if isinstance(src, Tensor) else ()
     return apply_inplace(self, lambda old: _scatter(old, dim, index, src, reduce, legacy_reduce=reduce is not None),
                          operands, lambda: kernels.scatter_dim(_at_least_1d(self._data), dim, _at_least_1d(index._data),
-                                                               _src_array(src, self._data.dtype), reduce))
+                                                               _src_array(src, self._data.dtype), reduce,
+                                                               check_first=True))
 
 
 @tensor_method()
@@ -755,7 +772,7 @@ def scatter_add_(self, dim, index, src):
     dim = _dim_index_checks("scatter_add", self, dim, index, src)
     return apply_inplace(self, lambda old: _scatter(old, dim, index, src, "add"), (src,),
                          lambda: kernels.scatter_dim(_at_least_1d(self._data), dim, _at_least_1d(index._data),
-                                                     _at_least_1d(src._data), "add"))
+                                                     _at_least_1d(src._data), "add", check_first=True))
 
 
 # -- nonzero ----------------------------------------------------------------------------------------

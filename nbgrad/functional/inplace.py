@@ -52,7 +52,7 @@ def check_no_internal_overlap(self):
     """An update through a view in which several elements share memory (``expand``) would
     depend on the order of writes, and on grad mode: PyTorch refuses it."""
     data = self._data
-    if 0 in data.strides and any(s == 0 and n > 1 for n, s in zip(data.shape, data.strides)):
+    if 0 in data.strides and data.size > 1 and any(s == 0 and n > 1 for n, s in zip(data.shape, data.strides)):
         raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers to a "
                            "single memory location. Please clone() the tensor before performing the operation.")
 

@@ -238,8 +238,9 @@ def _nll_2d(input, target, weight, reduction, ignore_index):
     if target.shape[0] != input.shape[0] or target.shape[1:] != input.shape[2:]:
         raise RuntimeError(f"size mismatch (got input: {list(input.shape)} , target: {list(target.shape)}")
     _check_weight_and_input(input, weight, "nll_loss2d_forward_out_frame")
-    return _nll(input, target, weight.reshape(-1) if weight is not None else None, reduction, ignore_index,
-                NllLoss2DBackward0)
+    if weight is not None and weight.ndim != 1:      # the tensor itself where it can: backward reads it again
+        weight = weight.reshape(-1)
+    return _nll(input, target, weight, reduction, ignore_index, NllLoss2DBackward0)
 
 
 def _check_weight_grad(weight, name):
