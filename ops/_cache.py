@@ -100,11 +100,18 @@ def _exec(name, path):
         _warn_once(("pyc", path), f"nbgrad: damaged {pyc} ({type(error).__name__}: {error}); removed it")
         _remove(pyc)
         spec.loader.exec_module(module)
-    from numba.core.dispatcher import Dispatcher
-    for kernel in vars(module).values():
-        if isinstance(kernel, Dispatcher) and kernel.py_func.__module__ == name and kernel._cache.cache_path:
-            kernel._cache.load_overload = functools.partial(_load_or_clear, kernel._cache, path)
+    guard(vars(module))
     return module
+
+
+def guard(namespace):
+    """Make a damaged Numba cache of the cached kernels defined in ``namespace`` (a module's
+    globals: generated or hand-written kernels) a miss instead of an error on every run."""
+    from numba.core.dispatcher import Dispatcher
+    for kernel in list(namespace.values()):
+        if (isinstance(kernel, Dispatcher) and kernel.py_func.__module__ == namespace["__name__"]
+                and kernel._cache.cache_path):
+            kernel._cache.load_overload = functools.partial(_load_or_clear, kernel._cache, namespace["__file__"])
 
 
 def _load_or_clear(cache, path, sig, target_context):

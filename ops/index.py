@@ -26,6 +26,7 @@ the Python side raises PyTorch's error after.
 import numpy as np
 from numba import njit, prange
 
+from ._cache import guard
 from .elementwise import PARALLEL_MIN, flat_buffer, parallel_lock
 
 __all__ = ["Plan", "plan", "layout", "out_of_bounds", "gather", "scatter", "nonzero", "gather_dim",
@@ -506,3 +507,6 @@ def scatter_dim(dst, dim, index, src, reduce=None, check_first=False):
     if first < flat.size:
         raise _dim_error(flat, first, dim, size)
     return dst
+
+
+guard(globals())      # a damaged Numba cache of these kernels is rebuilt, not an error on every run

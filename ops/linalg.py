@@ -14,6 +14,7 @@ C array is an F array, which Numba's ``np.dot`` hands to BLAS as the transpose.
 import numpy as np
 from numba import njit
 
+from ._cache import guard
 from .elementwise import copy_of
 
 __all__ = ["bmm", "operand", "add_rows"]
@@ -82,3 +83,6 @@ def bmm(a, b):
     kernel = bmm_blas if a.dtype.kind == "f" else bmm_loop
     kernel(out, a, b, ta, tb)
     return out
+
+
+guard(globals())      # a damaged Numba cache of these kernels is rebuilt, not an error on every run

@@ -18,6 +18,7 @@ through one out of range: they return its position and the caller raises PyTorch
 import numpy as np
 from numba import njit, prange
 
+from ._cache import guard
 from .elementwise import PARALLEL_MIN, parallel_lock
 
 __all__ = ["nll_forward", "nll_backward"]
@@ -148,3 +149,6 @@ def nll_backward(shape, dtype, target, weight, grad, ignore_index):
     if first < flat_target.size:
         raise IndexError(f"Target {flat_target[first]} is out of bounds.")
     return out
+
+
+guard(globals())      # a damaged Numba cache of these kernels is rebuilt, not an error on every run

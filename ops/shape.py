@@ -8,6 +8,7 @@ reads backwards, which that kernel (it takes non-negative strides) cannot.
 import numpy as np
 from numba import njit, prange
 
+from ._cache import guard
 from .elementwise import PARALLEL_MIN, parallel_lock
 
 __all__ = ["flip"]
@@ -65,3 +66,6 @@ def flip(out, x, dims):
     else:
         flip_serial(out.reshape(-1), x.reshape(-1), shape, flipped)
     return out
+
+
+guard(globals())      # a damaged Numba cache of these kernels is rebuilt, not an error on every run

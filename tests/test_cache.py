@@ -146,3 +146,33 @@ def test_processes_compiling_into_one_empty_cache_at_once(tmp_path):
     assert not list((tmp_path / "kernels").glob("*.tmp"))
     _, err = _run(tmp_path)
     assert "Warning" not in err
+
+
+_HAND_PROGRAM = """
+import nbgrad
+x = nbgrad.arange(4.0, requires_grad=True)
+y = x.gather(0, nbgrad.tensor([3, 0]))
+y.sum().backward()
+assert y.tolist() == [3.0, 0.0] and x.grad.tolist() == [1.0, 0.0, 0.0, 1.0], (y, x.grad)
+"""
+
+
+def test_a_damaged_numba_cache_of_hand_written_kernels_is_rebuilt(tmp_path):
+    """The kernels written in ops/*.py are cached by Numba beside the package (here in
+    ``NUMBA_CACHE_DIR``): damage there is a miss too, not an error on every run."""
+    env = dict(os.environ, NBGRAD_CACHE_DIR=str(tmp_path / "nbgrad"), NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+               PYTHONWARNINGS="default")
+
+    def run():
+        proc = subprocess.run([sys.executable, "-c", _HAND_PROGRAM], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return proc.stderr
+    run()
+    damaged = [f for f in (tmp_path / "numba").rglob("index.*") if f.suffix in (".nbi", ".nbc")]
+    assert damaged
+    for f in damaged:
+        f.write_bytes(b"garbage\n")
+    err = run()
+    assert "damaged Numba cache for" in err and "index.py" in err
+    assert "Warning" not in run()
