@@ -1,11 +1,14 @@
 """Reductions, softmax and their backward steps, on raw arrays.
 
-Every kernel here sees its input as one contiguous block of shape ``(outer, red, inner)``
-with the reduced dims in the middle: ``inner == 1`` reduces rows (one long contiguous
-run per output), ``inner > 1`` accumulates whole rows of ``inner`` outputs at once (an
-inner loop that vectorizes). ``_plan`` finds that block without copying whenever the
-input's memory allows it, transposed views included (it walks the dims in memory order);
-otherwise it copies the input with the reduced dims moved last.
+Every kernel here sees its input as a block of shape ``(outer, red, inner)`` with the
+reduced dims in the middle: ``inner == 1`` reduces rows (one long run per output),
+``inner > 1`` accumulates whole rows of ``inner`` outputs at once (an inner loop that
+vectorizes). ``_plan`` finds that block, contiguous, without copying whenever the input's
+memory allows it, transposed views included (it walks the dims in memory order). Where it
+does not (broadcast, sliced or permuted views), the reductions read the input in place
+through its strides (``_layout``: a ``ones(1).expand(2**31)`` is summed without allocating
+it); the kernels whose output is as large as their input (softmax, the backward steps of
+amax and prod) copy it with the reduced dims moved last.
 
 Sums keep float64 (or int64) accumulators in four lanes, so float32 sums of millions of
 elements stay accurate. Parallel launches split a long reduction into chunks whose partial
@@ -24,8 +27,8 @@ import numpy as np
 from ._cache import load_module
 from .elementwise import PARALLEL_MIN, Elementwise, copy_of, flat_buffer, parallel_lock
 
-__all__ = ["sum", "prod", "var", "logsumexp", "max", "softmax", "softmax_backward", "index_backward",
-           "distribute_backward", "prod_backward", "BACKWARD", "keep_shape"]
+__all__ = ["sum", "prod", "var", "count_zeros", "logsumexp", "max", "softmax", "softmax_backward", "index_backward",
+           "distribute_backward", "prod_backward", "check_saved", "BACKWARD", "keep_shape"]
 
 # -- kernel source ---------------------------------------------------------------------------------
 # A kernel runs one task body per (slab o, reduced chunk rc, column block ic): the rows
@@ -40,7 +43,31 @@ import numpy as np
 from numba import njit, prange
 {vmath}
 INF = math.inf
+
+
+@njit(inline='always', error_model='numpy')
+def offset(i, shape, strides):
+    # the offset of C-order index i over dims of shape and element strides
+    b = 0
+    for d in range(shape.shape[0] - 1, -1, -1):
+        n = shape[d]
+        b += (i % n) * strides[d]
+        i //= n
+    return b
 """
+
+# How a task body finds x's elements. A block: slab o is rows o * red + r of inner elements
+# each. Strided (any other layout, read in place): slab o starts at offset xo from the kept
+# dims (shapes ks, element strides kx), reduced element r at offset(r) from the reduced dims
+# (rs, rx), read in runs along the last of them (stride s); the inner columns are sx apart.
+_LAYOUTS = {
+    "": dict(args="x", slab="", at="o * red + r", run="hi - r", distinct="m", row="(o * red + r) * inner + jlo",
+             s="", sx=""),
+    # the extreme of a run along a broadcast dim (s == 0) is its first element
+    "_strided": dict(args="x, ks, kx, rs, rx, sx", slab="xo = offset(o, ks, kx)\ns = rx[-1]\n",
+                     at="xo + offset(r, rs, rx)", run="min(rs[-1] - r % rs[-1], hi - r)",
+                     distinct="m if s else 1", row="xo + offset(r, rs, rx) + jlo * sx", s=" * s", sx=" * sx"),
+}
 
 # out[k] = finish(acc), acc = zero (op) term(v, c) over the reduced rows of output k, where
 # c = center is a per-output value from cs[j] (the mean for var, the max for logsumexp).
@@ -51,28 +78,32 @@ jlo = ic * ib
 n = min(inner, jlo + ib) - jlo
 k = o * inner + jlo
 cs = center[k:k + n]
-if inner == 1:
-    # one contiguous row: four accumulators, so that the additions overlap
-    xr = x[o * red + lo:o * red + hi]
+{slab}if inner == 1:
+    # runs along the reduced range (a block is one run), four accumulators, so that the
+    # additions overlap
     j = 0
     c = {center}
     a0 = zero
     a1 = zero
     a2 = zero
     a3 = zero
-    m = (hi - lo) >> 2
-    for q in range(m):
-        v = xr[4 * q]
-        a0 {op}= {term}
-        v = xr[4 * q + 1]
-        a1 {op}= {term}
-        v = xr[4 * q + 2]
-        a2 {op}= {term}
-        v = xr[4 * q + 3]
-        a3 {op}= {term}
-    for i in range(4 * m, hi - lo):
-        v = xr[i]
-        a0 {op}= {term}
+    r = lo
+    while r < hi:
+        xr = x[{at}:]
+        m = {run}
+        for q in range(m >> 2):
+            v = xr[4 * q{s}]
+            a0 {op}= {term}
+            v = xr[(4 * q + 1){s}]
+            a1 {op}= {term}
+            v = xr[(4 * q + 2){s}]
+            a2 {op}= {term}
+            v = xr[(4 * q + 3){s}]
+            a3 {op}= {term}
+        for i in range(m & -4, m):
+            v = xr[i{s}]
+            a0 {op}= {term}
+        r += m
     acc = (a0 {op} a1) {op} (a2 {op} a3)
     if nrc == 1:
         out[k] = {finish}
@@ -84,10 +115,9 @@ else:
     for j in range(n):
         accs[j] = zero
     for r in range(lo, hi):
-        b = (o * red + r) * inner + jlo
-        xr = x[b:b + n]
+        xr = x[{row}:]
         for j in range(n):
-            v = xr[j]
+            v = xr[j{sx}]
             c = {center}
             accs[j] {op}= {term}
     if nrc == 1:
@@ -123,6 +153,9 @@ _ACCUMULATIONS = {
     "sum": ("+", "v", "zero", "acc * scale"),
     "prod": ("*", "v", "zero", "acc"),
     "sqdev": ("+", "(v - c) * (v - c)", "cs[j]", "acc * scale"),
+    # the root in float64, so that a float32 std stays finite where its variance would not
+    "stddev": ("+", "(v - c) * (v - c)", "cs[j]", "math.sqrt(acc * scale)"),
+    "zeros": ("+", "(v == 0)", "zero", "acc"),
     # an infinite maximum shifts by 0, as in PyTorch
     "expdev": ("+", "math.exp(v - c)", "(cs[j] if abs(cs[j]) != INF else 0.0)", "math.log(acc) + c"),
 }
@@ -135,32 +168,37 @@ lo = rc * rb
 hi = min(red, lo + rb)
 jlo = ic * ib
 n = min(inner, jlo + ib) - jlo
-if inner == 1:
-    xr = x[o * red + lo:o * red + hi]
-    best = xr[0]
-    at = 0
-    for r in range(1, hi - lo):
-        v = xr[r]
-        if {better}:
-            best = v
-            at = r
+{slab}if inner == 1:
+    r = lo
+    best = x[{at}]
+    at = lo
+    while r < hi:
+        xr = x[{at}:]
+        m = {run}
+        for i in range({distinct}):
+            v = xr[i{s}]
+            if {better}:
+                best = v
+                at = r + i
+        r += m
     if nrc == 1:
         vals[o] = best
-        idx[o] = at + lo
+        idx[o] = at
     else:
         pvals[o * nrc + rc] = best
-        pidx[o * nrc + rc] = at + lo
+        pidx[o * nrc + rc] = at
 else:
-    b = (o * red + lo) * inner + jlo
-    bests = x[b:b + n].copy()
+    r = lo
+    xr = x[{row}:]
+    bests = np.empty(n, x.dtype)
     ats = np.empty(n, np.int64)
     for j in range(n):
+        bests[j] = xr[j{sx}]
         ats[j] = lo
     for r in range(lo + 1, hi):
-        b = (o * red + r) * inner + jlo
-        xr = x[b:b + n]
+        xr = x[{row}:]
         for j in range(n):
-            v = xr[j]
+            v = xr[j{sx}]
             best = bests[j]
             if {better}:
                 bests[j] = v
@@ -291,8 +329,10 @@ else:
                 gxr[j] = yr[j] * (gr[j] - ss[j])
 """
 
-# g shared evenly among the elements equal to the extreme m (the NaNs if m is NaN and
-# nan_too): mask * (g / count), so that a count of 0 gives NaN as in PyTorch
+# g shared evenly among the elements equal to the extreme m: mask * (g / count), as in
+# PyTorch's amax/amin (a NaN or infinite share reaches the others as NaN); with nan_too, as
+# its max()/min() (evenly_distribute_backward): the NaNs where m is NaN, and exact zeros
+# for the others
 _DISTRIBUTE = _LINE + """\
 ms = m[k:k + n]
 shares = np.empty(n)
@@ -315,7 +355,7 @@ for r in range(red):
         v = xr[j]
         c = ms[j]
         hit = v == c or (nan_too and v != v and c != c)
-        gxr[j] = shares[j] if hit else shares[j] * 0.0
+        gxr[j] = shares[j] if hit else (0.0 if nan_too else shares[j] * 0.0)
 """
 
 # g times the product of the other elements of the line: prefix times suffix products,
@@ -344,10 +384,15 @@ for r in range(red - 1, -1, -1):
 _INDEX_BACKWARD = """
 @njit(cache=True, nogil=True, error_model='numpy')
 def index_backward(g, idx, gx, red, inner):
-    # gx (zero-filled) gets g at the positions idx along the reduced range
+    # gx (zero-filled) gets g at the positions idx along the reduced range; returns the
+    # number of the first index outside it (nothing is written there), or -1
     for k in range(g.shape[0]):
+        i = idx[k]
+        if i < 0 or i >= red:
+            return k
         o = k // inner
-        gx[(o * red + idx[k]) * inner + (k - o * inner)] = g[k]
+        gx[(o * red + i) * inner + (k - o * inner)] = g[k]
+    return -1
 """
 
 # How kernels walk their tasks: serial ones loop, parallel ones spread the flat task number
@@ -377,19 +422,20 @@ def _source():
     for name, (op, term, center, finish) in _ACCUMULATIONS.items():
         parts = dict(name=name, op=op, term=term, center=center, finish=finish)
         out.append(_ACCUMULATE_COMBINE.format(**parts))
-        out += [_kernel(prefix, name, "x, center, out, part, outer, red, inner, nrc, nic, rb, ib, zero, scale",
-                        _ACCUMULATE.format(**parts), True,
+        out += [_kernel(prefix, name + suffix,
+                        f"{layout['args']}, center, out, part, outer, red, inner, nrc, nic, rb, ib, zero, scale",
+                        _ACCUMULATE.format(**parts, **layout), True,
                         after=f"if nrc > 1:\n    {name}_combine(center, out, part, outer, inner, nrc, zero, scale)\n")
-                for prefix in _VARIANTS]
+                for suffix, layout in _LAYOUTS.items() for prefix in _VARIANTS]
     for name, cmp in (("max", ">"), ("min", "<")):
         better = _BETTER.format(cmp=cmp)
         out.append(_EXTREME_COMBINE.format(name=name, better=better))
-        out += [_kernel(prefix, name, "x, vals, idx, outer, red, inner, nrc, nic, rb, ib",
-                        _EXTREME.format(better=better), True,
+        out += [_kernel(prefix, name + suffix, f"{layout['args']}, vals, idx, outer, red, inner, nrc, nic, rb, ib",
+                        _EXTREME.format(better=better, **layout), True,
                         setup="size = outer * nrc * inner if nrc > 1 else 1\npvals = np.empty(size, x.dtype)\n"
                               "pidx = np.empty(size, np.int64)\n",
                         after=f"if nrc > 1:\n    {name}_combine(vals, idx, pvals, pidx, outer, inner, nrc)\n")
-                for prefix in _VARIANTS]
+                for suffix, layout in _LAYOUTS.items() for prefix in _VARIANTS]
     for name, args, body in (("softmax", "x, y", _SOFTMAX), ("softmax_backward", "g, y, gx", _SOFTMAX_BACKWARD),
                              ("distribute", "x, m, g, gx", _DISTRIBUTE), ("prod_backward", "x, g, gx", _PROD_BACKWARD)):
         flag = {"softmax": ", log", "softmax_backward": ", log", "distribute": ", nan_too"}.get(name, "")
@@ -416,6 +462,8 @@ BACKWARD = {
     "var_backward": Elementwise("var_backward", "gxms", "g * s * (x - m)"),
     "std_backward": Elementwise("std_backward", "gxmys", "g * 0 if y == 0 else g / y * s * (x - m)"),
     "logsumexp_backward": Elementwise("logsumexp_backward", "gxy", "g * math.exp(x - y)"),
+    # PyTorch's rule where x has no zeros (prod_backward then runs where it has)
+    "prod_backward": Elementwise("prod_backward", "gyx", "g * (y / x)"),
 }
 
 
@@ -433,9 +481,10 @@ class _Plan:
         return block.reshape([self.shape[d] for d in order]).transpose(np.argsort(order))
 
 
-def _plan(x, dims, ordered=False):
+def _plan(x, dims, ordered=False, copy=True):
     """Lay ``x`` out with the reduced ``dims`` (sorted) together; with ``ordered`` the reduced
-    dims must also keep their logical order (for flat indices over several dims)."""
+    dims must also keep their logical order (for flat indices over several dims). Where x's
+    memory is no such block: a copy, or None without ``copy``."""
     p = _Plan()
     shape = x.shape
     p.shape = shape
@@ -461,6 +510,8 @@ def _plan(x, dims, ordered=False):
             if order != live:
                 p.order = order + [d for d in range(len(shape)) if shape[d] == 1]
             return p
+    if not copy:
+        return None
     kept = [d for d in range(len(shape)) if d not in dims]
     perm = kept + list(dims)
     p.flat = copy_of(x.transpose(perm)).reshape(-1)
@@ -495,6 +546,49 @@ def _block(shape, order, dims, ordered):
                 state = 2
                 inner *= n
     return outer, red, inner
+
+
+def _merge(dims):
+    """(size, stride) pairs, outermost first, with neighbours that step as one merged."""
+    out = []
+    for n, st in dims:
+        if out and out[-1][1] == n * st:
+            out[-1] = (out[-1][0] * n, st)
+        else:
+            out.append((n, st))
+    return out
+
+
+def _layout(x, dims, ordered=False):
+    """``x`` as the accumulation and extreme kernels read it: (arrays, block, kernel suffix).
+    A contiguous block where x's memory is one (``_plan``); else x in place through its
+    strides (broadcast, sliced, permuted), its reduced dims in runs along the smallest
+    stride (in logical order with ``ordered``). Outputs come in x's logical order: the last
+    kept dim is the block's columns when it steps through memory closer than the reduced
+    ones, else each output reduces alone."""
+    p = _plan(x, dims, ordered, copy=False)
+    if p is not None:
+        return (p.flat,), (p.outer, p.red, p.inner), ""
+    item = x.itemsize
+    kept, red = [], []
+    one = True                                 # every dim broadcast: x is one element repeated
+    for d, (n, st) in enumerate(zip(x.shape, x.strides)):
+        if n != 1:
+            (red if d in dims else kept).append((n, st // item))
+            one = one and st == 0
+    if not ordered and len(red) > 1:
+        red.sort(key=lambda e: -e[1])
+    kept, red = _merge(kept), _merge(red) or [(1, 0)]
+    inner, sx = 1, 0
+    if kept and 0 < kept[-1][1] < red[-1][1]:
+        inner, sx = kept.pop()
+    sizes, strides = zip(*(kept + red))
+    a = np.array(sizes + strides, np.int64)     # contiguous slices of it: one kernel variant
+    k, m = len(kept), len(sizes)
+    # one element: a view of it (flat_buffer's as_strided costs microseconds)
+    flat = x[(slice(0, 1),) * x.ndim].reshape(1) if one else flat_buffer(x)
+    block = (math.prod(sizes[:k]), math.prod(sizes[k:]), inner)
+    return (flat, a[:k], a[m:m + k], a[k:m], a[m + k:], sx), block, "_strided"
 
 
 def keep_shape(shape, dims):
@@ -549,12 +643,12 @@ _NO_CENTER = np.zeros(1)
 # -- reductions ---------------------------------------------------------------------------------------
 def _accumulate(name, x, dims, out_dtype, zero, scale=1, center=_NO_CENTER):
     if len(dims) == x.ndim and x.flags.c_contiguous:
-        flat, block = x.reshape(-1), (1, x.size, 1)      # all of it (a loss): no layout to plan
+        # all of it (a loss): no layout to plan
+        arrays, block, suffix = (x.reshape(-1),), (1, x.size, 1), ""
     else:
-        p = _plan(x, dims)
-        flat, block = p.flat, (p.outer, p.red, p.inner)
+        arrays, block, suffix = _layout(x, dims)
     out = np.empty(block[0] * block[2], out_dtype)
-    _launch(name, block, (flat, center, out), (zero, scale), part=zero)
+    _launch(name + suffix, block, arrays + (center, out), (zero, scale), part=zero)
     return out.reshape(keep_shape(x.shape, dims))
 
 
@@ -578,14 +672,19 @@ def prod(x, dims, out_dtype):
     return _accumulate("prod", x, dims, out_dtype, one)
 
 
-def var(x, dims, correction):
-    """(variance, mean) over ``dims``, keepdim shapes; two passes, so no cancellation.
-    The mean is float64."""
+def var(x, dims, correction, root=False):
+    """(variance, or with ``root`` the standard deviation, and mean) over ``dims``, keepdim
+    shapes; two passes, so no cancellation. The mean is float64."""
     n = math.prod(x.shape[d] for d in dims)
     mean = _accumulate("sum", x, dims, np.float64, np.float64(0), 1.0 / n if n else math.nan)
     dof = n - correction
     scale = 1.0 / dof if dof > 0 else math.inf
-    return _accumulate("sqdev", x, dims, x.dtype, np.float64(0), scale, mean.reshape(-1)), mean
+    return _accumulate("stddev" if root else "sqdev", x, dims, x.dtype, np.float64(0), scale, mean.reshape(-1)), mean
+
+
+def count_zeros(x):
+    """The number of zeros in ``x``."""
+    return int(_accumulate("zeros", x, tuple(range(x.ndim)), np.int64, _INT_ZERO).reshape(-1)[0])
 
 
 def logsumexp(x, dims):
@@ -601,10 +700,10 @@ def max(x, dims, smallest=False, ordered=False):
     """(values, indices) of the maximum (``smallest``: minimum) over ``dims``, keepdim shapes;
     an index counts positions in the reduced block: along the dim for one dim, and the flat
     index over several dims when ``ordered``. NaN is the maximum, ties take the first."""
-    p = _plan(x, dims, ordered)
-    vals = np.empty(p.outer * p.inner, x.dtype)
-    idx = np.empty(p.outer * p.inner, np.int64)
-    _launch("min" if smallest else "max", (p.outer, p.red, p.inner), (p.flat, vals, idx))
+    arrays, block, suffix = _layout(x, dims, ordered)
+    vals = np.empty(block[0] * block[2], x.dtype)
+    idx = np.empty(block[0] * block[2], np.int64)
+    _launch(("min" if smallest else "max") + suffix, block, arrays + (vals, idx))
     shape = keep_shape(x.shape, dims)
     return vals.reshape(shape), idx.reshape(shape)
 
@@ -624,6 +723,7 @@ def softmax(x, dim, log=False):
 
 def softmax_backward(g, y, dim, log=False):
     """The gradient of softmax (``log``: log_softmax) from its output ``y`` (C-contiguous)."""
+    check_saved("softmax backward", g, y)
     gx = np.empty(y.shape, y.dtype)
     _launch("softmax_backward", _line_block(y.shape, dim), (_contiguous_flat(g), y.reshape(-1), gx.reshape(-1)),
             (log,), lines=True)
@@ -631,12 +731,30 @@ def softmax_backward(g, y, dim, log=False):
 
 
 # -- backward steps of the extreme values and of prod ---------------------------------------------------------
+def check_saved(name, g, x, dims=(), *others):
+    """Tensors saved for backward may have been given other ``.data`` since: ``x`` must still
+    reduce over ``dims`` to the gradient ``g``'s shape, ``others`` have that shape, and all of
+    them g's dtype, or a kernel would read or write past them."""
+    for a, shape in [(x, keep_shape(x.shape, dims))] + [(a, a.shape) for a in others]:
+        if shape != g.shape or a.dtype != g.dtype:
+            raise RuntimeError(f"{name}: a tensor saved for backward was given .data of another shape or dtype "
+                               f"({a.dtype} of shape {list(a.shape)})")
+
+
 def index_backward(g, idx, shape, dim, dtype):
-    """Zeros of ``shape`` with ``g`` (keepdim shape) at ``idx`` along ``dim``."""
+    """Zeros of ``shape`` with ``g`` (keepdim shape) at ``idx`` along ``dim``. The indices
+    were saved for backward and may have been changed through ``.data`` since: one outside
+    the dim raises PyTorch's error, and nothing is written outside ``shape``."""
     gx = np.zeros(shape, dtype)
     if gx.size:
+        if idx.size != g.size or idx.dtype != np.int64:
+            raise RuntimeError("max/min backward: the indices saved for backward were given .data of another shape or "
+                               f"dtype ({idx.dtype} of shape {list(idx.shape)})")
         outer, red, inner = _line_block(shape, dim)
-        _kernels().index_backward(_contiguous_flat(g), _contiguous_flat(idx), gx.reshape(-1), red, inner)
+        idx = _contiguous_flat(idx)
+        bad = _kernels().index_backward(_contiguous_flat(g), idx, gx.reshape(-1), red, inner)
+        if bad >= 0:
+            raise RuntimeError(f"index {idx[bad]} is out of bounds for dimension {dim} with size {red}")
     return gx
 
 
@@ -644,6 +762,7 @@ def distribute_backward(g, x, m, dims, nan_too=False):
     """``g`` (keepdim shape) shared evenly among the positions of x equal to its extreme ``m``
     over ``dims`` (with ``nan_too``, among the NaNs where m is NaN). Returns x's shape, possibly
     as a transposed view of a fresh array."""
+    check_saved("max/min backward", g, x, dims, m)
     p = _plan(x, dims)
     gx = np.empty(p.outer * p.red * p.inner, x.dtype)
     _launch("distribute", (p.outer, p.red, p.inner), (p.flat, _contiguous_flat(m), _contiguous_flat(g), gx),
@@ -653,6 +772,7 @@ def distribute_backward(g, x, m, dims, nan_too=False):
 
 def prod_backward(g, x, dims):
     """``g`` (keepdim shape) times the product of the other elements of each reduced slice."""
+    check_saved("prod backward", g, x, dims)
     p = _plan(x, dims)
     gx = np.empty(p.outer * p.red * p.inner, x.dtype)
     _launch("prod_backward", (p.outer, p.red, p.inner), (p.flat, _contiguous_flat(g), gx), lines=True)

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from nbgrad.ops import reduce as kernels
-from nbgrad.ops.elementwise import OPS, strided_view
+from nbgrad.ops.elementwise import strided_view
 
 from .. import _dtype
 from ..autograd.grad_mode import is_grad_enabled
@@ -169,13 +169,27 @@ def sum_to_size(input, *size):
 
 # -- prod ----------------------------------------------------------------------------------------------
 class _ProdBackward(Node):
+    """PyTorch's rule: g * (y / x) where x has no zero; else g times the product of the other
+    elements (exact with zeros), or 0 everywhere for a whole-tensor prod with several zeros."""
+
     def backward(self, grad):
         x, y = self.saved_tensors
+        kernels.check_saved("prod backward", _keep(grad, self.keep), x._data, self.dims)
+        if not self.dims:                      # 0-d: the gradient passes
+            return (grad,)
+        zeros = kernels.count_zeros(x._data)
         if needs_grad((grad, x)):
-            if sum(x == 0).item():
+            if zeros:
                 raise NotImplementedError("a recorded (create_graph) backward of prod with zeros in the "
                                           "input is not supported")
-            return (_expand(grad * _result(self, y), self.keep, self.in_shape) / x,)
+            y = _expand(_result(self, y), self.keep, self.in_shape)
+            return (_expand(grad, self.keep, self.in_shape) * (y / x),)
+        if not zeros:
+            out = np.empty(self.in_shape, x._data.dtype)
+            kernels.BACKWARD["prod_backward"](out, _keep(grad, self.keep), _keep(y, self.keep), x._data)
+            return (Tensor._wrap(out),)
+        if zeros > 1 and type(self) is ProdBackward0:
+            return (Tensor._wrap(np.zeros(self.in_shape, x._data.dtype)),)
         return (Tensor._wrap(kernels.prod_backward(_keep(grad, self.keep), x._data, self.dims)),)
 
 
@@ -231,8 +245,9 @@ class return_types:
 
 
 class _EvenBackward(Node):
-    """The gradient of an extreme value over ``dims``, shared evenly among the tied elements
-    (PyTorch's ``evenly_distribute_backward``)."""
+    """The gradient of an extreme value over ``dims``, shared evenly among the tied elements:
+    amax/amin as ``mask * (g / count)``; max()/min() as PyTorch's ``evenly_distribute_backward``
+    (``nan_too``: NaNs tie with a NaN maximum, and the other elements get exactly 0)."""
     nan_too = False
 
     def backward(self, grad):
@@ -240,8 +255,9 @@ class _EvenBackward(Node):
         share = lambda g: kernels.distribute_backward(_keep(g, self.keep), x._data, _keep(y, self.keep),
                                                       self.dims, self.nan_too)
         if needs_grad((grad, x)):
-            ones = Tensor._wrap(np.ones(self.keep, x._data.dtype))
-            return (_expand(grad, self.keep, self.in_shape) * Tensor._wrap(share(ones)),)
+            shares = Tensor._wrap(share(Tensor._wrap(np.ones(self.keep, x._data.dtype))))
+            gx = _expand(grad, self.keep, self.in_shape) * shares
+            return (where(shares != 0, gx, 0.0) if self.nan_too else gx,)
         return (Tensor._wrap(share(grad)),)
 
 
@@ -262,15 +278,16 @@ class AminBackward0(_EvenBackward):
 
 
 class _IndexBackward(Node):
-    """The gradient of values picked at ``indices`` along ``dim``: to those positions only."""
+    """The gradient of values picked at ``indices`` along ``dim``: to those positions only,
+    exact zeros elsewhere (PyTorch scatters into zeros)."""
 
     def backward(self, grad):
         idx, = self.saved_tensors
         put = lambda g: kernels.index_backward(_keep(g, self.keep), idx._data, self.in_shape, self.dim,
                                                self.dtype)
         if needs_grad((grad,)):
-            ones = Tensor._wrap(np.ones(self.keep, self.dtype))
-            return (_expand(grad, self.keep, self.in_shape) * Tensor._wrap(put(ones)),)
+            picked = Tensor._wrap(put(Tensor._wrap(np.ones(self.keep, self.dtype))) != 0)
+            return (where(picked, _expand(grad, self.keep, self.in_shape), 0.0),)
         return (Tensor._wrap(put(grad)),)
 
 
@@ -282,20 +299,25 @@ class MinBackward0(_IndexBackward):
     pass
 
 
-def _check_nonempty(input, dims, name, specified, error=IndexError):
-    if input._data.size == 0 and not specified:
+def _check_nonempty(input, dims, name, specified, given=None):
+    """An empty input must name its reduced dims, none of them of size 0; the error names the
+    first such dim of ``given`` (the dims as written, in their order, as amax's error does)
+    or of ``dims``."""
+    if input._data.size:
+        return
+    if not specified:
         raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
                            "Specify the reduction dim with the 'dim' argument.")
-    for d in dims:
+    for d in given or dims:
         if input._data.shape[d] == 0:
-            raise error(f"{name}(): Expected reduction dim {d} to have non-zero size.")
+            raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
 
 
 def _extreme(input, dim, keepdim, smallest, name, node):
     """Whole-tensor (dim None) or per-dims extreme values, recorded with an even split of ties."""
     specified = dim is not None and dim != () and dim != []
     dims = _dims(dim, input.ndim, name)
-    _check_nonempty(input, dims, name, specified)
+    _check_nonempty(input, dims, name, specified, (dim,) if isinstance(dim, (int, np.integer)) else dim)
     values, _ = kernels.max(input._data, dims, smallest)
     data = values.reshape(_out_shape(input.shape, dims, keepdim))
     out = record(node, data, (input,), keep=values.shape, in_shape=input._data.shape, dims=dims)
@@ -376,11 +398,21 @@ def argmin(input, dim=None, keepdim=False):
 
 
 # -- var, std ----------------------------------------------------------------------------------------------
+def _no_dof_backward(grad, x, node):
+    """PyTorch's gradient of a variance over all of x with no degrees of freedom left
+    (N <= correction): g * inf, NaN where x equals its mean."""
+    m = Tensor._wrap(node.mean.astype(x._data.dtype))
+    return (_expand(grad, node.keep, node.in_shape) * where(x == m, math.nan, math.inf),)
+
+
 class VarBackward0(Node):
     """(2 / dof) * g * (x - mean)."""
 
     def backward(self, grad):
         x, = self.saved_tensors
+        kernels.check_saved("var backward", _keep(grad, self.keep), x._data, self.dims)
+        if self.whole and self.dof <= 0:
+            return _no_dof_backward(grad, x, self)
         scale = 2.0 / self.dof if self.dof else math.inf
         if needs_grad((grad, x)):
             return (_expand(grad, self.keep, self.in_shape) * scale * (x - mean(x, self.dims, keepdim=True)),)
@@ -394,6 +426,10 @@ class StdBackward0(Node):
 
     def backward(self, grad):
         x, y = self.saved_tensors
+        kernels.check_saved("std backward", _keep(grad, self.keep), x._data, self.dims)
+        if self.whole and self.dof <= 0:
+            y = _result(self, y)
+            return _no_dof_backward(where(y == 0, 0.0, grad / (2 * y)), x, self)
         if needs_grad((grad, x)):
             y = _result(self, y)
             grad = where(y == 0, 0.0, grad / (2 * y))
@@ -421,12 +457,11 @@ def _variance(input, dim, unbiased, keepdim, correction, name):
     if dof <= 0:
         warnings.warn(f"{name}(): degrees of freedom is <= 0. Correction should be strictly less than the "
                       "reduction factor (input numel divided by output numel).", UserWarning, stacklevel=3)
-    data, mu = kernels.var(input._data, dims, correction)
-    if name == "std":
-        OPS["sqrt"](data, data)
+    data, mu = kernels.var(input._data, dims, correction, root=name == "std")
     node = StdBackward0 if name == "std" else VarBackward0
+    # over all of x (dim None), PyTorch's backward treats N <= correction apart
     out = record(node, data.reshape(_out_shape(input.shape, dims, keepdim)), (input,), keep=data.shape,
-                 in_shape=input._data.shape, dims=dims, dof=dof, mean=mu)
+                 in_shape=input._data.shape, dims=dims, dof=dof, mean=mu, whole=dim is None or not input.ndim)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(*((input, out.detach()) if name == "std" else (input,)))
     return out
@@ -453,6 +488,7 @@ class LogsumexpBackward0(Node):
 
     def backward(self, grad):
         x, y = self.saved_tensors
+        kernels.check_saved("logsumexp backward", _keep(grad, self.keep), x._data, self.dims)
         if needs_grad((grad, x)):
             y = _expand(_result(self, y), self.keep, self.in_shape)
             return (_expand(grad, self.keep, self.in_shape) * exp(x - y),)
@@ -463,11 +499,13 @@ class LogsumexpBackward0(Node):
 
 @tensor_method()
 def logsumexp(input, dim, keepdim=False):
+    if dim is None:                            # PyTorch has no "all dims" default here
+        raise TypeError("logsumexp(): argument 'dim' must be tuple of ints, not NoneType")
     input = _float_input(input)
     dims = _dims(dim, input.ndim, "logsumexp")
     data = kernels.logsumexp(input._data, dims)
     out = record(LogsumexpBackward0, data.reshape(_out_shape(input.shape, dims, keepdim)), (input,),
-                 keep=data.shape, in_shape=input._data.shape)
+                 keep=data.shape, in_shape=input._data.shape, dims=dims)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(input, out.detach())
     return out
