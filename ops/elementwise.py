@@ -175,8 +175,11 @@ def _no_partial_overlap(out, x):
 
 
 def element_strides(arr, shape):
-    """Strides of ``arr`` broadcast to ``shape``, in elements (0 where broadcast)."""
+    """Strides of ``arr`` broadcast to ``shape``, in elements (0 where broadcast). An array
+    that does not broadcast to ``shape`` is refused here, before a loop could read past it."""
     pad = len(shape) - arr.ndim
+    if pad < 0 or any(n != 1 and n != shape[d + pad] for d, n in enumerate(arr.shape)):
+        raise ValueError(f"an operand of shape {arr.shape} does not broadcast to {tuple(shape)}")
     item = arr.itemsize
     return [0 if d < pad or arr.shape[d - pad] == 1 else arr.strides[d - pad] // item
             for d in range(len(shape))]

@@ -344,3 +344,14 @@ def test_threads_backpropagating_into_one_leaf_lose_nothing():
     for t in pool:
         t.join()
     assert np.unique(w.grad.numpy()).tolist() == [8.0 * rounds * threads]
+
+
+def test_a_loop_never_reads_past_an_operand_that_does_not_fit():
+    """The last line of defence under every elementwise op (a saved tensor given new ``.data``
+    of another shape reaches the kernels without the Tensor layer's broadcast check)."""
+    from nbgrad.ops.elementwise import OPS
+    out = np.empty((3, 4))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        OPS["add"](out, np.ones((3, 5))[:, :4].T.copy().T[:, :3], np.ones(4))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        OPS["add"](out, np.ones((2, 3, 4))[:, ::2], np.ones(4))
