@@ -20,6 +20,7 @@ import threading
 import numpy as np
 
 from ._cache import load_module
+from .table import TABLE, names_in
 
 # Below this many elements the serial loop wins or ties (benchmarks/threshold.py), and a
 # parallel loop right after a BLAS call competes with its still-spinning threads.
@@ -234,110 +235,27 @@ def _coalesce(out, xs):
 
 
 # ---------------------------------------------------------------------------------------
-# The op table. Forward ops first, then the fused steps their backward passes use.
+# Kernels of the op table (table.py): each op's forward, and a fused kernel per gradient.
 
-def _vmath(*names, then=""):
-    """Helpers that import ``names`` from ``vmath`` (its exp vectorizes; math.exp does not),
-    followed by ``then``; built with the kernels, so that importing nbgrad imports no Numba."""
+def _helpers(expr, skip):
+    """The line importing the scalar functions ``expr`` calls; built with the kernels, so
+    that importing nbgrad imports no Numba."""
     def helpers():
-        from .vmath import import_line
-        return import_line(*names) + then
+        from . import scalar
+        used = sorted(n for n in names_in(expr) - set(skip) if n in scalar.__all__)
+        return scalar.import_line(*used) if used else ""
     return helpers
 
-
-def _scalar(*names):
-    """Helpers that import ``names`` from ``scalar`` (PyTorch's semantics where Python's differ)."""
-    def helpers():
-        from .scalar import import_line
-        return import_line(*names)
-    return helpers
-
-
-# exp(-|x|) never overflows; 1.45 ulp in float32, where vmath.sigmoid's one division gives 2.4
-_SIGMOID = '''
-@njit(inline='always', error_model='numpy')
-def stable_sigmoid(x):
-    e = exp(-abs(x))
-    return (1.0 if x >= 0 else e) / (1.0 + e)
-'''
-
-_POW = '''
-@njit(inline='always', error_model='numpy')
-def power(a, b):
-    # small integer exponents as products: exact, and far cheaper than pow()
-    if b == 2:
-        return a * a
-    if b == 3:
-        return a * a * a
-    if b == 1:
-        return a
-    return a ** b
-'''
 
 OPS = {}
-
-
-def _define(name, args, expr, helpers=""):
-    OPS[name] = Elementwise(name, args, expr, helpers)
-
-
-# identity: copies and dtype casts (the output's dtype decides the cast)
-_define("copy", "x", "x")
-_define("neg", "x", "-x")
-_define("add", "ab", "a + b")
-_define("add_scaled", "abs", "a + s * b")
-_define("sub", "ab", "a - b")
-_define("mul", "ab", "a * b")
-_define("div", "ab", "a / b")
-# rounding divisions, as in Python (// floors) and C (truncates)
-_define("floor_divide", "ab", "a // b")
-_define("trunc_divide", "ab", "trunc_divide(a, b)", _scalar("trunc_divide"))
-# Python's remainder, but a zero one keeps the dividend's sign, as PyTorch's fmod-based one does
-_define("remainder", "ab", "a % b if a % b != 0 else a * 0")
-_define("pow", "ab", "power(a, b)", _POW)
-_define("exp", "x", "exp(x)", _vmath("exp"))
-_define("log", "x", "math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)")
-_define("sqrt", "x", "math.sqrt(x) if x >= 0 else math.nan")
-_define("rsqrt", "x", "1 / math.sqrt(x) if x >= 0 else math.nan")
-_define("abs", "x", "abs(x)")
-_define("sign", "x", "(x > 0) - (x < 0)")
-_define("sin", "x", "math.sin(x)")
-_define("cos", "x", "math.cos(x)")
-_define("tanh", "x", "math.tanh(x)")
-_define("sigmoid", "x", "stable_sigmoid(x)", _vmath("exp", then=_SIGMOID))
-# zero branches are 0, never ``x * 0`` (NaN at inf, -0 for negatives)
-_define("relu", "x", "0 if x < 0 else x")
-_define("clamp", "xlh", "clamp(x, l, h)", _scalar("clamp"))
-_define("maximum", "ab", "a if (a > b or a != a) else b")
-_define("minimum", "ab", "a if (a < b or a != a) else b")
-_define("where", "cab", "a if c else b")
-_define("eq", "ab", "a == b")
-_define("ne", "ab", "a != b")
-_define("lt", "ab", "a < b")
-_define("le", "ab", "a <= b")
-_define("gt", "ab", "a > b")
-_define("ge", "ab", "a >= b")
-_define("logical_and", "ab", "bool(a) and bool(b)")
-_define("logical_or", "ab", "bool(a) or bool(b)")
-_define("logical_xor", "ab", "bool(a) != bool(b)")
-_define("logical_not", "x", "not x")
-
-# fused backward steps: g is the incoming gradient, y the forward output
-_define("tanh_backward", "gy", "g * (1 - y * y)")
-_define("sigmoid_backward", "gy", "g * y * (1 - y)")
-# a NaN passes its gradient through relu, maximum and minimum, as in PyTorch. Where the
-# derivative is zero the gradient is 0, also when the incoming one is infinite (sqrt(0)).
-_define("relu_backward", "gy", "0 if y <= 0 else g")
-_define("sqrt_backward", "gy", "g / (2 * y)")
-_define("abs_backward", "gx", "g * ((x > 0) - (x < 0))")
-_define("clamp_backward", "gxlh", "g if (x >= l and x <= h) else 0")
-_define("pow_backward_base", "gab", "0 if b == 0 else g * b * power(a, b - 1)", _POW)
-_define("pow_backward_exponent", "gaby",
-        "0 if (a == 0 and b >= 0) else g * y * (math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan))")
-# b * b would overflow (float32 b = 1e20) where the quotients do not
-_define("div_backward_other", "gab", "-(g / b) * (a / b)")
-# maximum/minimum split the gradient evenly where both operands are equal, as PyTorch does
-_define("max_backward_first", "gab", "g / 2 if a == b else (0 if a < b else g)")
+for _record in TABLE.values():
+    OPS[_record.name] = Elementwise(_record.name, _record.args, _record.forward,
+                                    _helpers(_record.forward, _record.args))
+    for _arg, _expr in _record.grads.items():
+        if _expr not in ("0", "g"):
+            _operands = _record.grad_operands(_arg)
+            OPS[_record.grad_kernel(_arg)] = Elementwise(_record.grad_kernel(_arg), _operands, _expr,
+                                                         _helpers(_expr, _operands))
 
 
 def copy_of(x):

@@ -4,22 +4,25 @@ Every op is ``elementwise(kernel_name, node, operands)``; its backward rule is t
 node's ``backward``, written with Tensor ops so that it is itself differentiable (the
 fused ``*_backward`` kernels are used where nothing needs to record them).
 """
+import functools
+import math
 import numbers
 
 import numpy as np
 
 from nbgrad.ops.elementwise import OPS, PARALLEL_MIN
+from nbgrad.ops.table import TABLE
 
 from .. import _dtype
 from .._dtype import result_type
 from ..autograd.graph import NoDerivative, Node
 from ..autograd.grad_mode import is_grad_enabled
-from ..factories import zeros_like
+from ..factories import full_like, zeros_like
 from ..tensor import Tensor, needs_grad, record
 from . import tensor_method
 
 __all__ = [
-    "add", "sub", "mul", "div", "true_divide", "neg", "pow", "exp", "log", "sqrt", "abs", "sin", "cos",
+    "add", "sub", "mul", "div", "true_divide", "neg", "pow", "exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos",
     "tanh", "sigmoid", "relu", "clamp", "clip", "maximum", "minimum", "where", "sign", "square",
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not",
     "broadcast_shapes", "clone", "rsub", "floor_divide", "remainder",
@@ -208,12 +211,38 @@ def _float_dtype(operands):
     return d if d.is_floating_point else _dtype.get_default_dtype()
 
 
-def _fused(kernel, operands, composed):
-    """A backward step: one fused kernel, or, when the step itself must be recorded
-    (``create_graph``), ``composed()``, the same math in differentiable ops."""
+def gradients(node, op, grad, wrt=None, **values):
+    """The gradients ``node`` sends to its inputs, from the table's expressions for ``op``:
+    one per operand of ``wrt`` (default: all of the op's, in order), None where the input
+    needs none. ``values`` binds the names the expressions read (``y``, the operands)."""
+    record = TABLE[op]
+    values["g"] = grad
+    return tuple([derivative(record, arg, values) if need else None
+                  for arg, need in zip(wrt or record.args, node.needs_input_grad)])
+
+
+def derivative(record, arg, values):
+    """The gradient of operand ``arg``: the fused kernel of its expression, or, when the step
+    itself is recorded (``create_graph``), the same expression evaluated on Tensors."""
+    expr = record.grads.get(arg)
+    if expr is None:
+        return None
+    grad = values["g"]
+    if expr == "g":
+        return grad
+    if expr == "0":
+        return zeros_like(grad)
+    names = record.grad_operands(arg)
+    operands = tuple([values[n] for n in names])
     if is_grad_enabled() and needs_grad(operands):
-        return composed()
-    return Tensor._wrap(compute(kernel, operands))
+        result = eval(_compiled(expr), COMPOSED, dict(zip(names, operands)))
+        return result if isinstance(result, Tensor) else full_like(grad, result)
+    return Tensor._wrap(compute(record.grad_kernel(arg), operands))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(expr):
+    return compile(expr, f"<{expr}>", "eval")
 
 
 # -- arithmetic ---------------------------------------------------------------------------------
@@ -221,25 +250,21 @@ class AddBackward0(Node):
     alpha = 1
 
     def backward(self, grad):
-        alpha = self.alpha
-        if not self.next_functions[1][0]:            # a number, or a tensor without grad
-            return grad, None
-        return grad, (grad if alpha == 1 else grad * alpha)
+        if self.alpha == 1:
+            return gradients(self, "add", grad)
+        return gradients(self, "add_scaled", grad, alpha=self.alpha)
 
 
 class SubBackward0(Node):
-    alpha = 1
-
     def backward(self, grad):
-        alpha = self.alpha
-        if not self.next_functions[1][0]:
-            return grad, None
-        return grad, (-grad if alpha == 1 else grad * -alpha)
+        return gradients(self, "sub", grad)
 
 
 class RsubBackward1(Node):
+    """A number minus a tensor."""
+
     def backward(self, grad):
-        return (-grad,)
+        return gradients(self, "sub", grad, wrt="b")
 
 
 class MulBackward0(Node):
@@ -247,8 +272,7 @@ class MulBackward0(Node):
 
     def backward(self, grad):
         a, b = self.saved_tensors
-        need = self.needs_input_grad
-        return (grad * b if need[0] else None), (grad * a if need[1] else None)
+        return gradients(self, "mul", grad, a=a, b=b)
 
 
 class DivBackward0(Node):
@@ -256,16 +280,12 @@ class DivBackward0(Node):
 
     def backward(self, grad):
         a, b = self.saved_tensors
-        need = self.needs_input_grad
-        grad_b = None
-        if need[1]:
-            grad_b = _fused("div_backward_other", (grad, a, b), lambda: -(grad / b) * (a / b))
-        return (grad / b if need[0] else None), grad_b
+        return gradients(self, "div", grad, a=a, b=b)
 
 
 class NegBackward0(Node):
     def backward(self, grad):
-        return (-grad,)
+        return gradients(self, "neg", grad)
 
 
 class PowBackward0(Node):
@@ -273,8 +293,7 @@ class PowBackward0(Node):
 
     def backward(self, grad):
         a, b = self.saved_tensors
-        return _fused("pow_backward_base", (grad, a, b),
-                      lambda: zeros_like(grad) if b == 0 else grad * b * a ** (b - 1)), None
+        return gradients(self, "pow", grad, a=a, b=b)
 
 
 class PowBackward1(Node):
@@ -282,24 +301,15 @@ class PowBackward1(Node):
 
     def backward(self, grad):
         a, b, y = self.saved_tensors
-        need = self.needs_input_grad
-        grad_a = grad_b = None
-        if need[0]:
-            grad_a = _fused("pow_backward_base", (grad, a, b), lambda: where(b == 0, 0.0, grad * b * a ** (b - 1)))
-        if need[1]:
-            grad_b = _fused("pow_backward_exponent", (grad, a, b, y),
-                            lambda: where((a == 0) & (b >= 0), 0.0, grad * y * log(a)))
-        return grad_a, grad_b
+        return gradients(self, "pow", grad, a=a, b=b, y=y)
 
 
 class PowBackward2(Node):
-    """Number base, tensor exponent: d(c**x)/dx = c**x * log(c)."""
+    """Number base, tensor exponent."""
 
     def backward(self, grad):
         x, y = self.saved_tensors
-        base = self.base
-        return (_fused("pow_backward_exponent", (grad, base, x, y),
-                       lambda: where((x >= 0) & (base == 0), 0.0, grad * y * float(np.log(base)))),)
+        return gradients(self, "pow", grad, wrt="b", a=self.base, b=x, y=y)
 
 
 @tensor_method("add", "__add__", "__radd__")
@@ -359,23 +369,17 @@ def div(input, other, *, rounding_mode=None):
                        dtype=_float_dtype((input, other)))
 
 
-class ZeroGradBackward(Node):
-    """Piecewise-constant ops: their gradient is zero almost everywhere (zeros, not
-    ``grad * 0``, which is NaN where the incoming gradient is infinite)."""
+class DivBackward1(Node):
+    """A rounding division: zero gradients (not ``grad * 0``, NaN where it is infinite)."""
 
     def backward(self, grad):
-        return tuple(zeros_like(grad) if need else None for need in self.needs_input_grad)
-
-
-class DivBackward1(ZeroGradBackward):
-    pass
+        return gradients(self, "trunc_divide", grad)
 
 
 class RemainderBackward0(Node):
     def backward(self, grad):
         a, b = self.saved_tensors
-        need = self.needs_input_grad
-        return (grad if need[0] else None), (-grad * div(a, b, rounding_mode="floor") if need[1] else None)
+        return gradients(self, "remainder", grad, a=a, b=b)
 
 
 def _rounding_op(kernel, a, b, node_cls=DivBackward1, **attrs):
@@ -482,55 +486,61 @@ def square(input):
 class ExpBackward0(Node):
     def backward(self, grad):
         y, = self.saved_tensors
-        return (grad * y,)
+        return gradients(self, "exp", grad, y=y)
 
 
 class LogBackward0(Node):
     def backward(self, grad):
         x, = self.saved_tensors
-        return (grad / x,)
+        return gradients(self, "log", grad, x=x)
 
 
 class SqrtBackward0(Node):
     def backward(self, grad):
         y, = self.saved_tensors
-        return (_fused("sqrt_backward", (grad, y), lambda: grad / (2 * y)),)
+        return gradients(self, "sqrt", grad, y=y)
 
 
 class AbsBackward0(Node):
     def backward(self, grad):
         x, = self.saved_tensors
-        return (_fused("abs_backward", (grad, x), lambda: grad * sign(x)),)
+        return gradients(self, "abs", grad, x=x)
 
 
 class SinBackward0(Node):
     def backward(self, grad):
         x, = self.saved_tensors
-        return (grad * cos(x),)
+        return gradients(self, "sin", grad, x=x)
 
 
 class CosBackward0(Node):
     def backward(self, grad):
         x, = self.saved_tensors
-        return (grad * -sin(x),)
+        return gradients(self, "cos", grad, x=x)
+
+
+class RsqrtBackward0(Node):
+    def backward(self, grad):
+        y, = self.saved_tensors
+        return gradients(self, "rsqrt", grad, y=y)
 
 
 class TanhBackward0(Node):
     def backward(self, grad):
         y, = self.saved_tensors
-        return (_fused("tanh_backward", (grad, y), lambda: grad * (1 - y * y)),)
+        return gradients(self, "tanh", grad, y=y)
 
 
 class SigmoidBackward0(Node):
     def backward(self, grad):
         y, = self.saved_tensors
-        return (_fused("sigmoid_backward", (grad, y), lambda: grad * y * (1 - y)),)
+        return gradients(self, "sigmoid", grad, y=y)
 
 
 class ReluBackward0(Node):
     def backward(self, grad):
         y, = self.saved_tensors
-        return (_fused("relu_backward", (grad, y), lambda: where(y <= 0, 0.0, grad)),)
+        return gradients(self, "relu", grad, y=y)
 
 
 def _unary(kernel, node_cls, input, save, float_result=True):
@@ -582,6 +592,11 @@ def cos(input):
 
 
 @tensor_method()
+def rsqrt(input):
+    return _unary("rsqrt", RsqrtBackward0, input, "output")
+
+
+@tensor_method()
 def tanh(input):
     return _unary("tanh", TanhBackward0, input, "output")
 
@@ -601,32 +616,28 @@ def sign(input):
     return record(SignBackward0, compute("sign", (input,), out_dtype=input.dtype), (input,))
 
 
-class SignBackward0(ZeroGradBackward):
-    pass
+class SignBackward0(Node):
+    def backward(self, grad):
+        return gradients(self, "sign", grad)
 
 
 # -- clamp, maximum, minimum, where -------------------------------------------------------------------
 class ClampBackward1(Node):
+    """Number bounds."""
+
     def backward(self, grad):
         x, = self.saved_tensors
         lo, hi = self.bounds
-        return (_fused("clamp_backward", (grad, x, lo, hi), lambda: where((x >= lo) & (x <= hi), grad, 0.0)),)
+        return gradients(self, "clamp", grad, x=x, l=lo, h=hi)
 
 
 class ClampBackward0(Node):
-    """Tensor bounds: the input's gradient where it lies within them, a bound's where it won
-    (the upper bound wins where the bounds cross), as PyTorch's ``clamp_backward_min_max``."""
+    """Tensor bounds (an absent one is infinite)."""
 
     def backward(self, grad):
         x, lo, hi = self.saved_tensors
-        need = self.needs_input_grad
-        if lo is None:
-            inside, below, above = x <= hi, None, x > hi
-        elif hi is None:
-            inside, below, above = x >= lo, x < lo, None
-        else:
-            inside, below, above = (x >= lo) & (x <= hi), (x < lo) & (lo < hi), (x > hi) | (hi < lo)
-        return tuple(where(mask, grad, 0.0) if n else None for mask, n in zip((inside, below, above), need))
+        return gradients(self, "clamp", grad, x=x, l=-math.inf if lo is None else lo,
+                         h=math.inf if hi is None else hi)
 
 
 @tensor_method("clamp", "clip")
@@ -663,23 +674,13 @@ def _highest(dtype):
 class MaximumBackward0(Node):
     def backward(self, grad):
         a, b = self.saved_tensors
-        need = self.needs_input_grad
-        return ((_max_share(grad, a, b) if need[0] else None),
-                (_max_share(grad, b, a) if need[1] else None))
+        return gradients(self, "maximum", grad, a=a, b=b)
 
 
 class MinimumBackward0(Node):
     def backward(self, grad):
         a, b = self.saved_tensors
-        need = self.needs_input_grad
-        return ((_max_share(grad, b, a) if need[0] else None),
-                (_max_share(grad, a, b) if need[1] else None))
-
-
-def _max_share(grad, a, b):
-    """The share of ``grad`` that goes to ``a`` in ``maximum(a, b)``: none where a < b, half
-    on ties, all elsewhere (where a > b, and where either is NaN)."""
-    return _fused("max_backward_first", (grad, a, b), lambda: where(a < b, 0.0, where(a == b, grad / 2, grad)))
+        return gradients(self, "minimum", grad, a=a, b=b)
 
 
 @tensor_method()
@@ -694,11 +695,8 @@ def minimum(input, other):
 
 class WhereBackward0(Node):
     def backward(self, grad):
-        cond, = self.saved_tensors
-        need = self.needs_input_grad
-        return (None,
-                where(cond, grad, 0.0) if need[1] else None,
-                where(cond, 0.0, grad) if need[2] else None)
+        c, = self.saved_tensors
+        return gradients(self, "where", grad, c=c)
 
 
 @tensor_method()
@@ -821,3 +819,26 @@ def cast(input, dtype):
     if dtype.is_floating_point:
         return record(ToCopyBackward0, out, (input,))
     return Tensor._wrap(out)
+
+
+# -- the table's expressions on Tensors ------------------------------------------------------------
+def _or_number(tensor_fn, number_fn):
+    """A function of the expression language that also takes a plain number (a number
+    operand, such as the base of ``2 ** x``)."""
+    return lambda *xs: tensor_fn(*xs) if any(isinstance(x, Tensor) for x in xs) else number_fn(*xs)
+
+
+def _where(c, a, b):
+    return where(c, a, b) if isinstance(c, Tensor) else (a if c else b)
+
+
+# The names of ops/scalar.py, as Tensor ops: one expression, read here, is differentiable.
+COMPOSED = {
+    "__builtins__": {"abs": abs},
+    "where": _where,
+    "exp": _or_number(exp, math.exp),
+    "log": _or_number(log, lambda v: math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan)),
+    "sqrt": sqrt, "rsqrt": lambda x: x ** -0.5, "sign": sign, "sin": sin, "cos": cos, "tanh": tanh,
+    "sigmoid": sigmoid, "power": lambda a, b: a ** b,
+    "floor_div": _or_number(lambda a, b: div(a, b, rounding_mode="floor"), lambda a, b: a // b),
+}
