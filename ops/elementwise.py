@@ -249,8 +249,8 @@ def _helpers(expr, skip):
 
 OPS = {}
 for _record in TABLE.values():
-    OPS[_record.name] = Elementwise(_record.name, _record.args, _record.forward,
-                                    _helpers(_record.forward, _record.args))
+    OPS[_record.name] = Elementwise(_record.name, _record.operands, _record.forward,
+                                    _helpers(_record.forward, _record.operands))
     for _arg, _expr in _record.grads.items():
         if _expr not in ("0", "g"):
             _operands = _record.grad_operands(_arg)

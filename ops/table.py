@@ -1,8 +1,9 @@
-"""The op table: the math of every elementwise op, written once.
+"""The op table: every elementwise op, written once.
 
 A record holds an op's forward, a scalar expression of its operands, and for each operand the
-gradient it receives: an expression of ``g`` (the gradient of the output), ``y`` (the output)
-and the operands; ``None`` where the operand has no gradient, ``"0"`` where it is zero.
+gradient it receives: an expression of ``g`` (the gradient of the output), ``y`` (the output),
+the operands and the parameters; ``None`` where the operand has no gradient, ``"0"`` where it
+is zero.
 
 Each expression is read two ways. As the body of generated Numba loops (``elementwise.py``),
 where its function names are ``scalar.py``'s; and, when a backward pass is itself recorded
@@ -11,6 +12,15 @@ second derivative comes from the same formula as the first, and nothing about an
 written twice. Expressions therefore use only what both readings have: arithmetic,
 comparisons, ``& | ~`` on comparisons, and the functions of ``scalar.__all__``, with
 ``where(c, a, b)`` for a branch.
+
+The rest of a record is what the Tensor layer generates from it (``functional/pointwise.py``):
+the backward node (``node``, PyTorch's ``grad_fn`` name; ``numbers`` names the node used when
+that operand is a number, as PyTorch's ``PowBackward0`` for ``x ** 2``), what it saves (the
+names its gradient expressions read), the function and Tensor methods (``api``: the function's
+name, then aliases; ``inputs``: its parameter names), the in-place method (``inplace``), and the
+dtype rule (``result="float"``: integer inputs give the default float dtype). ``params`` are
+constants (``negative_slope``, ``alpha``): numbers that are scalar operands of the kernels and
+attributes of the node, never tensors, never differentiated.
 """
 import ast
 from dataclasses import dataclass, field
@@ -22,8 +32,20 @@ __all__ = ["Pointwise", "TABLE", "names_in"]
 class Pointwise:
     name: str
     args: tuple                            # operand names
-    forward: str                           # a scalar expression of ``args``
+    forward: str                           # a scalar expression of ``args`` and ``params``
     grads: dict = field(default_factory=dict)   # operand -> gradient expression (or "0")
+    params: tuple = ()                     # constant operands: (name, default) pairs
+    node: str = None                       # PyTorch's grad_fn name
+    numbers: dict = field(default_factory=dict)  # operand -> grad_fn name when it is a number
+    result: str = "same"                   # "float": integer inputs compute in the default float
+    api: tuple = ()                        # function name, then Tensor-method aliases
+    inputs: tuple = ()                     # the function's parameter names for ``args``
+    inplace: bool = False                  # a ``name_`` method (and ``__imul__`` for ``__mul__``)
+
+    @property
+    def operands(self):
+        """The kernels' operands: the args, then the params."""
+        return self.args + tuple(p for p, _ in self.params)
 
     def grad_kernel(self, arg):
         """The name of the fused kernel for ``arg``'s gradient."""
@@ -32,7 +54,21 @@ class Pointwise:
     def grad_operands(self, arg):
         """The names the gradient of ``arg`` reads, in a fixed order: ``g``, ``y``, operands."""
         used = names_in(self.grads[arg])
-        return tuple(n for n in ("g", "y", *self.args) if n in used)
+        return tuple(n for n in ("g", "y", *self.operands) if n in used)
+
+    def saved(self, wrt):
+        """What the backward saves when the args ``wrt`` need gradients: the args and ``y``
+        that their gradient expressions read, args first."""
+        used = set()
+        for arg in wrt:
+            expr = self.grads.get(arg)
+            if expr is not None:
+                used |= names_in(expr)
+        return tuple(n for n in (*self.args, "y") if n in used)
+
+    def readers(self, name):
+        """The args whose gradient expressions read ``name``."""
+        return tuple(a for a in self.args if self.grads.get(a) is not None and name in names_in(self.grads[a]))
 
 
 def names_in(expr):
@@ -42,47 +78,61 @@ def names_in(expr):
 TABLE = {}
 
 
-def _op(name, args, forward, **grads):
-    TABLE[name] = Pointwise(name, tuple(args), forward, grads)
+def _op(name, args, forward, *, params=(), node=None, numbers=None, result="same", api=(), inputs=None,
+        inplace=False, **grads):
+    args = tuple(args)
+    if node is None and grads:
+        node = "".join(part.title() for part in name.split("_")) + "Backward0"     # PyTorch's rule
+    api = (api,) if isinstance(api, str) else tuple(api)
+    inputs = tuple(inputs or ("input", "other", "third")[:len(args)])
+    TABLE[name] = Pointwise(name, args, forward, grads, tuple(params), node, numbers or {}, result, api,
+                            inputs, inplace)
+
+
+def _math(name, forward, grad, **meta):
+    """A unary op of floating result with a function, a method and an in-place method."""
+    _op(name, "x", forward, result="float", api=name, inplace=True, x=grad, **meta)
 
 
 # identity: copies and dtype casts (the output's dtype decides the cast)
 _op("copy", "x", "x")
-_op("neg", "x", "-x", x="-g")
+_op("neg", "x", "-x", api=("neg", "__neg__", "negative"), inplace=True, x="-g")
 _op("add", "ab", "a + b", a="g", b="g")
-_op("add_scaled", ("a", "b", "alpha"), "a + alpha * b", a="g", b="g * alpha")
-_op("sub", "ab", "a - b", a="g", b="-g")
-_op("mul", "ab", "a * b", a="g * b", b="g * a")
+_op("add_scaled", "ab", "a + alpha * b", params=[("alpha", 1)], node="AddBackward0", a="g", b="g * alpha")
+_op("sub", "ab", "a - b", numbers={"a": "RsubBackward1"}, a="g", b="-g")
+_op("mul", "ab", "a * b", api=("mul", "__mul__", "__rmul__", "multiply"), inplace=True, a="g * b", b="g * a")
 # b * b would overflow (float32 b = 1e20) where the quotients do not
-_op("div", "ab", "a / b", a="g / b", b="-(g / b) * (a / b)")
+_op("div", "ab", "a / b", result="float", a="g / b", b="-(g / b) * (a / b)")
 # piecewise constant: zero gradients (``//`` itself is recorded without one, as in PyTorch)
-_op("floor_divide", "ab", "floor_div(a, b)", a="0", b="0")
-_op("trunc_divide", "ab", "trunc_divide(a, b)", a="0", b="0")
-_op("remainder", "ab", "remainder(a, b)", a="g", b="-g * floor_div(a, b)")
-_op("pow", "ab", "power(a, b)", a="where(b == 0, 0, g * b * power(a, b - 1))",
-    b="where((a == 0) & (b >= 0), 0, g * y * log(a))")
-_op("exp", "x", "exp(x)", x="g * y")
-_op("log", "x", "log(x)", x="g / x")
-_op("sqrt", "x", "sqrt(x)", x="g / (2 * y)")
-_op("rsqrt", "x", "rsqrt(x)", x="-0.5 * g * y * y * y")
-_op("abs", "x", "abs(x)", x="g * sign(x)")
-_op("sign", "x", "sign(x)", x="0")
-_op("sin", "x", "sin(x)", x="g * cos(x)")
-_op("cos", "x", "cos(x)", x="-g * sin(x)")
-_op("tanh", "x", "tanh(x)", x="g * (1 - y * y)")
-_op("sigmoid", "x", "sigmoid(x)", x="g * y * (1 - y)")
+_op("floor_divide", "ab", "floor_div(a, b)", node="DivBackward1", a="0", b="0")
+_op("trunc_divide", "ab", "trunc_divide(a, b)", node="DivBackward1", a="0", b="0")
+_op("remainder", "ab", "remainder(a, b)", node="RemainderBackward1", numbers={"b": "RemainderBackward0"},
+    api=("remainder", "__mod__"), a="g", b="-g * floor_div(a, b)")
+_op("pow", "ab", "power(a, b)", node="PowBackward1", numbers={"b": "PowBackward0", "a": "PowBackward2"},
+    a="where(b == 0, 0, g * b * power(a, b - 1))", b="where((a == 0) & (b >= 0), 0, g * y * log(a))")
+_math("exp", "exp(x)", "g * y")
+_math("log", "log(x)", "g / x")
+_math("sqrt", "sqrt(x)", "g / (2 * y)")
+_math("rsqrt", "rsqrt(x)", "-0.5 * g * y * y * y")
+_op("abs", "x", "abs(x)", api=("abs", "__abs__", "absolute"), inplace=True, x="g * sign(x)")
+_op("sign", "x", "sign(x)", api="sign", inplace=True, x="0")
+_math("sin", "sin(x)", "g * cos(x)")
+_math("cos", "cos(x)", "-g * sin(x)")
+_math("tanh", "tanh(x)", "g * (1 - y * y)")
+_math("sigmoid", "sigmoid(x)", "g * y * (1 - y)")
 # a NaN passes its gradient through relu, maximum and minimum, as in PyTorch; where the
 # derivative is zero the gradient is 0, also when the incoming one is infinite (sqrt(0))
-_op("relu", "x", "where(x < 0, 0, x)", x="where(y <= 0, 0, g)")
+_op("relu", "x", "where(x < 0, 0, x)", api="relu", inplace=True, x="where(y <= 0, 0, g)")
 # the bounds' gradients: where they won (the upper one where the bounds cross)
-_op("clamp", "xlh", "clamp(x, l, h)", x="where((x >= l) & (x <= h), g, 0)",
+_op("clamp", "xlh", "clamp(x, l, h)", inputs=("input", "min", "max"), numbers={"lh": "ClampBackward1"}, x="where((x >= l) & (x <= h), g, 0)",
     l="where((x < l) & (l < h), g, 0)", h="where((x > h) | (h < l), g, 0)")
 # maximum/minimum split the gradient evenly where both operands are equal, as PyTorch does
-_op("maximum", "ab", "where((a > b) | (a != a), a, b)",
+# (``maximum_`` is nbgrad's own: Adam's amsgrad keeps its running maximum in place)
+_op("maximum", "ab", "where((a > b) | (a != a), a, b)", api="maximum", inplace=True,
     a="where(a == b, g / 2, where(a < b, 0, g))", b="where(a == b, g / 2, where(b < a, 0, g))")
-_op("minimum", "ab", "where((a < b) | (a != a), a, b)",
+_op("minimum", "ab", "where((a < b) | (a != a), a, b)", api="minimum", inplace=True,
     a="where(a == b, g / 2, where(a > b, 0, g))", b="where(a == b, g / 2, where(b > a, 0, g))")
-_op("where", "cab", "where(c, a, b)", a="where(c, g, 0)", b="where(c, 0, g)")
+_op("where", "cab", "where(c, a, b)", inputs=("condition", "input", "other"), a="where(c, g, 0)", b="where(c, 0, g)")
 _op("eq", "ab", "a == b")
 _op("ne", "ab", "a != b")
 _op("lt", "ab", "a < b")

@@ -86,3 +86,29 @@ def test_gradcheck_and_gradgradcheck(name):
     inputs = [nbgrad.tensor(v[:2, :3], requires_grad=True) for v in _inputs(name, seed=7)]
     assert gradcheck(lambda *xs: fn(nbgrad, *xs), inputs)
     assert gradgradcheck(lambda *xs: fn(nbgrad, *xs), inputs)
+
+
+# nbgrad's own: Adam's amsgrad keeps its running maximum in place
+OWN_METHODS = {"maximum_", "minimum_"}
+
+
+@pytest.mark.parametrize("name", sorted(name for name, record in TABLE.items() if record.api))
+def test_generated_function_methods_and_node_match_pytorch(name, torch):
+    """What the table generates for an op: its function, Tensor methods, in-place method and
+    node class, under PyTorch's names; the in-place method agrees with the function."""
+    from nbgrad.functional.inplace import _inplace_names
+    record = TABLE[name]
+    values = [np.random.default_rng(k).uniform(0.2, 0.8, (2, 3)) for k in range(len(record.args))]
+    ours = [nbgrad.tensor(v, requires_grad=True) for v in values]
+    theirs = [torch.tensor(v, requires_grad=True) for v in values]
+    out = getattr(nbgrad, record.api[0])(*ours)
+    assert out.grad_fn.name() == getattr(torch, record.api[0])(*theirs).grad_fn.name() == record.node
+    for alias in record.api:
+        assert getattr(nbgrad.Tensor, alias) is getattr(nbgrad, record.api[0])
+        assert hasattr(torch.Tensor, alias) and (alias.startswith("__") or hasattr(torch, alias))
+    names = list(_inplace_names(record)) if record.inplace else []
+    assert all(hasattr(torch.Tensor, n) for n in names if n not in OWN_METHODS)
+    for n in names:
+        x = nbgrad.tensor(values[0])
+        assert getattr(x, n)(*[t.detach() for t in ours[1:]]) is x
+        np.testing.assert_array_equal(x.numpy(), out.detach().numpy())

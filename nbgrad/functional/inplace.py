@@ -18,6 +18,7 @@ import re
 import numpy as np
 
 from nbgrad.ops.elementwise import OPS, copy_of
+from nbgrad.ops.table import TABLE
 
 from .._dtype import result_type
 from ..autograd.graph import Node
@@ -141,41 +142,48 @@ def _operands(self, args):
     return tensors, numbers_
 
 
-def _elementwise_inplace(kernel, functional, float_result=False):
-    """An ``op_`` method: ``functional`` out of place, ``kernel`` written straight in."""
-    def method(self, *args):
-        if functional is pointwise.neg:
-            pointwise.check_negation(self)
+def _elementwise_inplace(kernel, functional, float_result=False, params=(), check=None):
+    """An ``op_`` method: ``functional`` out of place, ``kernel`` written straight in.
+    ``params``: the op's (name, default) constants, keyword arguments after the operands."""
+    def method(self, *args, **kwargs):
+        if check is not None:
+            check(self, *args)
         tensors, scalars = _operands(self, args)
+        constants = tuple([kwargs.pop(p, default) for p, default in params])
+        if kwargs:
+            raise TypeError(f"{method.__name__}() got an unexpected keyword argument '{next(iter(kwargs))}'")
         dtype = result_type(tensors, scalars)
         if float_result and not dtype.is_floating_point:
             dtype = pointwise._float_dtype((self, *args))
         check_result(self, broadcast_shapes(*(t._data.shape for t in tensors)), dtype)
-        return apply_inplace(self, lambda old: functional(old, *args), args,
-                             direct=lambda: pointwise.compute(kernel, (self, *args), dtype, out=self._data))
+        named = dict(zip((p for p, _ in params), constants))
+        return apply_inplace(self, lambda old: functional(old, *args, **named), args,
+                             direct=lambda: pointwise.compute(kernel, (self, *args, *constants), dtype, out=self._data))
     method.__name__ = functional.__name__ + "_"
     return method
 
 
-for _name, _kernel, _fn, _float in [
-        ("mul", "mul", pointwise.mul, False), ("div", "div", pointwise.div, True),
-        ("pow", "pow", pointwise.pow, False), ("maximum", "maximum", pointwise.maximum, False),
-        ("minimum", "minimum", pointwise.minimum, False)]:
-    setattr(Tensor, _name + "_", _elementwise_inplace(_kernel, _fn, _float))
-for _name, _kernel, _fn, _float in [
-        ("neg", "neg", pointwise.neg, False), ("exp", "exp", pointwise.exp, True),
-        ("log", "log", pointwise.log, True), ("sqrt", "sqrt", pointwise.sqrt, True),
-        ("abs", "abs", pointwise.abs, False), ("sin", "sin", pointwise.sin, True),
-        ("cos", "cos", pointwise.cos, True), ("tanh", "tanh", pointwise.tanh, True),
-        ("sigmoid", "sigmoid", pointwise.sigmoid, True), ("relu", "relu", pointwise.relu, False)]:
-    setattr(Tensor, _name + "_", _elementwise_inplace(_kernel, _fn, _float))
-Tensor.multiply_ = Tensor.mul_
-Tensor.divide_ = Tensor.true_divide_ = Tensor.div_
-Tensor.negative_ = Tensor.neg_
-Tensor.absolute_ = Tensor.abs_
-Tensor.__imul__ = Tensor.mul_
-Tensor.__itruediv__ = Tensor.div_
-Tensor.__ipow__ = Tensor.pow_
+INPLACE = {}          # op -> its in-place method, for the table's ops that have one
+
+
+def _inplace_names(rec):
+    """``tanh_`` for ``tanh``, ``__imul__`` for ``__mul__`` (reflected ``__rmul__``: none)."""
+    for name in rec.api:
+        if not name.startswith("__"):
+            yield name + "_"
+        elif len(rec.args) == 2 and not name.startswith("__r"):
+            yield "__i" + name[2:]
+
+
+for _rec in TABLE.values():
+    if _rec.inplace:
+        INPLACE[_rec.name] = _elementwise_inplace(_rec.name, pointwise.RUN[_rec.name], _rec.result == "float",
+                                                  _rec.params, pointwise.CHECKS.get(_rec.name))
+        for _name in _inplace_names(_rec):
+            setattr(Tensor, _name, INPLACE[_rec.name])
+Tensor.div_ = Tensor.divide_ = Tensor.true_divide_ = Tensor.__itruediv__ = \
+    _elementwise_inplace("div", pointwise.div, float_result=True)
+Tensor.pow_ = Tensor.__ipow__ = _elementwise_inplace("pow", pointwise.pow)
 
 
 @tensor_method("add_", "__iadd__")

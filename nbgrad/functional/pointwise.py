@@ -1,10 +1,11 @@
 """Elementwise ops: broadcasting and type promotion happen here once, then one kernel runs.
 
-Every op is ``elementwise(kernel_name, node, operands)``; its backward rule is the
-node's ``backward``, written with Tensor ops so that it is itself differentiable (the
-fused ``*_backward`` kernels are used where nothing needs to record them).
+The ops of the table (``ops/table.py``) are generated from it below: each one's node class,
+function, Tensor methods, and backward (``gradients``: the fused kernel of the table's
+expression, or the same expression on Tensors when the backward is itself recorded).
 """
 import functools
+import linecache
 import math
 import numbers
 
@@ -21,11 +22,10 @@ from ..factories import full_like, zeros_like
 from ..tensor import Tensor, needs_grad, record
 from . import tensor_method
 
-__all__ = [
-    "add", "sub", "mul", "div", "true_divide", "neg", "pow", "exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos",
-    "tanh", "sigmoid", "relu", "clamp", "clip", "maximum", "minimum", "where", "sign", "square",
+__all__ = [     # and the functions generated from the table (``_generate``)
+    "add", "sub", "div", "true_divide", "pow", "clamp", "clip", "where", "square",
     "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor", "logical_not",
-    "broadcast_shapes", "clone", "rsub", "floor_divide", "remainder",
+    "broadcast_shapes", "clone", "rsub", "floor_divide",
 ]
 
 
@@ -144,10 +144,11 @@ def _compute_any(kernel, operands, dtype, out_dtype, out):
     return out
 
 
-def _compute_alike(kernel, operands, dtype, out_dtype):
+def _compute_alike(kernel, operands, dtype, out_dtype, floating=False):
     """``compute``'s quick path, for the usual case that skips promotion, broadcasting and
     strides: C-contiguous tensors of one shape and dtype, and numbers that cannot change a
-    floating dtype. ``None`` when the operands are not that case."""
+    floating dtype. ``None`` when the operands are not that case (or, with ``floating``, the
+    op's result is floating and the tensors are not)."""
     data = None
     pattern = ""
     flat = []
@@ -172,6 +173,8 @@ def _compute_alike(kernel, operands, dtype, out_dtype):
     np_dtype = data.dtype
     if dtype is not None and dtype.numpy != np_dtype:
         return None
+    if floating and np_dtype.kind != "f":
+        return None
     if "s" in pattern:
         if np_dtype.kind != "f":
             return None
@@ -195,14 +198,6 @@ def _compute_alike(kernel, operands, dtype, out_dtype):
 
 
 _SERIAL_LOOPS = {}
-
-
-def elementwise(kernel, node_cls, operands, saved=(), dtype=None, out_dtype=None, **attrs):
-    """Compute ``kernel`` and record ``node_cls`` for it (``compute`` checks the operands)."""
-    data = _compute_alike(kernel, operands, dtype, out_dtype)
-    if data is None:
-        data = _compute_any(kernel, operands, dtype, out_dtype, None)
-    return record(node_cls, data, operands, saved, **attrs)
 
 
 def _float_dtype(operands):
@@ -245,81 +240,139 @@ def _compiled(expr):
     return compile(expr, f"<{expr}>", "eval")
 
 
-# -- arithmetic ---------------------------------------------------------------------------------
-class AddBackward0(Node):
-    alpha = 1
-
-    def backward(self, grad):
-        if self.alpha == 1:
-            return gradients(self, "add", grad)
-        return gradients(self, "add_scaled", grad, alpha=self.alpha)
-
-
-class SubBackward0(Node):
-    def backward(self, grad):
-        return gradients(self, "sub", grad)
+# -- generated from the op table: node classes, functions, Tensor methods -------------------------
+# For each record: a node class per variant (PyTorch's grad_fn name; a variant is the set of
+# operands given as numbers, named in the record's ``numbers``), whose backward is the table's
+# gradient expressions; ``RECORD[op](data, *operands)``, which records that node over ``data``
+# and saves what its expressions read; and ``RUN[op](*operands)``, which computes ``data``
+# first. Both are Python source generated per record, so that the path of a small op has no
+# branch or lookup that its record does not need. Hand-written wrappers (``add``'s alpha,
+# ``pow``'s special exponents, ``clamp``'s optional bounds...) call them.
+NODES = {}
+RECORD = {}
+RUN = {}
 
 
-class RsubBackward1(Node):
-    """A number minus a tensor."""
-
-    def backward(self, grad):
-        return gradients(self, "sub", grad, wrt="b")
-
-
-class MulBackward0(Node):
-    _saved_for = (1, 0)           # each operand serves the other's gradient only
-
-    def backward(self, grad):
-        a, b = self.saved_tensors
-        return gradients(self, "mul", grad, a=a, b=b)
+def check_negation(input):
+    if input.dtype is _dtype.bool:
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
 
 
-class DivBackward0(Node):
-    _saved_for = (1, None)
-
-    def backward(self, grad):
-        a, b = self.saved_tensors
-        return gradients(self, "div", grad, a=a, b=b)
+def _check_divisor(a, b):
+    """An integer division by zero is an error, as in PyTorch."""
+    if _is_integral(a) and _is_integral(b) and _has_zero(b):
+        raise RuntimeError("ZeroDivisionError")
 
 
-class NegBackward0(Node):
-    def backward(self, grad):
-        return gradients(self, "neg", grad)
+def _has_zero(x):
+    return bool((x._data == 0).any()) if isinstance(x, Tensor) else x == 0
 
 
-class PowBackward0(Node):
-    """Tensor base, number exponent."""
-
-    def backward(self, grad):
-        a, b = self.saved_tensors
-        return gradients(self, "pow", grad, a=a, b=b)
+def _is_integral(x):
+    return x.dtype.kind < 2 if isinstance(x, Tensor) else isinstance(x, numbers.Integral)
 
 
-class PowBackward1(Node):
-    """Tensor base, tensor exponent."""
-
-    def backward(self, grad):
-        a, b, y = self.saved_tensors
-        return gradients(self, "pow", grad, a=a, b=b, y=y)
+CHECKS = {"neg": check_negation, "remainder": _check_divisor}    # run on the operands before computing
 
 
-class PowBackward2(Node):
-    """Number base, tensor exponent."""
+def _exec(source, filename, namespace):
+    """Run generated ``source``; its lines show in tracebacks."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace
 
-    def backward(self, grad):
-        x, y = self.saved_tensors
-        return gradients(self, "pow", grad, wrt="b", a=self.base, b=x, y=y)
+
+def _node_class(rec, name, inputs):
+    """``rec``'s backward node when ``inputs`` (the args given as tensors) are recorded."""
+    saved, wrt = rec.saved(inputs), (None if inputs == rec.args else inputs)
+    values = [f"{n}={n}" for n in saved] + [f"{p}=self.{p}" for p, _ in rec.params]
+    source = "\n    ".join(["def backward(self, grad):",
+                            *([f"{', '.join(saved)}, = self.saved_tensors"] if saved else []),
+                            f"return gradients(self, {rec.name!r}, grad, {wrt!r}{''.join(', ' + v for v in values)})"])
+    backward = _exec(source, f"<nbgrad node {name}>", {"gradients": gradients})["backward"]
+    doc = "; ".join(f"d{a} = {rec.grads[a]}" for a in inputs if a in rec.grads)
+    attrs = {"backward": backward, "__module__": __name__, "__qualname__": name,
+             "__doc__": f"Backward of ``{rec.forward}`` (op table: {rec.name}): {doc}."}
+    # a saved operand read by one input's gradient alone may change once that one is not wanted
+    readers = [[a for a in rec.readers(n) if a in inputs] for n in saved if n != "y"]
+    saved_for = tuple(inputs.index(r[0]) if len(r) == 1 else None for r in readers)
+    if any(k is not None for k in saved_for):
+        attrs["_saved_for"] = saved_for + (None,) * ("y" in saved)
+    return type(name, (Node,), attrs)
 
 
+def _recording(rec, key, names):
+    """Source lines recording variant ``key``'s node over ``data`` and returning the result."""
+    inputs = tuple(a for a in rec.args if a not in key)
+    saved = rec.saved(inputs)
+    node = f"_node_{key}"
+    ins = ", ".join(names[a] for a in inputs)
+    kept = [names[a] for a in saved if a != "y"]
+    attrs = "".join(f", {p}={p}" for p, _ in rec.params)
+    if "y" not in saved:
+        keep = f", ({', '.join(kept)},)" if kept else ""
+        return [f"return record({node}, data, ({ins},){keep}{attrs})"]
+    save = f"save_for_backward({', '.join(kept)}, out)" if kept else "save_output(out)"
+    return [f"out = record({node}, data, ({ins},){attrs})", "if out.grad_fn is not None:",
+            f"    out.grad_fn.{save}", "return out"]
+
+
+def _generate(rec):
+    """``RUN[op]`` and ``RECORD[op]`` (and the node classes) of table record ``rec``."""
+    names = dict(zip(rec.args, rec.inputs))
+    namespace = {"Tensor": Tensor, "record": record, "_compute_alike": _compute_alike,
+                 "_compute_any": _compute_any, "_float_dtype": _float_dtype, "_check": CHECKS.get(rec.name)}
+    NODES[rec.name] = {}
+    for key, name in {"": rec.node, **rec.numbers}.items():
+        cls = NODES[rec.name][key] = namespace[f"_node_{key}"] = \
+            _node_class(rec, name, tuple(a for a in rec.args if a not in key))
+        globals().setdefault(name, cls)
+    body = []
+    for key in rec.numbers:
+        body.append("if " + " and ".join(f"not isinstance({names[a]}, Tensor)" for a in key) + ":")
+        body += ["    " + line for line in _recording(rec, key, names)]
+    body += _recording(rec, "", names)
+    params = [f"{p}={default!r}" for p, default in rec.params]
+    signature = ", ".join([*rec.inputs, *(["*", *params] if params else [])])
+    operands = ", ".join([*rec.inputs, *(p for p, _ in rec.params)])
+    floating = rec.result == "float"
+    name = rec.api[0] if rec.api else f"_{rec.name}"
+    source = "\n    ".join([
+        f"def {name}({signature}):",
+        f'"""``{rec.forward}``, elementwise (generated from ops/table.py)."""',
+        *([f"_check({', '.join(rec.inputs)})"] if namespace["_check"] else []),
+        f"operands = ({operands},)",
+        f"data = _compute_alike({rec.name!r}, operands, None, None{', True' if floating else ''})",
+        "if data is None:",
+        f"    data = _compute_any({rec.name!r}, operands, {'_float_dtype(operands)' if floating else 'None'}, "
+        "None, None)",
+        *body])
+    source += "\n\n\n" + "\n    ".join([f"def record_{rec.name}(data, {signature}):", *body]) + "\n"
+    _exec(source, f"<nbgrad op {rec.name}>", namespace)
+    RUN[rec.name], RECORD[rec.name] = namespace[name], namespace[f"record_{rec.name}"]
+    RUN[rec.name].__module__ = __name__
+    for alias in rec.api:
+        setattr(Tensor, alias, RUN[rec.name])
+        if not alias.startswith("__"):
+            globals()[alias] = RUN[rec.name]
+            __all__.append(alias)
+
+
+for _rec in TABLE.values():
+    if _rec.node is not None:
+        _generate(_rec)
+
+
+# -- the ops whose signature is their own ----------------------------------------------------------
 @tensor_method("add", "__add__", "__radd__")
 def add(input, other, *, alpha=1):
     if not isinstance(input, Tensor):          # number + tensor
         input, other = other, input
     _check_operand(other)
     if alpha == 1:
-        return record(AddBackward0, compute("add", (input, other)), (input, other))
-    return record(AddBackward0, compute("add_scaled", (input, other, alpha)), (input, other), alpha=alpha)
+        return RUN["add"](input, other)
+    return RUN["add_scaled"](input, other, alpha=alpha)
 
 
 def _check_subtraction(a, b):
@@ -342,7 +395,7 @@ def sub(input, other, *, alpha=1):
     _check_subtraction(input, other)
     if alpha != 1:
         return add(input, other, alpha=-alpha)
-    return elementwise("sub", SubBackward0, (input, other))
+    return RUN["sub"](input, other)
 
 
 @tensor_method("__rsub__")
@@ -350,12 +403,7 @@ def rsub(input, other):
     """``other - input``, for a number ``other``."""
     _check_operand(other)
     _check_subtraction(other, input)
-    return record(RsubBackward1, compute("sub", (other, input)), (input,))
-
-
-@tensor_method("mul", "__mul__", "__rmul__", "multiply")
-def mul(input, other):
-    return elementwise("mul", MulBackward0, (input, other), saved=(input, other))
+    return RUN["sub"](other, input)
 
 
 @tensor_method("div", "__truediv__", "divide", "true_divide")
@@ -364,58 +412,9 @@ def div(input, other, *, rounding_mode=None):
         if rounding_mode not in ("floor", "trunc"):
             raise ValueError("div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
                              f"'{rounding_mode}'")
-        return _rounding_op(rounding_mode + "_divide", input, other)
-    return elementwise("div", DivBackward0, (input, other), saved=(input, other),
-                       dtype=_float_dtype((input, other)))
-
-
-class DivBackward1(Node):
-    """A rounding division: zero gradients (not ``grad * 0``, NaN where it is infinite)."""
-
-    def backward(self, grad):
-        return gradients(self, "trunc_divide", grad)
-
-
-class RemainderBackward0(Node):
-    def backward(self, grad):
-        a, b = self.saved_tensors
-        return gradients(self, "remainder", grad, a=a, b=b)
-
-
-def _rounding_op(kernel, a, b, node_cls=DivBackward1, **attrs):
-    if _is_integral(a) and _is_integral(b) and _has_zero(b):
-        raise RuntimeError("ZeroDivisionError")
-    return elementwise(kernel, node_cls, (a, b), saved=(a, b), **attrs)
-
-
-def _has_zero(x):
-    return bool((x._data == 0).any()) if isinstance(x, Tensor) else x == 0
-
-
-def _is_integral(x):
-    return x.dtype.kind < 2 if isinstance(x, Tensor) else isinstance(x, numbers.Integral)
-
-
-@tensor_method("floor_divide", "__floordiv__")
-def floor_divide(input, other):
-    """Recorded without a derivative, as PyTorch records it (``div(rounding_mode='floor')``
-    has one: zero)."""
-    return _rounding_op("floor_divide", input, other, NoDerivative, op="aten::floor_divide")
-
-
-@tensor_method("__rfloordiv__")
-def _rfloordiv(input, other):
-    return _rounding_op("floor_divide", other, input, NoDerivative, op="aten::floor_divide")
-
-
-@tensor_method("remainder", "__mod__")
-def remainder(input, other):
-    return _rounding_op("remainder", input, other, RemainderBackward0)
-
-
-@tensor_method("__rmod__")
-def _rmod(input, other):
-    return _rounding_op("remainder", other, input, RemainderBackward0)
+        _check_divisor(input, other)
+        return RUN[rounding_mode + "_divide"](input, other)
+    return RUN["div"](input, other)
 
 
 true_divide = div
@@ -423,20 +422,25 @@ true_divide = div
 
 @tensor_method("__rtruediv__")
 def _rtruediv(input, other):
-    return div(other, input) if isinstance(other, Tensor) else \
-        elementwise("div", DivBackward0, (other, input), saved=(other, input), dtype=_float_dtype((other, input)))
+    return div(other, input)
 
 
-def check_negation(input):
-    if input.dtype is _dtype.bool:
-        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
-                           "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+@tensor_method("floor_divide", "__floordiv__")
+def floor_divide(input, other):
+    """Recorded without a derivative, as PyTorch records it (``div(rounding_mode='floor')``
+    has one: zero)."""
+    _check_divisor(input, other)
+    return record(NoDerivative, compute("floor_divide", (input, other)), (input, other), op="aten::floor_divide")
 
 
-@tensor_method("neg", "__neg__", "negative")
-def neg(input):
-    check_negation(input)
-    return elementwise("neg", NegBackward0, (input,))
+@tensor_method("__rfloordiv__")
+def _rfloordiv(input, other):
+    return floor_divide(other, input)
+
+
+@tensor_method("__rmod__")
+def _rmod(input, other):
+    return remainder(other, input)     # noqa: F821  (generated above)
 
 
 @tensor_method("__pos__")
@@ -448,16 +452,13 @@ def _pos(input):
 def pow(input, exponent):
     if not isinstance(input, Tensor):
         return _rpow(exponent, input)
-    if isinstance(exponent, Tensor):
-        out = elementwise("pow", PowBackward1, (input, exponent))
-        if out.grad_fn is not None:
-            out.grad_fn.save_for_backward(input, exponent, out)
-        return out
-    _check_integer_power(input, exponent)
-    if exponent in (0.5, -0.5):       # as PyTorch computes them: (-inf) ** 0.5 is NaN, (-0) ** 0.5 is -0
-        data = compute("sqrt" if exponent > 0 else "rsqrt", (input,), _float_dtype((input, exponent)))
-        return record(PowBackward0, data, (input, exponent), saved=(input, exponent))
-    return elementwise("pow", PowBackward0, (input, exponent), saved=(input, exponent))
+    if not isinstance(exponent, Tensor):
+        if input.dtype.kind == 1 and isinstance(exponent, numbers.Integral) and exponent < 0:
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+        if exponent in (0.5, -0.5):   # as PyTorch computes them: (-inf) ** 0.5 is NaN, (-0) ** 0.5 is -0
+            data = compute("sqrt" if exponent > 0 else "rsqrt", (input,), _float_dtype((input, exponent)))
+            return RECORD["pow"](data, input, exponent)
+    return RUN["pow"](input, exponent)
 
 
 @tensor_method("__rpow__")
@@ -466,178 +467,12 @@ def _rpow(input, other):
     if isinstance(other, Tensor):
         return pow(other, input)
     _check_operand(other)
-    out = record(PowBackward2, compute("pow", (other, input)), (input,), base=other)
-    if out.grad_fn is not None:
-        out.grad_fn.save_for_backward(input, out)
-    return out
-
-
-def _check_integer_power(input, exponent):
-    if input.dtype.kind == 1 and isinstance(exponent, numbers.Integral) and exponent < 0:
-        raise RuntimeError("Integers to negative integer powers are not allowed.")
+    return RUN["pow"](other, input)
 
 
 @tensor_method("square")
 def square(input):
     return pow(input, 2)
-
-
-# -- unary math -----------------------------------------------------------------------------------
-class ExpBackward0(Node):
-    def backward(self, grad):
-        y, = self.saved_tensors
-        return gradients(self, "exp", grad, y=y)
-
-
-class LogBackward0(Node):
-    def backward(self, grad):
-        x, = self.saved_tensors
-        return gradients(self, "log", grad, x=x)
-
-
-class SqrtBackward0(Node):
-    def backward(self, grad):
-        y, = self.saved_tensors
-        return gradients(self, "sqrt", grad, y=y)
-
-
-class AbsBackward0(Node):
-    def backward(self, grad):
-        x, = self.saved_tensors
-        return gradients(self, "abs", grad, x=x)
-
-
-class SinBackward0(Node):
-    def backward(self, grad):
-        x, = self.saved_tensors
-        return gradients(self, "sin", grad, x=x)
-
-
-class CosBackward0(Node):
-    def backward(self, grad):
-        x, = self.saved_tensors
-        return gradients(self, "cos", grad, x=x)
-
-
-class RsqrtBackward0(Node):
-    def backward(self, grad):
-        y, = self.saved_tensors
-        return gradients(self, "rsqrt", grad, y=y)
-
-
-class TanhBackward0(Node):
-    def backward(self, grad):
-        y, = self.saved_tensors
-        return gradients(self, "tanh", grad, y=y)
-
-
-class SigmoidBackward0(Node):
-    def backward(self, grad):
-        y, = self.saved_tensors
-        return gradients(self, "sigmoid", grad, y=y)
-
-
-class ReluBackward0(Node):
-    def backward(self, grad):
-        y, = self.saved_tensors
-        return gradients(self, "relu", grad, y=y)
-
-
-def _unary(kernel, node_cls, input, save, float_result=True):
-    """A unary op; ``save`` is 'input', 'output' or None."""
-    _check_operand(input)
-    data = None
-    if not float_result or input._data.dtype.kind == "f":        # computed in the input's dtype
-        data = _compute_alike(kernel, (input,), None, None)
-    if data is None:
-        data = _compute_any(kernel, (input,), _float_dtype((input,)) if float_result else input.dtype, None, None)
-    out = record(node_cls, data, (input,))
-    node = out.grad_fn
-    if node is not None and save is not None:
-        if save == "input":
-            node.save_for_backward(input)
-        else:
-            node.save_output(out)
-    return out
-
-
-@tensor_method()
-def exp(input):
-    return _unary("exp", ExpBackward0, input, "output")
-
-
-@tensor_method()
-def log(input):
-    return _unary("log", LogBackward0, input, "input")
-
-
-@tensor_method()
-def sqrt(input):
-    return _unary("sqrt", SqrtBackward0, input, "output")
-
-
-@tensor_method("abs", "__abs__", "absolute")
-def abs(input):
-    return _unary("abs", AbsBackward0, input, "input", float_result=False)
-
-
-@tensor_method()
-def sin(input):
-    return _unary("sin", SinBackward0, input, "input")
-
-
-@tensor_method()
-def cos(input):
-    return _unary("cos", CosBackward0, input, "input")
-
-
-@tensor_method()
-def rsqrt(input):
-    return _unary("rsqrt", RsqrtBackward0, input, "output")
-
-
-@tensor_method()
-def tanh(input):
-    return _unary("tanh", TanhBackward0, input, "output")
-
-
-@tensor_method()
-def sigmoid(input):
-    return _unary("sigmoid", SigmoidBackward0, input, "output")
-
-
-@tensor_method()
-def relu(input):
-    return _unary("relu", ReluBackward0, input, "output", float_result=False)
-
-
-@tensor_method()
-def sign(input):
-    return record(SignBackward0, compute("sign", (input,), out_dtype=input.dtype), (input,))
-
-
-class SignBackward0(Node):
-    def backward(self, grad):
-        return gradients(self, "sign", grad)
-
-
-# -- clamp, maximum, minimum, where -------------------------------------------------------------------
-class ClampBackward1(Node):
-    """Number bounds."""
-
-    def backward(self, grad):
-        x, = self.saved_tensors
-        lo, hi = self.bounds
-        return gradients(self, "clamp", grad, x=x, l=lo, h=hi)
-
-
-class ClampBackward0(Node):
-    """Tensor bounds (an absent one is infinite)."""
-
-    def backward(self, grad):
-        x, lo, hi = self.saved_tensors
-        return gradients(self, "clamp", grad, x=x, l=-math.inf if lo is None else lo,
-                         h=math.inf if hi is None else hi)
 
 
 @tensor_method("clamp", "clip")
@@ -649,15 +484,7 @@ def clamp(input, min=None, max=None):
                         [v for v in bounds if not isinstance(v, Tensor)])
     lo = min if min is not None else _lowest(dtype)
     hi = max if max is not None else _highest(dtype)
-    if isinstance(min, Tensor) or isinstance(max, Tensor):
-        out = record(ClampBackward0, compute("clamp", (input, lo, hi), dtype), (input, min, max))
-        if out.grad_fn is not None:
-            out.grad_fn.save_for_backward(input, min, max)
-        return out
-    out = record(ClampBackward1, compute("clamp", (input, lo, hi), dtype), (input,), bounds=(lo, hi))
-    if out.grad_fn is not None:
-        out.grad_fn.save_for_backward(input)
-    return out
+    return RECORD["clamp"](compute("clamp", (input, lo, hi), dtype), input, lo, hi)
 
 
 clip = clamp
@@ -671,34 +498,6 @@ def _highest(dtype):
     return np.inf if dtype.is_floating_point else np.iinfo(np.int64).max if dtype.kind == 1 else True
 
 
-class MaximumBackward0(Node):
-    def backward(self, grad):
-        a, b = self.saved_tensors
-        return gradients(self, "maximum", grad, a=a, b=b)
-
-
-class MinimumBackward0(Node):
-    def backward(self, grad):
-        a, b = self.saved_tensors
-        return gradients(self, "minimum", grad, a=a, b=b)
-
-
-@tensor_method()
-def maximum(input, other):
-    return elementwise("maximum", MaximumBackward0, (input, other), saved=(input, other))
-
-
-@tensor_method()
-def minimum(input, other):
-    return elementwise("minimum", MinimumBackward0, (input, other), saved=(input, other))
-
-
-class WhereBackward0(Node):
-    def backward(self, grad):
-        c, = self.saved_tensors
-        return gradients(self, "where", grad, c=c)
-
-
 @tensor_method()
 def where(condition, input, other):
     if not isinstance(condition, Tensor) or condition.dtype is not _dtype.bool:
@@ -708,7 +507,7 @@ def where(condition, input, other):
     shape = broadcast_shapes(*(t._data.shape for t in (condition, *values) if isinstance(t, Tensor)))
     out = np.empty(shape, dtype.numpy)
     OPS["where"](out, condition._data, _as_array(input, dtype.numpy), _as_array(other, dtype.numpy))
-    return record(WhereBackward0, out, (condition, input, other), saved=(condition,))
+    return RECORD["where"](out, condition, input, other)
 
 
 # -- comparisons and logic: results are bool and never require grad ---------------------------------------
@@ -834,11 +633,11 @@ def _where(c, a, b):
 
 # The names of ops/scalar.py, as Tensor ops: one expression, read here, is differentiable.
 COMPOSED = {
-    "__builtins__": {"abs": abs},
+    "__builtins__": {"abs": RUN["abs"]},
     "where": _where,
-    "exp": _or_number(exp, math.exp),
-    "log": _or_number(log, lambda v: math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan)),
-    "sqrt": sqrt, "rsqrt": lambda x: x ** -0.5, "sign": sign, "sin": sin, "cos": cos, "tanh": tanh,
-    "sigmoid": sigmoid, "power": lambda a, b: a ** b,
+    "exp": _or_number(RUN["exp"], math.exp),
+    "log": _or_number(RUN["log"], lambda v: math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan)),
+    "sqrt": RUN["sqrt"], "rsqrt": lambda x: x ** -0.5, "sign": RUN["sign"], "sin": RUN["sin"], "cos": RUN["cos"],
+    "tanh": RUN["tanh"], "sigmoid": RUN["sigmoid"], "power": lambda a, b: a ** b,
     "floor_div": _or_number(lambda a, b: div(a, b, rounding_mode="floor"), lambda a, b: a // b),
 }
