@@ -21,9 +21,9 @@ from . import vmath
 from .vmath import exp  # noqa: F401  (vectorizable; math.exp is a libm call per element)
 
 __all__ = ["import_line", "where", "exp", "log", "sqrt", "rsqrt", "sign", "power", "sigmoid", "clamp",
-           "trunc_divide", "floor_div", "remainder", "sin", "cos", "tanh"]
+           "trunc_divide", "floor_div", "remainder", "sin", "cos", "tanh", "erf"]
 
-sin, cos, tanh = math.sin, math.cos, math.tanh
+sin, cos, tanh, erf = math.sin, math.cos, math.tanh, math.erf
 
 
 def import_line(*names):

@@ -43,6 +43,7 @@ CASES = {
     "maximum": (lambda lib, a, b: lib.maximum(a * a, b) * a, [(-2, 2), (-2, 2)]),
     "minimum": (lambda lib, a, b: lib.minimum(a * a, b) * b, [(-2, 2), (-2, 2)]),
     "where": (lambda lib, a, b: lib.where(a > 0, a * a, b * b * b) ** 2, [(-2, 2), (-2, 2)]),
+    "erf": (lambda lib, x: (x * x).erf(), [(-1.5, 1.5)]),
 }
 DIFFERENTIABLE = sorted(name for name, record in TABLE.items() if record.grads)
 

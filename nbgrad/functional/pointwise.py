@@ -640,4 +640,5 @@ COMPOSED = {
     "sqrt": RUN["sqrt"], "rsqrt": lambda x: x ** -0.5, "sign": RUN["sign"], "sin": RUN["sin"], "cos": RUN["cos"],
     "tanh": RUN["tanh"], "sigmoid": RUN["sigmoid"], "power": lambda a, b: a ** b,
     "floor_div": _or_number(lambda a, b: div(a, b, rounding_mode="floor"), lambda a, b: a // b),
+    "erf": RUN["erf"],
 }
