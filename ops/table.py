@@ -23,7 +23,7 @@ constants (``negative_slope``, ``alpha``): numbers that are scalar operands of t
 attributes of the node, never tensors, never differentiated.
 """
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["Pointwise", "TABLE", "names_in"]
 
@@ -89,9 +89,9 @@ def _op(name, args, forward, *, params=(), node=None, numbers=None, result="same
                             inputs, inplace)
 
 
-def _math(name, forward, grad, **meta):
-    """A unary op of floating result with a function, a method and an in-place method."""
-    _op(name, "x", forward, result="float", api=name, inplace=True, x=grad, **meta)
+def _math(name, forward, grad, aliases=()):
+    """A unary op of floating result with a function, methods and an in-place method."""
+    _op(name, "x", forward, result="float", api=(name, *aliases), inplace=True, x=grad)
 
 
 # identity: copies and dtype casts (the output's dtype decides the cast)
@@ -143,4 +143,73 @@ _op("logical_and", "ab", "(a != 0) & (b != 0)")
 _op("logical_or", "ab", "(a != 0) | (b != 0)")
 _op("logical_xor", "ab", "(a != 0) != (b != 0)")
 _op("logical_not", "x", "x == 0")
+
+# -- math functions; derivatives written as PyTorch's derivatives.yaml writes them
 _math("erf", "erf(x)", "1.1283791670955126 * exp(-(x * x)) * g")
+_math("erfc", "erfc(x)", "-1.1283791670955126 * exp(-(x * x)) * g")
+_math("erfinv", "erfinv(x)", "0.886226925452758 * exp(y * y) * g")
+_math("expm1", "expm1(x)", "g * (y + 1)")
+_math("log1p", "log1p(x)", "g / (x + 1)")
+_math("log2", "log2(x)", "g / (x * 0.6931471805599453)")
+_math("log10", "log10(x)", "g / (x * 2.302585092994046)")
+_math("exp2", "exp2(x)", "g * y * 0.6931471805599453")
+_math("reciprocal", "1 / x", "-g * (y * y)")
+_math("tan", "tan(x)", "g * (1 + y * y)")
+_math("asin", "asin(x)", "g * rsqrt(1 - x * x)", ["arcsin"])
+_math("acos", "acos(x)", "-g * rsqrt(1 - x * x)", ["arccos"])
+_math("atan", "atan(x)", "g / (x * x + 1)", ["arctan"])
+_math("sinh", "sinh(x)", "g * cosh(x)")
+_math("cosh", "cosh(x)", "g * sinh(x)")
+_math("asinh", "asinh(x)", "g * rsqrt(x * x + 1)", ["arcsinh"])
+_math("acosh", "acosh(x)", "g * rsqrt(x * x - 1)", ["arccosh"])
+_math("atanh", "atanh(x)", "g / (1 - x * x)", ["arctanh"])
+_op("floor", "x", "floor(x)", api="floor", inplace=True, x="0")
+_op("ceil", "x", "ceil(x)", api="ceil", inplace=True, x="0")
+_op("round", "x", "round(x)", api="round", inplace=True, x="0")
+_op("trunc", "x", "trunc(x)", api=("trunc", "fix"), inplace=True, x="0")
+_op("frac", "x", "x - trunc(x)", api="frac", inplace=True, x="g")
+_op("atan2", "ab", "atan2(a, b)", result="float", api=("atan2", "arctan2"), inplace=True,
+    a="g * b * where(a * a + b * b == 0, 0, 1 / (a * a + b * b))",
+    b="g * -a * where(a * a + b * b == 0, 0, 1 / (a * a + b * b))")
+_op("hypot", "ab", "hypot(a, b)", api="hypot", inplace=True, a="g * a / y", b="g * b / y")
+# |w| < 0.5 or not: PyTorch's two forms, each exact at its end
+_op("lerp", "abw", "where(abs(w) < 0.5, a + w * (b - a), b - (b - a) * (1 - w))", inputs=("input", "end", "weight"),
+    node="LerpBackward1", numbers={"w": "LerpBackward0"}, api="lerp", inplace=True,
+    a="g * (1 - w)", b="g * w", w="g * (b - a)")
+_op("addcmul", "abc", "a + value * b * c", params=[("value", 1)], inputs=("input", "tensor1", "tensor2"),
+    api="addcmul", inplace=True, a="g", b="g * (c * value)", c="g * (b * value)")
+_op("addcdiv", "abc", "a + value * b / c", params=[("value", 1)], inputs=("input", "tensor1", "tensor2"),
+    api="addcdiv", inplace=True, a="g", b="g * (value / c)", c="-g * (value * b / (c * c))")
+_op("xlogy", "ab", "xlogy(a, b)", result="float", numbers={"a": "XlogyBackward1", "b": "XlogyBackward2"},
+    api="xlogy", inplace=True, a="where((a == 0) & (b <= 0), 0, xlogy(g, b))", b="g * a / b")
+_op("logaddexp", "ab", "logaddexp(a, b)", result="float", api="logaddexp",
+    a="g / (1 + exp(b - a))", b="g / (1 + exp(a - b))")
+_op("copysign", "ab", "copysign(a, b)", result="float", numbers={"b": "CopysignBackward1"}, api="copysign",
+    inplace=True, a="g * where(a == 0, 0, y / a)", b="0")
+_op("fmod", "ab", "fmod(a, b)", node="FmodBackward1", numbers={"b": "FmodBackward0"}, api="fmod", inplace=True,
+    a="g", b="-g * trunc_divide(a, b)")
+
+# -- activations (nn.functional); their constants are params
+_op("softplus", "x", "where(x * beta > threshold, x, log1p(exp(x * beta)) / beta)", result="float",
+    params=[("beta", 1), ("threshold", 20)], inplace=False, x="where(x * beta > threshold, g, g * sigmoid(x * beta))")
+_op("silu", "x", "x / (1 + exp(-x))", result="float", inplace=True, x="g * sigmoid(x) * (1 + x * (1 - sigmoid(x)))")
+_op("gelu", "x", "x * 0.5 * (1 + erf(x * 0.7071067811865476))", result="float", inplace=False,
+    x="g * (0.5 * (1 + erf(x * 0.7071067811865476)) + x * exp(-0.5 * x * x) * 0.3989422804014327)")
+_TANH = "tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))"
+_op("gelu_tanh", "x", f"0.5 * x * (1 + {_TANH})", result="float", node="GeluBackward0",
+    x=f"g * (0.5 * (1 + {_TANH}) + 0.5 * x * (1 - {_TANH} * {_TANH}) * (0.7978845608028654 * (1 + 0.134145 * x * x)))")
+# elu, selu (both EluBackward0) and celu: one formula with PyTorch's scale and input scale
+_op("elu", "x", "where(x <= 0, expm1(x * input_scale) * (alpha * scale), x * scale)", result="float",
+    params=[("alpha", 1), ("scale", 1), ("input_scale", 1)], inplace=True,
+    x="where(x <= 0, g * input_scale * (alpha * scale) * exp(x * input_scale), g * scale)")
+TABLE["celu"] = replace(TABLE["elu"], name="celu", node="CeluBackward0")
+_op("leaky_relu", "x", "where(x > 0, x, x * negative_slope)", params=[("negative_slope", 0.01)], inplace=True,
+    x="where(x > 0, g, g * negative_slope)")
+_op("hardtanh", "x", "clamp(x, min_val, max_val)", params=[("min_val", -1), ("max_val", 1)], inplace=True,
+    x="where((x <= min_val) | (x >= max_val), 0, g)")
+_op("hardsigmoid", "x", "clamp(x + 3, 0, 6) / 6", result="float", inplace=True, x="where((x > -3) & (x < 3), g / 6, 0)")
+_op("hardswish", "x", "x * clamp(x + 3, 0, 6) / 6", result="float", inplace=True,
+    x="where(x <= -3, 0, where(x < 3, g * (x / 3 + 0.5), g))")
+_op("log_sigmoid", "x", "where(x < 0, x, 0) - log1p(exp(-abs(x)))", result="float", x="g * sigmoid(-x)")
+_op("mish", "x", "x * tanh(log1p(exp(x)))", result="float", inplace=True,
+    x="g * (tanh(log1p(exp(x))) + x * sigmoid(x) * (1 - tanh(log1p(exp(x))) * tanh(log1p(exp(x)))))")

@@ -26,9 +26,13 @@ def torch():
 TOL = {np.dtype(np.float32): dict(rtol=2e-5, atol=2e-6), np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12)}
 
 
-def close(actual, expected):
+def close(actual, expected, rtol=None):
     a = np.asarray(actual.detach().numpy() if hasattr(actual, "detach") else actual)
-    assert_close(actual, expected, **TOL[a.dtype])
+    assert_close(actual, expected, **{**TOL[a.dtype], **({"rtol": rtol} if rtol else {})})
+
+
+# PyTorch's hardsigmoid backward multiplies by float32's 1/6, also in float64; nbgrad's by 1/6
+SIXTH = {"Hardsigmoid": 1e-6}
 
 
 def both(torch, build):
@@ -403,6 +407,22 @@ ACTIVATIONS = [
     ("Flatten", lambda nn_: nn_.Flatten(), {}),
     ("Flatten0", lambda nn_: nn_.Flatten(0, 1), {}),
     ("Identity", lambda nn_: nn_.Identity(), {}),
+    ("Softplus", lambda nn_: nn_.Softplus(beta=2.0, threshold=1.0), {}),
+    ("SiLU", lambda nn_: nn_.SiLU(), {}),
+    ("GELU", lambda nn_: nn_.GELU(), {}),
+    ("GELUTanh", lambda nn_: nn_.GELU(approximate="tanh"), {}),
+    ("ELU", lambda nn_: nn_.ELU(alpha=0.5), dict(away_from=0.0)),
+    ("SELU", lambda nn_: nn_.SELU(), dict(away_from=0.0)),
+    ("CELU", lambda nn_: nn_.CELU(alpha=2.0), dict(away_from=0.0)),
+    ("LeakyReLU", lambda nn_: nn_.LeakyReLU(0.2), dict(away_from=0.0)),
+    ("Hardtanh", lambda nn_: nn_.Hardtanh(-0.5, 0.25), {}),
+    ("ReLU6", lambda nn_: nn_.ReLU6(), dict(away_from=0.0)),
+    ("Hardsigmoid", lambda nn_: nn_.Hardsigmoid(), {}),
+    ("Hardswish", lambda nn_: nn_.Hardswish(), {}),
+    ("LogSigmoid", lambda nn_: nn_.LogSigmoid(), {}),
+    ("Mish", lambda nn_: nn_.Mish(), {}),
+    ("Softsign", lambda nn_: nn_.Softsign(), {}),
+    ("Tanhshrink", lambda nn_: nn_.Tanhshrink(), {}),
 ]
 
 
@@ -417,7 +437,7 @@ def test_activation_modules_match_torch(torch, name, make, kw, shape, layout, dt
     g = random_array(yt.shape, dtype, seed + 1)
     y.backward(nb(g))
     yt.backward(to_torch(g))
-    close(xn.grad, xt.grad)
+    close(xn.grad, xt.grad, SIXTH.get(name))
 
 
 @pytest.mark.parametrize("fn", ["relu", "sigmoid", "tanh"])
@@ -427,6 +447,44 @@ def test_pointwise_activations_on_0d_and_inplace(torch, fn):
     x = nbgrad.tensor([-1.0, 2.0])
     assert F.relu(x, inplace=True) is x and x.tolist() == [0.0, 2.0]
     assert nn.ReLU(inplace=True)(x) is x
+
+
+INPLACE_ACTIVATIONS = [("SiLU", {}), ("ELU", dict(alpha=0.5)), ("SELU", {}), ("CELU", dict(alpha=2.0)),
+                       ("LeakyReLU", dict(negative_slope=0.2)), ("Hardtanh", dict(min_val=-0.5, max_val=0.25)),
+                       ("ReLU6", {}), ("Hardsigmoid", {}), ("Hardswish", {}), ("Mish", {})]
+
+
+@pytest.mark.parametrize("name,kw", INPLACE_ACTIVATIONS, ids=[a[0] for a in INPLACE_ACTIVATIONS])
+def test_activation_modules_inplace_and_repr(torch, name, kw):
+    """``inplace=True`` updates the input (through apply_inplace: history kept, leaves refused)
+    and its gradient is PyTorch's; the modules print as PyTorch's."""
+    for inplace in (False, True):
+        assert repr(getattr(nn, name)(**kw, inplace=inplace)) == repr(getattr(torch.nn, name)(**kw, inplace=inplace))
+    x = random_array((3, 4), np.float64, 2) * 4
+    a, at = nb(x, requires_grad=True), to_torch(x, requires_grad=True)
+    h, ht = a * 1, at * 1
+    out, out_t = getattr(nn, name)(**kw, inplace=True)(h), getattr(torch.nn, name)(**kw, inplace=True)(ht)
+    assert out is h and h._version == 1
+    close(out, out_t)
+    out.sum().backward()
+    out_t.sum().backward()
+    close(a.grad, at.grad, SIXTH.get(name))
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+        getattr(nn, name)(**kw, inplace=True)(a)
+
+
+@pytest.mark.parametrize("name,kw", [("Softplus", dict(beta=2.0, threshold=3.0)), ("GELU", dict(approximate="tanh")),
+                                     ("LogSigmoid", {}), ("Softsign", {}), ("Tanhshrink", {})])
+def test_activation_modules_repr(torch, name, kw):
+    assert repr(getattr(nn, name)(**kw)) == repr(getattr(torch.nn, name)(**kw))
+
+
+def test_activation_argument_errors():
+    x = nbgrad.ones(2)
+    with pytest.raises(RuntimeError, match="approximate argument must be either none or tanh"):
+        F.gelu(x, approximate="exact")
+    with pytest.raises(ValueError, match="min_val cannot be greater than max_val"):
+        F.hardtanh(x, 1.0, -1.0)
 
 
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])

@@ -273,7 +273,7 @@ def _is_integral(x):
     return x.dtype.kind < 2 if isinstance(x, Tensor) else isinstance(x, numbers.Integral)
 
 
-CHECKS = {"neg": check_negation, "remainder": _check_divisor}    # run on the operands before computing
+CHECKS = {"neg": check_negation, "remainder": _check_divisor, "fmod": _check_divisor}    # run on the operands before computing
 
 
 def _exec(source, filename, namespace):
@@ -640,5 +640,10 @@ COMPOSED = {
     "sqrt": RUN["sqrt"], "rsqrt": lambda x: x ** -0.5, "sign": RUN["sign"], "sin": RUN["sin"], "cos": RUN["cos"],
     "tanh": RUN["tanh"], "sigmoid": RUN["sigmoid"], "power": lambda a, b: a ** b,
     "floor_div": _or_number(lambda a, b: div(a, b, rounding_mode="floor"), lambda a, b: a // b),
-    "erf": RUN["erf"],
+    "trunc_divide": _or_number(lambda a, b: div(a, b, rounding_mode="trunc"), lambda a, b: math.trunc(a / b)),
+    "remainder": RUN["remainder"], "clamp": clamp,
 }
+COMPOSED.update({name: RUN[name] for name in (
+    "erf", "erfc", "erfinv", "expm1", "log1p", "log2", "log10", "exp2", "tan", "asin", "acos", "atan", "atan2", "sinh",
+    "cosh", "asinh", "acosh", "atanh", "floor", "ceil", "round", "trunc", "hypot", "xlogy", "logaddexp", "copysign",
+    "fmod")})

@@ -1,6 +1,8 @@
-"""``nn.functional``: activations, ``linear``, ``dropout`` and the losses. Most are composed of
-Tensor ops (so their gradients come from those ops' backward rules); ``nll_loss``, the core of
-``cross_entropy``, is one op with its own kernels and backward node, as in PyTorch."""
+"""``nn.functional``: activations, ``linear``, ``dropout`` and the losses. The activations that
+PyTorch records as one node are ops of the table (``ops/table.py``: ``RUN`` and, for
+``inplace=True``, ``INPLACE``); the others, and the losses, are composed of Tensor ops (so their
+gradients come from those ops' backward rules); ``nll_loss``, the core of ``cross_entropy``, is
+one op with its own kernels and backward node, as in PyTorch."""
 import math
 import warnings
 
@@ -12,11 +14,15 @@ from .. import _dtype
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.graph import Node
 from ..factories import rand
+from ..functional.inplace import INPLACE
 from ..functional.linalg import addmm
+from ..functional.pointwise import RUN
 from ..tensor import Tensor, record
 
-__all__ = ["relu", "relu_", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "dropout", "mse_loss",
-           "l1_loss", "nll_loss", "cross_entropy", "binary_cross_entropy"]
+__all__ = ["relu", "relu_", "sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "elu_", "selu", "selu_", "celu",
+           "celu_", "leaky_relu", "leaky_relu_", "hardtanh", "hardtanh_", "hardsigmoid", "hardswish", "relu6",
+           "logsigmoid", "mish", "softsign", "tanhshrink", "softmax", "log_softmax", "linear", "dropout",
+           "mse_loss", "l1_loss", "nll_loss", "cross_entropy", "binary_cross_entropy"]
 
 
 # -- activations ---------------------------------------------------------------------------------
@@ -34,6 +40,102 @@ def sigmoid(input):
 
 def tanh(input):
     return input.tanh()
+
+
+def _table_op(op, input, inplace=False, **params):
+    return (INPLACE if inplace else RUN)[op](input, **params)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    return RUN["softplus"](input, beta=beta, threshold=threshold)
+
+
+def silu(input, inplace=False):
+    return _table_op("silu", input, inplace)
+
+
+def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError("approximate argument must be either none or tanh.")
+    return RUN["gelu" if approximate == "none" else "gelu_tanh"](input)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    return _table_op("elu", input, inplace, alpha=alpha)
+
+
+def elu_(input, alpha=1.0):
+    return elu(input, alpha, inplace=True)
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def selu(input, inplace=False):
+    return _table_op("elu", input, inplace, alpha=_SELU_ALPHA, scale=_SELU_SCALE)
+
+
+def selu_(input):
+    return selu(input, inplace=True)
+
+
+def celu(input, alpha=1.0, inplace=False):
+    """``elu`` of ``x / alpha``, times ``alpha``."""
+    if alpha == 0:
+        raise RuntimeError("ZeroDivisionError")
+    return _table_op("celu", input, inplace, alpha=alpha, input_scale=1.0 / alpha)
+
+
+def celu_(input, alpha=1.0):
+    return celu(input, alpha, inplace=True)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return _table_op("leaky_relu", input, inplace, negative_slope=negative_slope)
+
+
+def leaky_relu_(input, negative_slope=0.01):
+    return leaky_relu(input, negative_slope, inplace=True)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    return _table_op("hardtanh", input, inplace, min_val=min_val, max_val=max_val)
+
+
+def hardtanh_(input, min_val=-1.0, max_val=1.0):
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def relu6(input, inplace=False):
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def hardsigmoid(input, inplace=False):
+    return _table_op("hardsigmoid", input, inplace)
+
+
+def hardswish(input, inplace=False):
+    return _table_op("hardswish", input, inplace)
+
+
+def logsigmoid(input):
+    return RUN["log_sigmoid"](input)
+
+
+def mish(input, inplace=False):
+    return _table_op("mish", input, inplace)
+
+
+def softsign(input):
+    """Composed, as in PyTorch (its node is ``DivBackward0``)."""
+    return input / (input.abs() + 1)
+
+
+def tanhshrink(input):
+    """Composed, as in PyTorch (its node is ``SubBackward0``)."""
+    return input - input.tanh()
 
 
 def _softmax_dim(name, ndim, stacklevel):
