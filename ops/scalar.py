@@ -31,7 +31,7 @@ sin, cos, tanh, tan, asin, acos, atan, atan2 = math.sin, math.cos, math.tanh, ma
 sinh, cosh, asinh, acosh, atanh, hypot = math.sinh, math.cosh, math.asinh, math.acosh, math.atanh, math.hypot
 erf, erfc, expm1, log1p, log2, log10, copysign = math.erf, math.erfc, math.expm1, math.log1p, math.log2, \
     math.log10, math.copysign
-exp2, fmod = np.exp2, np.fmod
+exp2 = np.exp2
 
 
 def import_line(*names):
@@ -182,6 +182,21 @@ def erfinv(x):
         if abs(step) <= 1e-17 * y:
             break
     return math.copysign(y, x)
+
+
+def fmod(a, b):
+    """C's remainder, of the dividend's sign: NumPy's for floats; for integers, from ``trunc_divide``
+    (Numba's integer ``np.fmod`` is not C's)."""
+    return np.fmod(a, b)
+
+
+@overload(fmod)
+def _fmod(a, b):
+    if isinstance(a, types.Float) or isinstance(b, types.Float):
+        return lambda a, b: np.fmod(a, b)
+    if isinstance(a, (types.Integer, types.Boolean)):
+        return lambda a, b: a - trunc_divide(a, b) * b
+    return None
 
 
 def _rounding(name, fn):

@@ -253,3 +253,26 @@ def test_erfinv_is_accurate_to_the_last_bits(torch):
                         [np.nextafter(1.0, 0.0), -np.nextafter(1.0, 0.0)]])
     ours, theirs = nbgrad.tensor(x).erfinv().numpy(), torch.tensor(x).erfinv().numpy()
     np.testing.assert_allclose(ours, theirs, rtol=8e-16, atol=0)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda lib, a, b: lib.fmod(a, b), lambda lib, a, b: lib.fmod(a, 2), lambda lib, a, b: lib.floor(a),
+    lambda lib, a, b: lib.round(a), lambda lib, a, b: lib.trunc(b), lambda lib, a, b: lib.copysign(a, -1.0),
+    lambda lib, a, b: lib.erf(a), lambda lib, a, b: lib.atan2(a, b), lambda lib, a, b: lib.xlogy(b, a),
+    lambda lib, a, b: lib.hypot(a * 1.0, b)])
+def test_integer_operands_keep_or_promote_as_pytorch(fn, torch):
+    """Rounding keeps integers (exactly), C's remainder keeps the dividend's sign, the others
+    compute in the default float."""
+    a, b = np.array([-7, -3, 3, 7, 0, 5]), np.array([2, -2, 3, -3, 5, 1])
+    ours, theirs = fn(nbgrad, nbgrad.tensor(a), nbgrad.tensor(b)), fn(torch, torch.tensor(a), torch.tensor(b))
+    assert str(ours.dtype) == str(theirs.dtype)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
+
+
+def test_errors_as_pytorch():
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        nbgrad.fmod(nbgrad.tensor([3, 4]), 0)
+    with pytest.raises(TypeError, match=r"erf\(\): argument 'input' \(position 1\) must be Tensor, not float"):
+        nbgrad.erf(2.0)
+    with pytest.raises(RuntimeError, match="result type Float can't be cast to the desired output type Long"):
+        nbgrad.tensor([1, 2]).erf_()

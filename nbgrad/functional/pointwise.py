@@ -139,6 +139,8 @@ def _compute_any(kernel, operands, dtype, out_dtype, out):
     if out is not None:
         OPS[kernel](out, *arrays)
         return out
+    if not shapes:
+        raise TypeError(f"{kernel}(): argument 'input' (position 1) must be Tensor, not {type(operands[0]).__name__}")
     out = np.empty(shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes), (out_dtype or dtype).numpy)
     OPS[kernel](out, *arrays, fresh_out=True)
     return out
