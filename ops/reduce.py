@@ -571,7 +571,7 @@ def _layout(x, dims, ordered=False):
         return (p.flat,), (p.outer, p.red, p.inner), ""
     item = x.itemsize
     kept, red = [], []
-    one = True                                 # every dim broadcast: x is one element repeated
+    one = x.size > 0                           # every dim broadcast: x is one element repeated
     for d, (n, st) in enumerate(zip(x.shape, x.strides)):
         if n != 1:
             (red if d in dims else kept).append((n, st // item))

@@ -355,3 +355,33 @@ def test_a_loop_never_reads_past_an_operand_that_does_not_fit():
         OPS["add"](out, np.ones((3, 5))[:, :4].T.copy().T[:, :3], np.ones(4))
     with pytest.raises(ValueError, match="does not broadcast"):
         OPS["add"](out, np.ones((2, 3, 4))[:, ::2], np.ones(4))
+
+
+# -- found by the fuzzer ----------------------------------------------------------------------------
+FOUND = {
+    "masked_select_0d": lambda lib: [lib.tensor(1.5).masked_select(lib.tensor(True)),
+                                     lib.tensor(1.5).masked_select(lib.tensor(False)) * 2],
+    "sum_empty_dims_keepdim": lambda lib: [lib.zeros(3, 0, 0).sum((-1, 0), keepdim=True)],
+    "sum_to_size_empty": lambda lib: [lib.zeros(0, 3, 2).sum_to_size(1, 3, 1)],
+    "max_empty_kept": lambda lib: list(lib.zeros(3, 0, 2).max(0)),
+    "sum_to_size_to_a_number_is_new": lambda lib: _sum_to_number_then_update(lib),
+}
+
+
+def _sum_to_number_then_update(lib):
+    x = lib.tensor(0.5)
+    x.sum_to_size(()).mul_(3)
+    return [x]
+
+
+@pytest.mark.parametrize("name", sorted(FOUND))
+def test_found_by_the_fuzzer(name, torch):
+    agree(FOUND[name], torch)
+
+
+def test_backward_of_an_expanded_empty_tensor(torch):
+    def program(lib):
+        x = lib.zeros(0, 1, 3, requires_grad=True)
+        x.expand(3, -1, 3, 3).sum().backward()
+        return [x.grad]
+    agree(program, torch)

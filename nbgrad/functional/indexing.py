@@ -529,6 +529,8 @@ def masked_select(input, mask):
     if not isinstance(mask, Tensor) or mask.dtype is not _dtype.bool:
         raise RuntimeError("masked_select: expected BoolTensor for mask")
     shape = broadcast_shapes(input.shape, mask.shape)
+    if not shape:                             # the result is 1-D: of a 0-d input, one element or none
+        return masked_select(input.reshape(1), mask.reshape(1))
     mask_data = mask._data
     if mask_data.shape != shape:
         mask_data = np.empty(shape, np.bool_)

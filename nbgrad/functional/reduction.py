@@ -158,6 +158,8 @@ def sum_to_size(input, *size):
         size = size[0]
     size = tuple(size)
     shape = input._data.shape
+    if not size:                # to a number: a new tensor, as in PyTorch (even from a 0-d one)
+        return input.sum()
     if size == shape:
         return input
     lead = len(shape) - len(size)
