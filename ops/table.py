@@ -13,6 +13,7 @@ comparisons, ``& | ~`` on comparisons, and the functions of ``scalar.__all__``, 
 ``where(c, a, b)`` for a branch.
 """
 import ast
+import functools
 from dataclasses import dataclass, field
 
 __all__ = ["Pointwise", "TABLE", "names_in"]
@@ -30,13 +31,20 @@ class Pointwise:
         return f"{self.name}_d{arg}"
 
     def grad_operands(self, arg):
-        """The names the gradient of ``arg`` reads, in a fixed order: ``g``, ``y``, operands."""
-        used = names_in(self.grads[arg])
-        return tuple(n for n in ("g", "y", *self.args) if n in used)
+        """The names the gradient of ``arg`` reads, in a fixed order: ``g``, ``y``, operands
+        (asked by every backward step: parsed once)."""
+        return _read_in_order(self.grads[arg], ("g", "y", *self.args))
 
 
+@functools.lru_cache(maxsize=None)
 def names_in(expr):
-    return {node.id for node in ast.walk(ast.parse(expr, mode="eval")) if isinstance(node, ast.Name)}
+    return frozenset(node.id for node in ast.walk(ast.parse(expr, mode="eval")) if isinstance(node, ast.Name))
+
+
+@functools.lru_cache(maxsize=None)
+def _read_in_order(expr, candidates):
+    used = names_in(expr)
+    return tuple(n for n in candidates if n in used)
 
 
 TABLE = {}
