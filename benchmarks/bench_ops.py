@@ -1,11 +1,13 @@
-"""asv suites: op families forward+backward over sizes, reductions, matmul.
+"""asv suites: op families forward+backward over sizes, reductions, matmul, the engine's cost per node.
 
-Kernels compile in ``setup`` (a warm-up call), so ``time_*`` figures are steady-state;
-compile time has its own suite in ``bench_startup.py``.
+Kernels compile in ``build`` (a warm-up call), so ``time_*`` figures are steady-state;
+compile time has its own suite, ``ColdStart`` in ``bench_training.py``.
 """
 import numpy as np
 
 import nbgrad
+
+from . import Steady
 
 SIZES = [10 ** 2, 10 ** 4, 10 ** 6, 10 ** 7]
 
@@ -15,11 +17,10 @@ def _leaf(shape, seed=0, dtype=np.float32):
     return nbgrad.tensor(data, requires_grad=True)
 
 
-class Elementwise:
+class Elementwise(Steady):
     """One op, forward and backward, on n float32 elements."""
     params = (["mul", "add", "tanh", "exp", "sigmoid", "relu", "pow3"], SIZES)
     param_names = ["op", "n"]
-    timeout = 120
 
     OPS = {
         "mul": lambda x, y: x * y,
@@ -31,7 +32,7 @@ class Elementwise:
         "pow3": lambda x, y: x ** 3,
     }
 
-    def setup(self, op, n):
+    def build(self, op, n):
         self.x, self.y = _leaf(n, 0), _leaf(n, 1)
         self.grad = nbgrad.ones(n)
         self.fn = self.OPS[op]
@@ -46,7 +47,7 @@ class Elementwise:
         self.x.grad = self.y.grad = None
 
 
-class Reductions:
+class Reductions(Steady):
     params = (["sum", "mean", "max", "softmax", "log_softmax", "logsumexp", "var"], [10 ** 4, 10 ** 6])
     param_names = ["op", "n"]
 
@@ -60,7 +61,7 @@ class Reductions:
         "var": lambda x: x.var(1).sum(),
     }
 
-    def setup(self, op, n):
+    def build(self, op, n):
         self.x = _leaf((n // 1000 or 1, 1000 if n >= 1000 else n))
         self.fn = self.OPS[op]
         self.time_forward_backward(op, n)
@@ -70,11 +71,11 @@ class Reductions:
         self.x.grad = None
 
 
-class Matmul:
+class Matmul(Steady):
     params = [16, 128, 512, 1024]
     param_names = ["n"]
 
-    def setup(self, n):
+    def build(self, n):
         self.a, self.b = _leaf((n, n), 0), _leaf((n, n), 1)
         self.time_forward_backward(n)
 
@@ -87,12 +88,12 @@ class Matmul:
         self.a.grad = self.b.grad = None
 
 
-class BackwardOverhead:
+class BackwardOverhead(Steady):
     """The engine's fixed cost per node, on tiny tensors."""
     params = [10, 100, 1000]
     param_names = ["nodes"]
 
-    def setup(self, nodes):
+    def build(self, nodes):
         self.x = _leaf((5, 5))
         self.nodes = nodes
         self.time_chain(nodes)
@@ -104,21 +105,3 @@ class BackwardOverhead:
         y.sum().backward()
         self.x.grad = None
 
-
-class Tutorial:
-    """The tutorial programs, whole iterations."""
-
-    def setup(self):
-        self.x = _leaf(10 ** 6)
-        self.time_graph_5x5()
-        self.time_polynomial_1e6()
-
-    def time_graph_5x5(self):
-        a, x1, x2, x3, x4 = (nbgrad.randn((5, 5), requires_grad=True) for _ in range(5))
-        d = x3 * (x1 * a) + x4 * (x2 * a)
-        (10 - d).sum().backward()
-
-    def time_polynomial_1e6(self):
-        x = self.x
-        (x ** 3 + 7 * x ** 2 + 5 * x + 10).sum().backward()
-        x.grad = None

@@ -1,43 +1,36 @@
-"""asv suites: an MLP training step, its memory, and cold start (import + first gradient)."""
+"""asv suites: the comparison's workloads (nbgrad alone), an MLP's memory, cold start."""
 import os
 import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 import nbgrad
 
-from .compare import mlp_training_step
+from . import Steady
+from .workloads import WORKLOADS
 
 
-def _mlp_step():
-    return mlp_training_step(nbgrad)
+class Workloads(Steady):
+    """One whole iteration of each workload of ``workloads.py``, as ``compare.py`` times it."""
+    params = [list(WORKLOADS)]
+    param_names = ["workload"]
+
+    def build(self, workload):
+        self.run = WORKLOADS[workload].make(nbgrad)
+        self.run()
+
+    def time_iteration(self, workload):
+        self.run()
 
 
 class MLP:
     def setup(self):
-        self.step = _mlp_step()
-        self.step()
-
-    def time_sgd_step(self):
+        self.step = WORKLOADS["mlp_step"].make(nbgrad)
         self.step()
 
     def peakmem_200_steps(self):
         for _ in range(200):
             self.step()
-
-
-class CrossEntropy:
-    def setup(self):
-        rng = np.random.default_rng(2)
-        self.z = nbgrad.tensor(rng.standard_normal((4096, 1000)).astype(np.float32), requires_grad=True)
-        self.t = nbgrad.tensor(rng.integers(0, 1000, 4096))
-        self.time_forward_backward()
-
-    def time_forward_backward(self):
-        nbgrad.nn.functional.cross_entropy(self.z, self.t).backward()
-        self.z.grad = None
 
 
 _FIRST_GRADIENT = (

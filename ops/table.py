@@ -23,6 +23,7 @@ constants (``negative_slope``, ``alpha``): numbers that are scalar operands of t
 attributes of the node, never tensors, never differentiated.
 """
 import ast
+import functools
 from dataclasses import dataclass, field, replace
 
 __all__ = ["Pointwise", "TABLE", "names_in"]
@@ -52,9 +53,9 @@ class Pointwise:
         return f"{self.name}_d{arg}"
 
     def grad_operands(self, arg):
-        """The names the gradient of ``arg`` reads, in a fixed order: ``g``, ``y``, operands."""
-        used = names_in(self.grads[arg])
-        return tuple(n for n in ("g", "y", *self.operands) if n in used)
+        """The names the gradient of ``arg`` reads, in a fixed order: ``g``, ``y``, operands
+        (asked by every backward step: parsed once)."""
+        return _read_in_order(self.grads[arg], ("g", "y", *self.operands))
 
     def saved(self, wrt):
         """What the backward saves when the args ``wrt`` need gradients: the args and ``y``
@@ -71,8 +72,15 @@ class Pointwise:
         return tuple(a for a in self.args if self.grads.get(a) is not None and name in names_in(self.grads[a]))
 
 
+@functools.lru_cache(maxsize=None)
 def names_in(expr):
-    return {node.id for node in ast.walk(ast.parse(expr, mode="eval")) if isinstance(node, ast.Name)}
+    return frozenset(node.id for node in ast.walk(ast.parse(expr, mode="eval")) if isinstance(node, ast.Name))
+
+
+@functools.lru_cache(maxsize=None)
+def _read_in_order(expr, candidates):
+    used = names_in(expr)
+    return tuple(n for n in candidates if n in used)
 
 
 TABLE = {}

@@ -221,7 +221,7 @@ def gradients(node, op, grad, wrt=None, **values):
 def derivative(record, arg, values):
     """The gradient of operand ``arg``: the fused kernel of its expression, or, when the step
     itself is recorded (``create_graph``), the same expression evaluated on Tensors."""
-    expr = record.grads.get(arg)
+    expr, names, kernel = _STEPS.get((record.name, arg)) or _step(record, arg)
     if expr is None:
         return None
     grad = values["g"]
@@ -229,12 +229,24 @@ def derivative(record, arg, values):
         return grad
     if expr == "0":
         return zeros_like(grad)
-    names = record.grad_operands(arg)
     operands = tuple([values[n] for n in names])
     if is_grad_enabled() and needs_grad(operands):
         result = eval(_compiled(expr), COMPOSED, dict(zip(names, operands)))
         return result if isinstance(result, Tensor) else full_like(grad, result)
-    return Tensor._wrap(compute(record.grad_kernel(arg), operands))
+    data = _compute_alike(kernel, operands, None, None)
+    return Tensor._wrap(data if data is not None else _compute_any(kernel, operands, None, None, None))
+
+
+_STEPS = {}
+
+
+def _step(record, arg):
+    """What a backward step needs of ``arg``'s gradient, worked out once: its expression, the
+    names it reads, its fused kernel."""
+    expr = record.grads.get(arg)
+    names = record.grad_operands(arg) if expr not in (None, "g", "0") else ()
+    step = _STEPS[record.name, arg] = (expr, names, record.grad_kernel(arg))
+    return step
 
 
 @functools.lru_cache(maxsize=None)
