@@ -71,7 +71,7 @@ class Node:
     # change to it after saving is no error while that gradient is not wanted (PyTorch saves
     # the other factor of a product only for this factor's gradient)
     _saved_for = None
-    multi_output = False          # one of several views made at once (split, unbind)
+    _multi_output = False         # one of several views made at once (split, unbind)
 
     def __init__(self, next_functions=(), input_meta=()):
         self.next_functions = next_functions

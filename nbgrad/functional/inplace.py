@@ -41,7 +41,7 @@ def check_writable(self):
     if base is not None and base.grad_fn is None and base._requires_grad:
         raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
     fn = self.grad_fn
-    if base is not None and fn is not None and (fn.multi_output or fn.num_outputs > 1):
+    if base is not None and fn is not None and (fn._multi_output or fn.num_outputs > 1):
         name = re.sub(r"Backward[0-9]*$", "", fn.name())
         raise RuntimeError(
             f"Output {self._output_nr} of {name} is a view and is being modified inplace. This view is the output "

@@ -417,7 +417,7 @@ def _multi_view(base, arrays, node_cls, view_fns, **attrs):
         outs += [make_view(base, a, node_cls, fn) for a, fn in zip(arrays[1:], view_fns[1:])]
     node = outs[0].grad_fn
     if node is not None:
-        node.multi_output = True             # even with one piece, as PyTorch's split is
+        node._multi_output = True            # even with one piece, as PyTorch's split is
         node.num_outputs = len(outs)
         node._output_meta = tuple((a.shape, base.dtype) for a in arrays)
         for k, out in enumerate(outs):
