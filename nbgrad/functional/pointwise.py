@@ -17,7 +17,7 @@ from nbgrad.ops.table import TABLE
 from .. import _dtype
 from .._dtype import result_type
 from ..autograd.graph import NoDerivative, Node
-from ..autograd.grad_mode import is_grad_enabled
+from ..autograd.grad_mode import _state as _grad_mode
 from ..factories import full_like, zeros_like
 from ..tensor import Tensor, needs_grad, record
 from . import tensor_method
@@ -214,8 +214,8 @@ def gradients(node, op, grad, wrt=None, **values):
     needs none. ``values`` binds the names the expressions read (``y``, the operands)."""
     record = TABLE[op]
     values["g"] = grad
-    return tuple([derivative(record, arg, values) if need else None
-                  for arg, need in zip(wrt or record.args, node.needs_input_grad)])
+    return tuple([derivative(record, arg, values) if fn is not None else None
+                  for arg, (fn, _) in zip(wrt or record.args, node.next_functions)])
 
 
 def derivative(record, arg, values):
@@ -230,7 +230,7 @@ def derivative(record, arg, values):
     if expr == "0":
         return zeros_like(grad)
     operands = tuple([values[n] for n in names])
-    if is_grad_enabled() and needs_grad(operands):
+    if _grad_mode.enabled and needs_grad(operands):
         result = eval(_compiled(expr), COMPOSED, dict(zip(names, operands)))
         return result if isinstance(result, Tensor) else full_like(grad, result)
     data = _compute_alike(kernel, operands, None, None)
