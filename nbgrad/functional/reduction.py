@@ -520,21 +520,55 @@ def logsumexp(input, dim, keepdim=False):
     return out
 
 
-class SoftmaxBackward0(Node):
+class _SoftmaxBackward(Node):
+    """The kernel's gradient, recorded (under ``create_graph``) as the op PyTorch calls
+    ``_softmax_backward_data``, whose own backward is below: the formula is the kernel's
+    alone."""
+
     def backward(self, grad):
         y, = self.saved_tensors
-        if is_grad_enabled():
-            y = _result(self, y)
-            return (y * (grad - sum(grad * y, self.dim, keepdim=True)),)
-        return (Tensor._wrap(kernels.softmax_backward(grad._data, y._data, self.dim)),)
+        return (_softmax_backward_data(grad, _result(self, y) if is_grad_enabled() else y, self.dim, self.log),)
 
 
-class LogSoftmaxBackward0(Node):
-    def backward(self, grad):
-        y, = self.saved_tensors
-        if is_grad_enabled():
-            return (grad - exp(_result(self, y)) * sum(grad, self.dim, keepdim=True),)
-        return (Tensor._wrap(kernels.softmax_backward(grad._data, y._data, self.dim, log=True)),)
+class SoftmaxBackward0(_SoftmaxBackward):
+    log = False
+
+
+class LogSoftmaxBackward0(_SoftmaxBackward):
+    log = True
+
+
+class SoftmaxBackwardDataBackward0(Node):
+    """gx = y * (g - sum(g * y)): to g, the same op again; to y, gg * (g - sum(g * y)) - g * sum(gg * y)."""
+
+    def backward(self, gg):
+        g, y = self.saved_tensors
+        dg = _softmax_backward_data(gg, y, self.dim, False) if self.needs_input_grad[0] else None
+        dy = None
+        if self.needs_input_grad[1]:
+            dy = gg * (g - sum(g * y, self.dim, keepdim=True)) - g * sum(gg * y, self.dim, keepdim=True)
+        return dg, dy
+
+
+class LogSoftmaxBackwardDataBackward0(Node):
+    """gx = g - exp(y) * sum(g): to g, gg - sum(gg * exp(y)); to y, -gg * exp(y) * sum(g)."""
+
+    def backward(self, gg):
+        g, y = self.saved_tensors
+        e = exp(y)
+        dg = gg - sum(gg * e, self.dim, keepdim=True) if self.needs_input_grad[0] else None
+        dy = -gg * e * sum(g, self.dim, keepdim=True) if self.needs_input_grad[1] else None
+        return dg, dy
+
+
+def _softmax_backward_data(grad, y, dim, log):
+    """The gradient of softmax (``log``: log_softmax) at output ``y``: the kernel, recorded as
+    PyTorch records its ``_softmax_backward_data``."""
+    node = LogSoftmaxBackwardDataBackward0 if log else SoftmaxBackwardDataBackward0
+    out = record(node, kernels.softmax_backward(grad._data, y._data, dim, log), (grad, y), dim=dim)
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(grad, y)
+    return out
 
 
 def _softmax(input, dim, dtype, log):
