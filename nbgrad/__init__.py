@@ -26,11 +26,12 @@ from .autograd import is_anomaly_check_nan_enabled, is_anomaly_enabled, set_dete
 from ._formatting import get_printoptions, set_printoptions
 from . import nn, optim
 from .serialization import load, save
+from . import utils
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "bool", "float", "double",
            "long", "get_default_dtype", "set_default_dtype", "is_tensor", "autograd", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
-           "set_detect_anomaly", "nn", "optim", "save", "load", "set_printoptions",
+           "set_detect_anomaly", "nn", "optim", "utils", "save", "load", "set_printoptions",
            "get_printoptions"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
