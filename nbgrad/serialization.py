@@ -3,8 +3,8 @@
 A checkpoint is a safetensors file: an 8-byte little-endian header length, a JSON header
 giving each stored tensor's dtype, shape and byte range, then the raw little-endian bytes.
 Other tools (``safetensors.numpy.load_file``, Hugging Face) read its tensors. Everything
-else in the saved object (dicts, OrderedDicts, lists, tuples, numbers, strings, None, bools,
-dtypes) is tagged JSON in the header's ``__metadata__``, with tensors replaced by their
+else in the saved object (dicts, OrderedDicts, Counters, lists, tuples, numbers, strings,
+None, bools, dtypes) is tagged JSON in the header's ``__metadata__``, with tensors replaced by their
 names; loading parses JSON and copies bytes, nothing more (no pickle).
 
 Tensors that overlap in memory (a tensor and its views) are stored once: when one of them
@@ -18,7 +18,7 @@ import math
 import os
 import tempfile
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import numpy as np
 
@@ -33,6 +33,7 @@ _VERSION = 1
 _ST_DTYPE = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "BOOL": np.bool_,
              "F16": np.float16, "I32": np.int32, "I16": np.int16, "I8": np.int8,
              "U8": np.uint8, "U16": np.uint16, "U32": np.uint32}
+_DICT_TAGS = {dict: "dict", OrderedDict: "odict", Counter: "counter"}   # Counter: MultiStepLR's milestones
 _ST_NAME = {np.dtype(v): k for k, v in list(_ST_DTYPE.items())[:4]}
 
 
@@ -131,8 +132,8 @@ class _Encoder:
             return {"device": str(x)}
         if isinstance(x, Size):
             return {"size": [int(n) for n in x]}
-        if isinstance(x, dict) and type(x) in (dict, OrderedDict):
-            tag = "odict" if isinstance(x, OrderedDict) else "dict"
+        if isinstance(x, dict) and type(x) in _DICT_TAGS:
+            tag = _DICT_TAGS[type(x)]
             return {tag: [[self.encode(k, path + ["key"]), self.encode(v, path + [str(k)])] for k, v in x.items()]}
         if type(x) is list:
             return [self.encode(v, path + [str(i)]) for i, v in enumerate(x)]
@@ -140,8 +141,8 @@ class _Encoder:
             return {"tuple": [self.encode(v, path + [str(i)]) for i, v in enumerate(x)]}
         where = ".".join(path) or "the top level"
         raise TypeError(f"nbgrad.save cannot store an object of type {type(x).__module__}.{type(x).__qualname__} "
-                        f"(at {where}): checkpoints hold tensors, dicts, OrderedDicts, lists, tuples, numbers, "
-                        "strings, bools, None, dtypes and devices, so that loading them runs no code")
+                        f"(at {where}): checkpoints hold tensors, dicts, OrderedDicts, Counters, lists, tuples, "
+                        "numbers, strings, bools, None, dtypes and devices, so that loading them runs no code")
 
 
 def _extent(a):
@@ -441,8 +442,9 @@ class _Decoder:
                 return self.tensor(v)
             if tag == "dict":
                 return {self.decode(k): self.decode(val) for k, val in v}
-            if tag == "odict":
-                return OrderedDict((self.decode(k), self.decode(val)) for k, val in v)
+            if tag in ("odict", "counter"):
+                items = OrderedDict((self.decode(k), self.decode(val)) for k, val in v)
+                return items if tag == "odict" else Counter(items)
             if tag == "tuple":
                 return tuple(self.decode(val) for val in v)
             if tag == "float":

@@ -3,7 +3,7 @@ import io
 import math
 import os
 import pickle
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import numpy as np
 import pytest
@@ -52,7 +52,8 @@ def test_tensor_round_trip(make):
 def test_structure_round_trip():
     obj = {"a": [1, 2.5, -3, True, None, "text", (4, (5.0, "x"))], 7: OrderedDict(z=1, a=2), (1, 2): "tuple key",
            "floats": [float("nan"), float("inf"), -float("inf"), 0.1], "dtype": nbgrad.float64,
-           "size": nbgrad.Size([2, 3]), "device": nbgrad.device("cpu"), "big": 2 ** 70, "empty": {}, "nil": []}
+           "size": nbgrad.Size([2, 3]), "device": nbgrad.device("cpu"), "big": 2 ** 70, "empty": {}, "nil": [],
+           "counter": Counter([3, 7, 7, 15])}
     got = roundtrip(obj)
     assert list(got) == list(obj)
     assert got["a"] == obj["a"] and type(got["a"][6]) is tuple and type(got["a"][6][1]) is tuple
@@ -62,6 +63,7 @@ def test_structure_round_trip():
     assert got["dtype"] is nbgrad.float64 and got["size"] == (2, 3) and isinstance(got["size"], nbgrad.Size)
     assert got["device"] == nbgrad.device("cpu") and got["big"] == 2 ** 70 and type(got["a"][1]) is float
     assert got["empty"] == {} and got["nil"] == []
+    assert type(got["counter"]) is Counter and got["counter"] == Counter({3: 1, 7: 2, 15: 1})
 
 
 def test_shared_storage_views_stay_shared():
