@@ -41,7 +41,9 @@ def samples(lib, n=7):
     return {
         "tensors": [(lib.tensor(x[i]), lib.tensor(i)) for i in range(n)],
         "numbers": [(float(x[i, 0]), i, bool(i % 2)) for i in range(n)],
-        "numpy": [(x[i], x[i].astype(np.float64), np.arange(i, i + 2), x[i] > 0) for i in range(n)],
+        "numpy": [(x[i], x[i].astype(np.float64), np.arange(i, i + 2), x[i] > 0, x[i].reshape(3, 1)[::2].T)
+                  for i in range(n)],
+        "numpy_mixed": [x[i] if i % 2 else x[i].astype(np.float64) for i in range(n)],
         "numpy_scalars": [(np.float64(x[i, 0]), np.int64(i), np.bool_(i % 2)) for i in range(n)],
         "dicts": [{"img": lib.tensor(x[i]), "label": i, "meta": {"name": f"s{i}", "w": 0.5 * i}} for i in range(n)],
         "ordered": [OrderedDict(b=lib.tensor([i, i]), a=float(i)) for i in range(n)],
@@ -281,6 +283,8 @@ def test_iterable_dataset_argument_errors_match_torch(kwargs):
     lambda lib: [np.array(["a", "b"]), np.array(["c", "d"])],
     lambda lib: [object(), object()],
     lambda lib: [[1, 2], [3]],
+    lambda lib: [np.zeros(3), np.zeros(2)],
+    lambda lib: [lib.zeros(2, 3), lib.zeros(3, 2)],
     lambda lib: [{"a": None}, {"a": None}],
 ])
 def test_collate_errors_match_torch(make):

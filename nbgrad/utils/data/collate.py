@@ -97,7 +97,10 @@ def collate_numpy_array_fn(batch, *, collate_fn_map=None):
     elem = batch[0]
     if np_str_obj_array_pattern.search(elem.dtype.str) is not None:
         raise TypeError(default_collate_err_msg_format.format(elem.dtype))
-    return collate([factories.as_tensor(b) for b in batch], collate_fn_map=collate_fn_map)
+    try:                       # one array, one tensor: what stacking a tensor per array gives, faster
+        return factories.as_tensor(np.stack(batch))
+    except ValueError:         # unequal shapes: the tensor path raises PyTorch's error
+        return collate([factories.as_tensor(b) for b in batch], collate_fn_map=collate_fn_map)
 
 
 def collate_numpy_scalar_fn(batch, *, collate_fn_map=None):
