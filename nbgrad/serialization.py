@@ -106,8 +106,10 @@ class _Encoder:
         if id(t) in self.names:
             return self.names[id(t)]
         base = ".".join(path) or "tensor"
+        if base.startswith("__storage_"):          # reserved for shared spans
+            base = "_" + base
         name, n = base, 1
-        while name in self.used or name.startswith("__storage_"):
+        while name in self.used:
             name, n = f"{base}.{n}", n + 1
         self.used.add(name)
         self.names[id(t)] = name
@@ -265,6 +267,8 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
         obj = _decode(data)
     except _Corrupt as e:
         raise RuntimeError(f"nbgrad.load: cannot read {name!s}: {e}") from None
+    except RecursionError:
+        raise RuntimeError(f"nbgrad.load: cannot read {name!s}: the saved structure is nested too deeply") from None
     return _relocate(obj, location) if location is not None else obj
 
 

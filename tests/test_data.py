@@ -5,6 +5,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.utils.data as tud
 
@@ -73,6 +75,17 @@ def test_loader_matches_torch_with_the_same_order(case, batch_size, drop_last):
     got, want = list(ours), list(theirs)
     assert len(got) == len(want)
     for a, b in zip(got, want):
+        assert_same(a, b)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 12), batch_size=st.integers(1, 14), drop_last=st.booleans(), seed=st.integers(0, 99))
+def test_any_order_and_batching_matches_torch(n, batch_size, drop_last, seed):
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    ours = list(nud.DataLoader(samples(nbgrad, n)["dicts"], batch_size, sampler=order, drop_last=drop_last))
+    theirs = list(tud.DataLoader(samples(torch, n)["dicts"], batch_size, sampler=order, drop_last=drop_last))
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
         assert_same(a, b)
 
 

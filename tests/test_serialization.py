@@ -1,5 +1,6 @@
 """nbgrad.save / nbgrad.load: round trips, the safetensors layout, bad files, atomic saves."""
 import io
+import json
 import math
 import os
 import pickle
@@ -88,6 +89,20 @@ def test_overlapping_views_without_an_owner():
     assert got[1][1].item() == 100.0
     got[1][2] = -5.0                                            # a[6], also a[::3][2]
     assert got[2][2].item() == -5.0
+
+
+def test_colliding_and_reserved_names():
+    a, b, c, d = (nbgrad.full((2,), float(i)) for i in range(4))
+    obj = {"a.b": a, "a": {"b": b}, "__metadata__": c, "__storage_0__": d, "": [a]}
+    buf = io.BytesIO()
+    nbgrad.save(obj, buf)
+    got = nbgrad.load(io.BytesIO(buf.getvalue()))
+    for k in ("a.b", "__metadata__", "__storage_0__"):
+        same(obj[k], got[k])
+    same(b, got["a"]["b"])
+    assert got[""][0] is got["a.b"]
+    names = safetensors_numpy.load(buf.getvalue())
+    assert len(names) == 4 and "a.b" in names
 
 
 def test_parameters_and_requires_grad():
@@ -263,6 +278,15 @@ def test_foreign_files(tmp_path, kind):
     with pytest.raises(RuntimeError, match=match) as e:
         nbgrad.load(path)
     assert str(path) in str(e.value)
+
+
+def test_deeply_nested_header_is_an_error(tmp_path):
+    meta = json.dumps({"version": 1, "object": "[" * 100000 + "]" * 100000, "tensors": {}, "crc32": {}})
+    meta = meta.replace('"' + "[" * 100000, "[" * 100000).replace("]" * 100000 + '"', "]" * 100000)
+    header = json.dumps({"__metadata__": {"format": "pt", "nbgrad": meta}}).encode()
+    path = write(tmp_path, len(header).to_bytes(8, "little") + header)
+    with pytest.raises(RuntimeError, match="nbgrad metadata is corrupted|nested too deeply"):
+        nbgrad.load(path)
 
 
 def test_weights_only_false_is_refused():
