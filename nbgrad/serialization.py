@@ -53,6 +53,8 @@ def save(obj, f, pickle_module=None, pickle_protocol=2, _use_new_zipfile_seriali
             f.write(chunk)
         return
     path = os.fspath(f)
+    if os.path.islink(path):                   # write through the link, as open() would
+        path = os.path.realpath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise RuntimeError(f"Parent directory {directory} does not exist.")

@@ -330,6 +330,15 @@ def test_save_keeps_the_file_mode(tmp_path):
     assert os.stat(path).st_mode & 0o777 == 0o640 and nbgrad.load(path) == [2]
 
 
+def test_save_writes_through_a_symlink(tmp_path):
+    target = tmp_path / "real.pt"
+    nbgrad.save([1], target)
+    link = tmp_path / "latest.pt"
+    link.symlink_to(target)
+    nbgrad.save([2], link)
+    assert link.is_symlink() and nbgrad.load(target) == [2]
+
+
 def test_missing_parent_directory(tmp_path):
     with pytest.raises(RuntimeError, match="Parent directory .* does not exist"):
         nbgrad.save([1], tmp_path / "nope" / "x.pt")
