@@ -105,6 +105,21 @@ def test_tensor_dataset_batches(batch_size, drop_last):
             assert_same(a, b)
 
 
+def test_subsets_of_a_tensor_dataset_match_torch():
+    order = [3, 0, 4, 1, 2]
+    for lib, mod in ((nbgrad, nud), (torch, tud)):
+        inner = mod.Subset(tensor_datasets(lib), [9, 2, 7, 4, 0, 5, 1])
+        outer = mod.Subset(inner, (6, 1, 3, 0, 5))
+        batches = list(mod.DataLoader(outer, batch_size=2, sampler=order))
+        if lib is nbgrad:
+            ours = batches
+        else:
+            theirs = batches
+    assert len(ours) == len(theirs) == 3
+    for a, b in zip(ours, theirs):
+        assert_same(a, b)
+
+
 def test_batch_sampler_and_custom_collate():
     batches = [[0, 1], [5, 2, 9], [3]]
     ours = list(nud.DataLoader(tensor_datasets(nbgrad), batch_sampler=batches))

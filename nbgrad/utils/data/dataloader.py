@@ -8,7 +8,7 @@ import math
 import warnings
 
 from .collate import default_collate, default_convert
-from .dataset import IterableDataset, TensorDataset
+from .dataset import IterableDataset, Subset, TensorDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler
 
 __all__ = ["DataLoader", "get_worker_info"]
@@ -127,16 +127,29 @@ def _iterate_map(loader):
         for index in loader.sampler:
             yield collate_fn(dataset[index])
         return
-    whole = type(dataset) is TensorDataset and collate_fn is default_collate and \
-        type(loader.batch_sampler) is BatchSampler
+    source = _gather_source(dataset) if collate_fn is default_collate and \
+        type(loader.batch_sampler) is BatchSampler else None
     getitems = getattr(dataset, "__getitems__", None)
     for indices in loader.batch_sampler:
-        if whole:              # same result as stacking the samples, in one gather per tensor
-            yield [t[indices] for t in dataset.tensors]
+        if source is not None:     # what stacking the samples gives, in one gather per tensor
+            tensors, maps = source
+            for keys in maps:
+                indices = [keys[i] for i in indices]
+            yield [t[indices] for t in tensors]
         elif callable(getitems):
             yield collate_fn(getitems(indices))
         else:
             yield collate_fn([dataset[i] for i in indices])
+
+
+def _gather_source(dataset):
+    """(tensors, key maps) when ``dataset`` is a TensorDataset seen through Subsets with plain
+    index sequences (as ``random_split`` makes), so that a batch can be gathered at once."""
+    maps = []
+    while type(dataset) is Subset and isinstance(dataset.indices, (list, tuple, range)):
+        maps.append(dataset.indices)
+        dataset = dataset.dataset
+    return (dataset.tensors, maps) if type(dataset) is TensorDataset else None
 
 
 def _iterate_iterable(loader):
