@@ -29,6 +29,7 @@ __all__ = ["save", "load"]
 
 _FORMAT_KEY = "nbgrad"          # our metadata entry; "format": "pt" marks the tensor layout (row-major, named)
 _VERSION = 1
+_MAX_HEADER = 100_000_000      # the safetensors library's limit: a longer "header" means a foreign file
 # safetensors dtype names; the last ones are only read (widened to a type nbgrad has)
 _ST_DTYPE = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "BOOL": np.bool_,
              "F16": np.float16, "I32": np.int32, "I16": np.int16, "I8": np.int8,
@@ -314,7 +315,7 @@ def _header(data):
             raise _Corrupt("it is a pickle file (e.g. written by torch.save with the legacy format), not a "
                            "safetensors checkpoint; nbgrad.load reads only safetensors files, because unpickling "
                            "can run arbitrary code")
-        if data[8:9] == b"{":
+        if data[8:9] in (b"{", b"") and n <= _MAX_HEADER:
             raise _Corrupt(f"the file is truncated: the header length says {n} bytes but only {len(data) - 8} "
                            "follow")
         raise _Corrupt("it is not a safetensors file (no JSON header after the 8-byte length)")

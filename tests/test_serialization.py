@@ -226,22 +226,29 @@ def good_bytes():
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("cut", [0, 5, 8, 30, -1, -200])
+def reason(error, path):
+    """The message after the file's name (which must be in it)."""
+    text = str(error.value)
+    assert str(path) in text
+    return text.split(str(path), 1)[1]
+
+
+@pytest.mark.parametrize("cut", [0, 5, 8, 9, 30, -1, -200])
 def test_truncated(tmp_path, cut):
     data = good_bytes()
     path = write(tmp_path, data[:cut])
-    with pytest.raises(RuntimeError, match="truncated") as e:
+    with pytest.raises(RuntimeError) as e:
         nbgrad.load(path)
-    assert str(path) in str(e.value)
+    assert "truncated" in reason(e, path)
 
 
 def test_corrupted_data_byte(tmp_path):
     data = bytearray(good_bytes())
     data[-10] ^= 0x40
     path = write(tmp_path, bytes(data))
-    with pytest.raises(RuntimeError, match=r"tensor 'w' is corrupted \(CRC32") as e:
+    with pytest.raises(RuntimeError) as e:
         nbgrad.load(path)
-    assert str(path) in str(e.value)
+    assert "tensor 'w' is corrupted (CRC32" in reason(e, path)
 
 
 def test_corrupted_header(tmp_path):
@@ -275,9 +282,9 @@ def test_foreign_files(tmp_path, kind):
     else:
         path.write_text("hello, this is a text file and nothing else")
         match = "not a safetensors file"
-    with pytest.raises(RuntimeError, match=match) as e:
+    with pytest.raises(RuntimeError) as e:
         nbgrad.load(path)
-    assert str(path) in str(e.value)
+    assert match in reason(e, path)
 
 
 def test_deeply_nested_header_is_an_error(tmp_path):
