@@ -8,6 +8,7 @@ from collections import Counter, OrderedDict
 
 import numpy as np
 import pytest
+import safetensors.numpy as safetensors_numpy
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,6 @@ from hypothesis import strategies as st
 import nbgrad
 from nbgrad import nn
 
-safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 
 def roundtrip(obj, **kw):
