@@ -17,7 +17,6 @@ import nbgrad
 from nbgrad import nn
 
 
-
 def roundtrip(obj, **kw):
     buf = io.BytesIO()
     nbgrad.save(obj, buf)
