@@ -260,14 +260,14 @@ def load(f, map_location=None, pickle_module=None, *, weights_only=True, mmap=No
     if mmap:
         raise ValueError("nbgrad.load does not memory-map checkpoints (mmap=True): tensors are read into memory")
     location = _location(map_location)
-    if hasattr(f, "read"):
-        name, data = getattr(f, "name", None) or repr(f), f.read()
-    else:
-        name = os.fspath(f)
-        with open(name, "rb") as fh:
-            data = fh.read()
     try:
-        obj = _decode(data)
+        if hasattr(f, "read"):
+            name = getattr(f, "name", None) or repr(f)
+            obj = _decode(_Source(data=f.read()))
+        else:
+            name = os.fspath(f)
+            with open(name, "rb") as fh:
+                obj = _decode(_Source(fh=fh))
     except _Corrupt as e:
         raise RuntimeError(f"nbgrad.load: cannot read {name!s}: {e}") from None
     except RecursionError:
@@ -301,7 +301,8 @@ def _relocate(obj, fn):
     return obj
 
 
-def _header(data):
+def _header(src):
+    data = src.bytes(0, min(src.size, 9))
     if data[:4] == b"PK\x03\x04":
         raise _Corrupt("it is a zip archive (a torch.save checkpoint, which holds a pickle), not a safetensors "
                        "checkpoint; nbgrad.load reads only safetensors files, because unpickling can run "
@@ -310,22 +311,22 @@ def _header(data):
         raise _Corrupt(f"the file is truncated or empty: {len(data)} bytes, fewer than the 8-byte header length "
                        "of a safetensors file")
     n = int.from_bytes(data[:8], "little")
-    if n > len(data) - 8 or data[8:9] != b"{":
+    if n > src.size - 8 or data[8:9] != b"{":
         if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
             raise _Corrupt("it is a pickle file (e.g. written by torch.save with the legacy format), not a "
                            "safetensors checkpoint; nbgrad.load reads only safetensors files, because unpickling "
                            "can run arbitrary code")
         if data[8:9] in (b"{", b"") and n <= _MAX_HEADER:
-            raise _Corrupt(f"the file is truncated: the header length says {n} bytes but only {len(data) - 8} "
+            raise _Corrupt(f"the file is truncated: the header length says {n} bytes but only {src.size - 8} "
                            "follow")
         raise _Corrupt("it is not a safetensors file (no JSON header after the 8-byte length)")
     try:
-        header = json.loads(bytes(data[8:8 + n]).decode("utf-8"))
+        header = json.loads(src.bytes(8, 8 + n).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise _Corrupt(f"the header is corrupted (not valid JSON: {e})") from None
     if not isinstance(header, dict):
         raise _Corrupt("the header is corrupted (not a JSON object)")
-    return header, memoryview(data)[8 + n:]
+    return header, _Body(src, 8 + n)
 
 
 def _entry(name, info, body):
@@ -349,8 +350,45 @@ def _entry(name, info, body):
     return dt, shape, offsets
 
 
-def _decode(data):
-    header, body = _header(data)
+class _Source:
+    """The file's bytes: in memory (a file object's contents) or read as needed from an open file."""
+
+    def __init__(self, data=None, fh=None):
+        self.data, self.fh = data, fh
+        self.size = len(data) if fh is None else os.fstat(fh.fileno()).st_size
+
+    def bytes(self, lo, hi):
+        if self.fh is None:
+            return bytes(self.data[lo:hi])
+        self.fh.seek(lo)
+        return self.fh.read(hi - lo)
+
+    def array(self, lo, hi, dt):
+        """A fresh aligned array of ``dt`` holding bytes [lo, hi)."""
+        if self.fh is None:
+            return np.frombuffer(self.data, dt, (hi - lo) // dt.itemsize, lo).copy()
+        a = np.empty((hi - lo) // dt.itemsize, dt)
+        self.fh.seek(lo)
+        if hi > lo and self.fh.readinto(memoryview(a).cast("B")) != hi - lo:
+            raise _Corrupt("the file is truncated (it changed while being read)")
+        return a
+
+
+class _Body:
+    """The data section: offsets relative to its start."""
+
+    def __init__(self, src, start):
+        self.src, self.start = src, start
+
+    def __len__(self):
+        return self.src.size - self.start
+
+    def array(self, lo, hi, dt):
+        return self.src.array(self.start + lo, self.start + hi, dt)
+
+
+def _decode(src):
+    header, body = _header(src)
     metadata = header.pop("__metadata__", None) or {}
     layout = {name: _entry(name, info, body) for name, info in header.items()}
     spans = sorted(off for _, _, off in layout.values())
@@ -383,7 +421,7 @@ def _decode(data):
 def _array(name, spec, body):
     """An owned, aligned, native-order copy of one entry's bytes."""
     dt, shape, (lo, hi) = spec
-    a = np.frombuffer(body[lo:hi], dtype=dt).astype(dt.newbyteorder("="), copy=True).reshape(shape)
+    a = body.array(lo, hi, dt).astype(dt.newbyteorder("="), copy=False).reshape(shape)
     if a.dtype == np.bool_:
         a = a.view(np.uint8) != 0          # a foreign file's bool bytes may be other than 0 and 1
     elif a.dtype not in _dtype._BY_NUMPY:
