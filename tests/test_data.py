@@ -269,6 +269,23 @@ def test_subset_and_concat():
     assert stack[1] == {"a": 1, "b": 6} and nud.StackDataset(range(2), "xy")[1] == (1, "y")
 
 
+def test_generic_subscripts():
+    class Squares(nud.Dataset[int]):
+        def __getitem__(self, i):
+            return i * i
+
+        def __len__(self):
+            return 4
+
+    class Backwards(nud.Sampler[int]):
+        def __iter__(self):
+            return iter(range(3, -1, -1))
+
+        def __len__(self):
+            return 4
+    assert [b.tolist() for b in nud.DataLoader(Squares(), batch_size=3, sampler=Backwards())] == [[9, 4, 1], [0]]
+
+
 def test_dataset_errors():
     with pytest.raises(AssertionError, match="Size mismatch between tensors"):
         nud.TensorDataset(nbgrad.zeros(3), nbgrad.zeros(4))

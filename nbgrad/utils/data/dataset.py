@@ -2,6 +2,7 @@
 import bisect
 import itertools
 import math
+import types
 import warnings
 
 from ...factories import default_generator
@@ -14,6 +15,7 @@ __all__ = ["Dataset", "IterableDataset", "TensorDataset", "StackDataset", "Conca
 class Dataset:
     """A map from keys (usually ``0 .. len-1``) to samples. Subclasses define ``__getitem__``
     and, for the default samplers, ``__len__``."""
+    __class_getitem__ = classmethod(types.GenericAlias)      # ``Dataset[int]`` in annotations and bases
 
     def __getitem__(self, index):
         raise NotImplementedError("Subclasses of Dataset should implement __getitem__.")

@@ -1,5 +1,6 @@
 """Samplers: iterables of dataset keys (or of lists of keys, for ``BatchSampler``)."""
 import itertools
+import types
 
 import numpy as np
 
@@ -11,6 +12,7 @@ __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler
 
 class Sampler:
     """Subclasses define ``__iter__`` (and ``__len__`` where the length is known)."""
+    __class_getitem__ = classmethod(types.GenericAlias)      # ``Sampler[int]``
 
     def __init__(self, data_source=None):
         pass
