@@ -53,6 +53,11 @@ SCHEDULERS = {
     "OneCycleLR": lambda m, o: m.OneCycleLR(o, max_lr=[0.5, 0.2], total_steps=STEPS),
     "OneCycleLR_linear_3phase": lambda m, o: m.OneCycleLR(o, max_lr=0.4, epochs=3, steps_per_epoch=10,
                                                           anneal_strategy="linear", three_phase=True, pct_start=0.25),
+    "CyclicLR_triangular2": lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=[0.1, 0.2], step_size_up=4,
+                                                    step_size_down=3, mode="triangular2"),
+    "CyclicLR_exp_range": lambda m, o: m.CyclicLR(o, base_lr=[0.01, 0.02], max_lr=0.1, step_size_up=5,
+                                                  mode="exp_range", gamma=0.97, base_momentum=0.7),
+    "CosineAnnealingWarmRestarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2, eta_min=0.001),
     "SequentialLR": lambda m, o: m.SequentialLR(o, [m.LinearLR(o, start_factor=0.1, total_iters=5),
                                                     m.ExponentialLR(o, gamma=0.9),
                                                     m.CosineAnnealingLR(o, T_max=10)], milestones=[5, 12]),
@@ -93,7 +98,8 @@ def test_trajectory_matches_torch(name, optimizer):
 
 
 @pytest.mark.parametrize("name", ["StepLR", "MultiStepLR", "CosineAnnealingLR", "LinearLR", "OneCycleLR",
-                                  "SequentialLR", "ChainedScheduler", "LambdaLR", "ExponentialLR"])
+                                  "SequentialLR", "ChainedScheduler", "LambdaLR", "ExponentialLR",
+                                  "CyclicLR_triangular2", "CosineAnnealingWarmRestarts"])
 def test_state_dict_resumes_the_schedule(name):
     straight, _ = trajectory(nbgrad, name, "sgd", steps=20)
     opt, train_step, _ = make(nbgrad)
@@ -135,6 +141,21 @@ def test_reduce_lr_on_plateau_matches_torch():
             runs.append(lrs)
         assert runs[0] == runs[1]
         assert len({tuple(r[0]) for r in runs[0]}) > 1
+
+
+def test_warm_restarts_with_fractional_epochs():
+    runs = []
+    for lib in (nbgrad, torch):
+        opt, train_step, _ = make(lib)
+        sched = lib.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=3, eta_min=0.01)
+        out = []
+        for epoch in range(6):
+            for i in range(4):
+                train_step()
+                sched.step(epoch + i / 4)
+                out.append((sched.T_cur, sched.T_i, sched.last_epoch, sched.get_last_lr()))
+        runs.append(out)
+    assert runs[0] == runs[1]
 
 
 def test_step_with_epoch_uses_the_closed_form():
@@ -202,6 +223,10 @@ BAD = [
     lambda m, o: m.SequentialLR(o, [m.StepLR(o, 2), m.ReduceLROnPlateau(o)], milestones=[3]),
     lambda m, o: m.StepLR("not an optimizer", 2),
     lambda m, o: m.StepLR(o, 2, last_epoch=4),
+    lambda m, o: m.CyclicLR(o, 0.1, 1.0, mode="sawtooth"),
+    lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=0),
+    lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=0),
+    lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=2, eta_min="0"),
 ]
 
 
