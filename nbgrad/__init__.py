@@ -27,6 +27,8 @@ from ._formatting import get_printoptions, set_printoptions
 from . import nn, optim
 from . import compiler
 from .compiler import compile
+from .serialization import load, save
+from . import utils
 
 __version__ = "0.1.0"
 
@@ -34,4 +36,7 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
            "long", "get_default_dtype", "set_default_dtype", "is_tensor", "autograd", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
            "set_detect_anomaly", "nn", "optim", "set_printoptions",
-           "get_printoptions", "compile", "compiler"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
+           "get_printoptions"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
+# one line per feature, so that additions merge
+__all__ += ["compile", "compiler"]
+__all__ += ["utils", "save", "load"]
