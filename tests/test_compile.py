@@ -230,3 +230,34 @@ def test_explain_and_logs(capsys, monkeypatch):
     nbgrad.compile(poly)(nbgrad.ones(5))
     assert "[nbgrad.compile fusion]" in capsys.readouterr().out
     nbgrad.compiler.reset()
+
+
+def test_training_steps_agree_with_eager():
+    """The MLP workloads' losses, written with plain ops and with nn layers and F.cross_entropy."""
+    rng = np.random.default_rng(4)
+    x = nbgrad.tensor(rng.normal(size=(16, 12)))
+    y = nbgrad.tensor(rng.integers(0, 5, 16))
+    onehot = nbgrad.tensor(np.eye(5)[y.numpy()])
+
+    def plain(w1, b1, w2, b2):
+        return -(nbgrad.log_softmax(nbgrad.relu(x @ w1 + b1) @ w2 + b2, 1) * onehot).sum(1).mean()
+    _agree(plain, [rng.normal(size=s) * 0.3 for s in [(12, 8), (8,), (8, 5), (5,)]])
+    _agree(lambda z: nbgrad.nn.functional.cross_entropy(z, y) + nbgrad.softmax(z, 0).sum(), [rng.normal(size=(16, 5))])
+    _agree(lambda z: nbgrad.nn.functional.nll_loss(z.log_softmax(1), y, reduction="sum"), [rng.normal(size=(16, 5))])
+
+    model = nbgrad.nn.Sequential(nbgrad.nn.Linear(12, 8), nbgrad.nn.ReLU(), nbgrad.nn.Linear(8, 5)).double()
+    loss = lambda inputs: nbgrad.nn.functional.cross_entropy(model(inputs), y)  # noqa: E731
+    compiled = nbgrad.compile(loss, fullgraph=True)
+    for _ in range(3):                          # parameters change between calls, in place
+        model.zero_grad()
+        loss(x).backward()
+        eager = [p.grad.numpy().copy() for p in model.parameters()]
+        model.zero_grad()
+        value = compiled(x)
+        value.backward()
+        assert float(value) == pytest.approx(float(loss(x)), rel=1e-12)
+        for p, g in zip(model.parameters(), eager):
+            np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-10, atol=1e-12)
+        with nbgrad.no_grad():
+            for p in model.parameters():
+                p -= 0.1 * p.grad

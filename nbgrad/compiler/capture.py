@@ -321,6 +321,38 @@ class Proxy:
 
     view = reshape
 
+    # -- hand-written ops (their own kernels): softmax, nll_loss; linear as a product ------------------
+    def _softmax(self, dim, dtype, log):
+        if dtype is not None:
+            _break("softmax(dtype=...)")
+        n = self._node
+        dim = dim % len(n.shape) if n.shape else 0
+        node = Node("softmax", (n,), n.shape, n.dtype, n.requires_grad, {"dim": dim, "log": log})
+        return Proxy(self._graph.add(node), self._graph)
+
+    def softmax(self, dim, dtype=None):
+        return self._softmax(dim, dtype, False)
+
+    def log_softmax(self, dim, dtype=None):
+        return self._softmax(dim, dtype, True)
+
+    def _nll_loss(self, target, weight, reduction, ignore_index):
+        """``F.nll_loss`` on a traced (N, C) input (its checks ran already)."""
+        n = self._node
+        if weight is not None or len(n.shape) != 2 or isinstance(target, Proxy):
+            _break("nll_loss with a weight, a target computed in the function, or other than (N, C) input")
+        t = self._graph.lift(target)
+        shape = (n.shape[0],) if reduction == "none" else ()
+        node = Node("nll_loss", (n, t), shape, n.dtype, n.requires_grad,
+                    {"reduction": reduction, "ignore_index": ignore_index})
+        return Proxy(self._graph.add(node), self._graph)
+
+    def _linear(self, weight, bias):
+        """``F.linear`` on a traced input: a product with the transposed weight, plus the bias."""
+        w = Proxy(_node(weight, self._graph), self._graph)
+        out = self @ w.t()
+        return out if bias is None else out + bias
+
 
 for _alias, _name in _method_table().items():
     if _alias not in Proxy.__dict__:

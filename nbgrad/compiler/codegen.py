@@ -25,6 +25,7 @@ import re
 
 import numpy as np
 
+from nbgrad.ops import loss as loss_kernels
 from nbgrad.ops import reduce as reduce_kernels
 from nbgrad.ops._cache import load_module
 from nbgrad.ops.elementwise import OPS, PARALLEL_MIN, copy_of, parallel_lock
@@ -544,6 +545,17 @@ def _run_op(node, env):
     if node.op == "sum":
         p = node.params
         return reduce_kernels.sum(a, p["dims"], a.dtype, p["scale"]).reshape(node.shape)
+    if node.op == "softmax":
+        return reduce_kernels.softmax(a, node.params["dim"], node.params["log"])
+    if node.op == "nll_loss":
+        losses, total, total_weight = loss_kernels.nll_forward(a, env[node.args[1].index], None,
+                                                               node.params["ignore_index"])
+        env[("total_weight", node.index)] = total_weight
+        reduction = node.params["reduction"]
+        if reduction == "none":
+            return losses
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.array(total if reduction == "sum" else total / total_weight)
     raise AssertionError(node.op)
 
 
@@ -564,6 +576,17 @@ def _op_backward(node, env, grad):
         return [(a, grad.transpose(np.argsort(node.params["perm"])))]
     if node.op == "reshape":
         return [(a, grad.reshape(a.shape))]
+    if node.op == "softmax":
+        y = env[node.index]
+        return [(a, reduce_kernels.softmax_backward(np.ascontiguousarray(grad), y, node.params["dim"],
+                                                    node.params["log"]))]
+    if node.op == "nll_loss":
+        g = grad
+        if node.params["reduction"] == "mean":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = grad / env[("total_weight", node.index)]
+        return [(a, loss_kernels.nll_backward(a.shape, a.dtype.numpy, env[node.args[1].index], None, g,
+                                              node.params["ignore_index"]))]
     if node.op == "sum":
         g = grad.reshape(node.params["keep"])
         if node.params["scale"] != 1.0:
