@@ -41,7 +41,8 @@ class Pointwise:
     result: str = "same"                   # "float": integer inputs compute in the default float
     api: tuple = ()                        # function name, then Tensor-method aliases
     inputs: tuple = ()                     # the function's parameter names for ``args``
-    inplace: bool = False                  # a ``name_`` method (and ``__imul__`` for ``__mul__``)
+    inplace: bool = False                  # a ``name_`` method (and ``__imul__`` for ``__mul__``); or the
+                                           # grad_fn name PyTorch gives the in-place form (``EluBackward1``)
 
     @property
     def operands(self):
@@ -174,6 +175,10 @@ _math("atanh", "atanh(x)", "g / (1 - x * x)", ["arctanh"])
 _op("floor", "x", "floor(x)", api="floor", inplace=True, x="0")
 _op("ceil", "x", "ceil(x)", api="ceil", inplace=True, x="0")
 _op("round", "x", "round(x)", api="round", inplace=True, x="0")
+# round(x, decimals=d), as PyTorch computes it: scaled by 10**d (by 10**-d for d < 0), rounded, scaled back
+_op("round_decimals", "x", "where(decimals >= 0, round(x * power(10.0, decimals)) / power(10.0, decimals), "
+    "round(x / power(10.0, -decimals)) * power(10.0, -decimals))", params=[("decimals", 0)], node="RoundBackward1",
+    x="0")
 _op("trunc", "x", "trunc(x)", api=("trunc", "fix"), inplace=True, x="0")
 _op("frac", "x", "x - trunc(x)", api="frac", inplace=True, x="g")
 _op("atan2", "ab", "atan2(a, b)", result="float", api=("atan2", "arctan2"), inplace=True,
@@ -208,10 +213,11 @@ _op("gelu_tanh", "x", f"0.5 * x * (1 + {_TANH})", result="float", node="GeluBack
     x=f"g * (0.5 * (1 + {_TANH}) + 0.5 * x * (1 - {_TANH} * {_TANH}) * (0.7978845608028654 * (1 + 0.134145 * x * x)))")
 # elu, selu (both EluBackward0) and celu: one formula with PyTorch's scale and input scale
 _op("elu", "x", "where(x <= 0, expm1(x * input_scale) * (alpha * scale), x * scale)", result="float",
-    params=[("alpha", 1), ("scale", 1), ("input_scale", 1)], inplace=True,
+    params=[("alpha", 1), ("scale", 1), ("input_scale", 1)], inplace="EluBackward1",
     x="where(x <= 0, g * input_scale * (alpha * scale) * exp(x * input_scale), g * scale)")
-TABLE["celu"] = replace(TABLE["elu"], name="celu", node="CeluBackward0")
-_op("leaky_relu", "x", "where(x > 0, x, x * negative_slope)", params=[("negative_slope", 0.01)], inplace=True,
+TABLE["celu"] = replace(TABLE["elu"], name="celu", node="CeluBackward0", inplace="CeluBackward1")
+_op("leaky_relu", "x", "where(x > 0, x, x * negative_slope)", params=[("negative_slope", 0.01)],
+    inplace="LeakyReluBackward1",
     x="where(x > 0, g, g * negative_slope)")
 _op("hardtanh", "x", "clamp(x, min_val, max_val)", params=[("min_val", -1), ("max_val", 1)], inplace=True,
     x="where((x <= min_val) | (x >= max_val), 0, g)")

@@ -64,6 +64,8 @@ CASES = {
     "floor": (lambda lib, x: (x * x).floor() * x, [(-2, 2)]),
     "ceil": (lambda lib, x: (x * x).ceil() * x, [(-2, 2)]),
     "round": (lambda lib, x: (x * x).round() * x, [(-2, 2)]),
+    "round_decimals": (lambda lib, x: lib.round(x * 7, decimals=1) * x + lib.round(x * 70, decimals=-1) * x,
+                       [(-2, 2)]),
     "trunc": (lambda lib, x: (x * x - 2).trunc() * x, [(-2, 2)]),
     "frac": (lambda lib, x: (x * x - 2).frac() * x, [(-2, 2)]),
     "atan2": (lambda lib, a, b: lib.atan2(a * a, b), [(0.5, 2), (-2, 2)]),

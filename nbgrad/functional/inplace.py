@@ -142,9 +142,10 @@ def _operands(self, args):
     return tensors, numbers_
 
 
-def _elementwise_inplace(kernel, functional, float_result=False, params=(), check=None):
+def _elementwise_inplace(kernel, functional, float_result=False, params=(), check=None, node=None):
     """An ``op_`` method: ``functional`` out of place, ``kernel`` written straight in.
-    ``params``: the op's (name, default) constants, keyword arguments after the operands."""
+    ``params``: the op's (name, default) constants, keyword arguments after the operands;
+    ``node``: the grad_fn class PyTorch names the in-place form with, if it has its own."""
     def method(self, *args, **kwargs):
         if check is not None:
             check(self, *args)
@@ -157,8 +158,11 @@ def _elementwise_inplace(kernel, functional, float_result=False, params=(), chec
             dtype = pointwise._float_dtype((self, *args))
         check_result(self, broadcast_shapes(*(t._data.shape for t in tensors)), dtype)
         named = dict(zip((p for p, _ in params), constants))
-        return apply_inplace(self, lambda old: functional(old, *args, **named), args,
-                             direct=lambda: pointwise.compute(kernel, (self, *args, *constants), dtype, out=self._data))
+        out = apply_inplace(self, lambda old: functional(old, *args, **named), args,
+                            direct=lambda: pointwise.compute(kernel, (self, *args, *constants), dtype, out=self._data))
+        if node is not None and type(out.grad_fn) is node.__base__:
+            out.grad_fn.__class__ = node       # the same backward, under the in-place name
+        return out
     method.__name__ = functional.__name__ + "_"
     return method
 
@@ -177,8 +181,11 @@ def _inplace_names(rec):
 
 for _rec in TABLE.values():
     if _rec.inplace:
+        _base = pointwise.NODES[_rec.name][""]
+        _node = type(_rec.inplace, (_base,), {"__qualname__": _rec.inplace, "__module__": _base.__module__}) \
+            if isinstance(_rec.inplace, str) else None
         INPLACE[_rec.name] = _elementwise_inplace(_rec.name, pointwise.RUN[_rec.name], _rec.result == "float",
-                                                  _rec.params, pointwise.CHECKS.get(_rec.name))
+                                                  _rec.params, pointwise.CHECKS.get(_rec.name), _node)
         for _name in _inplace_names(_rec):
             setattr(Tensor, _name, INPLACE[_rec.name])
 Tensor.div_ = Tensor.divide_ = Tensor.true_divide_ = Tensor.__itruediv__ = \

@@ -494,6 +494,15 @@ def _rpow(input, other):
     return RUN["pow"](other, input)
 
 
+_round = RUN["round"]
+
+
+@tensor_method("round")
+def round(input, *, decimals=0):
+    """Half to even; with ``decimals``, at that many decimal places (negative: tens, hundreds...)."""
+    return _round(input) if decimals == 0 else RUN["round_decimals"](input, decimals=decimals)
+
+
 @tensor_method("square")
 def square(input):
     return pow(input, 2)
