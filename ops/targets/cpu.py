@@ -134,6 +134,21 @@ class CpuTarget:
         """``arr`` with ``shape``: a view when the strides allow it, else a copy."""
         return arr.reshape(shape)
 
+    @staticmethod
+    def permute(arr, dims=None):
+        """A view with the axes in order ``dims`` (default: reversed)."""
+        return arr.transpose(dims)
+
+    @staticmethod
+    def squeeze(arr, axes):
+        """A view without the size-1 axes ``axes``."""
+        return arr.squeeze(axes)
+
+    @staticmethod
+    def slice(arr, key):
+        """A view by basic indexing: ``key`` holds ints, slices, ``None`` and ``Ellipsis`` only."""
+        return arr[key]
+
     flat_buffer = staticmethod(flat_buffer)
 
     # -- layout ---------------------------------------------------------------------------------
