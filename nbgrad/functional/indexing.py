@@ -90,20 +90,25 @@ def _embed(grad, shape, step, node_cls):
 
 def _select(input, dim, index):
     step = lambda t: _select(t, dim, index)  # noqa: E731
-    return make_view(input, target_of(input._data).slice(input._data, _at(dim, index)), SelectBackward0, step, step=step)
+    return make_view(input, _view(input, _at(dim, index)), SelectBackward0, step, step=step)
 
 
 def _slice(input, dim, start, stop, step_):
     step = lambda t: _slice(t, dim, start, stop, step_)  # noqa: E731
-    return make_view(input, target_of(input._data).slice(input._data, _at(dim, slice(start, stop, step_))), SliceBackward0, step, step=step)
+    return make_view(input, _view(input, _at(dim, slice(start, stop, step_))), SliceBackward0, step, step=step)
 
 
 def _unsqueeze(input, dim):
-    return make_view(input, target_of(input._data).slice(input._data, _at(dim, None)), UnsqueezeBackward0, lambda t: _unsqueeze(t, dim), dim=dim)
+    return make_view(input, _view(input, _at(dim, None)), UnsqueezeBackward0, lambda t: _unsqueeze(t, dim), dim=dim)
 
 
 def _alias(input):
-    return make_view(input, target_of(input._data).slice(input._data, ...), AliasBackward0, _alias)
+    return make_view(input, _view(input, ...), AliasBackward0, _alias)
+
+
+def _view(input, key):
+    """The array of ``input[key]`` for a basic index ``key``: a view of its memory."""
+    return target_of(input._data).slice(input._data, key)
 
 
 @tensor_method()
@@ -348,7 +353,7 @@ def _values_array(values, idx, dtype):
     target = target_of(v)
     while v.ndim > len(idx.result_shape) and v.shape[0] == 1:
         v = target.slice(v, (0, Ellipsis))
-    return target.copy_into(target.empty(idx.result_shape, dtype), v)
+    return target.copy_into(target.empty(idx.result_shape, dtype), v, fresh_out=True)
 
 
 def _check_values(values, idx):

@@ -185,7 +185,8 @@ def squeeze(input, dim=None):
     else:
         dims, node = (_wrap_dim(dim, n),), SqueezeBackward1
     axes = tuple(d for d in dims if d < n and input.shape[d] == 1)
-    return make_view(input, target_of(input._data).squeeze(input._data, axes), node, lambda v: squeeze(v, dim), shape=input.shape)
+    data = target_of(input._data).squeeze(input._data, axes)
+    return make_view(input, data, node, lambda v: squeeze(v, dim), shape=input.shape)
 
 
 @tensor_method()
@@ -256,7 +257,8 @@ def permute(input, *dims):
     inverse = [0] * n
     for i, d in enumerate(dims):
         inverse[d] = i
-    return make_view(input, target_of(input._data).permute(input._data, dims), PermuteBackward0, lambda v: permute(v, dims),
+    data = target_of(input._data).permute(input._data, dims)
+    return make_view(input, data, PermuteBackward0, lambda v: permute(v, dims),
                      inverse=tuple(inverse))
 
 

@@ -109,11 +109,10 @@ class CpuTarget:
         return out
 
     @staticmethod
-    def copy_into(out, src):
+    def copy_into(out, src, fresh_out=False):
         """Write ``src`` (broadcast to ``out``'s shape, any dtype) into ``out``; overlapping
-        memory is read from a copy first."""
-        OPS["copy"](out, src)
-        return out
+        memory is read from a copy first (``fresh_out``: ``out`` is new, nothing overlaps)."""
+        return OPS["copy"](out, src, fresh_out=fresh_out)
 
     # -- views ----------------------------------------------------------------------------------
     @staticmethod
@@ -155,6 +154,12 @@ class CpuTarget:
     @staticmethod
     def is_contiguous(arr):
         return arr.flags.c_contiguous
+
+    @staticmethod
+    def is_transposed(arr):
+        """Whether ``arr`` is laid out column-major only (a transposed C-contiguous matrix)."""
+        flags = arr.flags
+        return flags.f_contiguous and not flags.c_contiguous
 
     @staticmethod
     def may_share_memory(a, b):
