@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from nbgrad.ops import reduce as kernels
-from nbgrad.ops.elementwise import strided_view
+from nbgrad.ops.targets import target_of
 
 from .. import _dtype
 from ..autograd.grad_mode import is_grad_enabled
@@ -122,7 +122,7 @@ def _expand(g, keep, shape):
     so an in-place write into it fails instead of writing one element many times."""
     kept = _keep(g, keep)
     dims = tuple([d for d in range(len(shape)) if keep[d] == 1 and shape[d] != 1])
-    data = strided_view(kept, shape, tuple([0 if d in dims else kept.strides[d] for d in range(len(shape))]),
+    data = target_of(kept).as_strided(kept, shape, tuple([0 if d in dims else kept.strides[d] for d in range(len(shape))]),
                         writeable=False)
     return record(ExpandBackward0, data, (g,), dims=dims, in_shape=g._data.shape)
 
@@ -187,11 +187,11 @@ class _ProdBackward(Node):
             y = _expand(_result(self, y), self.keep, self.in_shape)
             return (_expand(grad, self.keep, self.in_shape) * (y / x),)
         if not zeros:
-            out = np.empty(self.in_shape, x._data.dtype)
+            out = target_of(x._data).empty(self.in_shape, x._data.dtype)
             kernels.BACKWARD["prod_backward"](out, _keep(grad, self.keep), _keep(y, self.keep), x._data)
             return (Tensor._wrap(out),)
         if zeros > 1 and type(self) is ProdBackward0:
-            return (Tensor._wrap(np.zeros(self.in_shape, x._data.dtype)),)
+            return (Tensor._wrap(target_of(x._data).zeros(self.in_shape, x._data.dtype)),)
         return (Tensor._wrap(kernels.prod_backward(_keep(grad, self.keep), x._data, self.dims)),)
 
 
@@ -257,7 +257,7 @@ class _EvenBackward(Node):
         share = lambda g: kernels.distribute_backward(_keep(g, self.keep), x._data, _keep(y, self.keep),
                                                       self.dims, self.nan_too)
         if needs_grad((grad, x)):
-            shares = Tensor._wrap(share(Tensor._wrap(np.ones(self.keep, x._data.dtype))))
+            shares = Tensor._wrap(share(Tensor._wrap(target_of(x._data).ones(self.keep, x._data.dtype))))
             gx = _expand(grad, self.keep, self.in_shape) * shares
             return (where(shares != 0, gx, 0.0) if self.nan_too else gx,)
         return (Tensor._wrap(share(grad)),)
@@ -288,7 +288,7 @@ class _IndexBackward(Node):
         put = lambda g: kernels.index_backward(_keep(g, self.keep), idx._data, self.in_shape, self.dim,
                                                self.dtype)
         if needs_grad((grad,)):
-            picked = Tensor._wrap(put(Tensor._wrap(np.ones(self.keep, self.dtype))) != 0)
+            picked = Tensor._wrap(put(Tensor._wrap(target_of(idx._data).ones(self.keep, self.dtype))) != 0)
             return (where(picked, _expand(grad, self.keep, self.in_shape), 0.0),)
         return (Tensor._wrap(put(grad)),)
 
@@ -403,7 +403,7 @@ def argmin(input, dim=None, keepdim=False):
 def _no_dof_backward(grad, x, node):
     """PyTorch's gradient of a variance over all of x with no degrees of freedom left
     (N <= correction): g * inf, NaN where x equals its mean."""
-    m = Tensor._wrap(node.mean.astype(x._data.dtype))
+    m = Tensor._wrap(target_of(node.mean).astype(node.mean, x._data.dtype))
     return (_expand(grad, node.keep, node.in_shape) * where(x == m, math.nan, math.inf),)
 
 
@@ -418,8 +418,9 @@ class VarBackward0(Node):
         scale = 2.0 / self.dof if self.dof else math.inf
         if needs_grad((grad, x)):
             return (_expand(grad, self.keep, self.in_shape) * scale * (x - mean(x, self.dims, keepdim=True)),)
-        out = np.empty(self.in_shape, x._data.dtype)
-        kernels.BACKWARD["var_backward"](out, _keep(grad, self.keep), x._data, self.mean, np.array([scale]))
+        out = target_of(x._data).empty(self.in_shape, x._data.dtype)
+        kernels.BACKWARD["var_backward"](out, _keep(grad, self.keep), x._data, self.mean,
+                                         target_of(x._data).number(scale, np.float64))
         return (Tensor._wrap(out),)
 
 
@@ -437,9 +438,10 @@ class StdBackward0(Node):
             grad = where(y == 0, 0.0, grad / (2 * y))
             scale = 2.0 / self.dof if self.dof else math.inf
             return (_expand(grad, self.keep, self.in_shape) * scale * (x - mean(x, self.dims, keepdim=True)),)
-        out = np.empty(self.in_shape, x._data.dtype)
+        out = target_of(x._data).empty(self.in_shape, x._data.dtype)
         kernels.BACKWARD["std_backward"](out, _keep(grad, self.keep), x._data, self.mean, _keep(y, self.keep),
-                                         np.array([1.0 / self.dof if self.dof else math.inf]))
+                                         target_of(x._data).number(1.0 / self.dof if self.dof else math.inf,
+                                                                   np.float64))
         return (Tensor._wrap(out),)
 
 
@@ -494,7 +496,7 @@ class LogsumexpBackward0(Node):
         if needs_grad((grad, x)):
             y = _expand(_result(self, y), self.keep, self.in_shape)
             return (_expand(grad, self.keep, self.in_shape) * exp(x - y),)
-        out = np.empty(self.in_shape, x._data.dtype)
+        out = target_of(x._data).empty(self.in_shape, x._data.dtype)
         kernels.BACKWARD["logsumexp_backward"](out, _keep(grad, self.keep), x._data, _keep(y, self.keep))
         return (Tensor._wrap(out),)
 
