@@ -69,7 +69,7 @@ def _sum_dtype(input):
 
 def _keep(g, keep):
     """An incoming gradient's data in the keepdim shape (a view)."""
-    return g._data.reshape(keep)
+    return target_of(g._data).reshape(g._data, keep)
 
 
 def _result(node, saved):
