@@ -15,7 +15,9 @@ kernel also writes the gradients for an incoming gradient of 1 (backprop is line
 one pass over memory then does forward and backward, and backward only scales them when
 the incoming gradient is not 1.
 
-Generated modules go through ``ops._cache.load_module``: keyed by a hash of their source,
+The generated kernels are the CPU target's (``njit`` loops over its arrays), and everything
+else a program does to memory (allocation, copies, the steps that are not fused) goes through
+that target. Generated modules go through ``ops._cache.load_module``: keyed by a hash of their source,
 with Numba's on-disk cache, so a second process compiles nothing.
 """
 import ast
@@ -25,11 +27,10 @@ import re
 
 import numpy as np
 
-from nbgrad.ops import loss as loss_kernels
-from nbgrad.ops import reduce as reduce_kernels
 from nbgrad.ops._cache import load_module
-from nbgrad.ops.elementwise import OPS, PARALLEL_MIN, copy_of, parallel_lock
+from nbgrad.ops.elementwise import PARALLEL_MIN, parallel_lock
 from nbgrad.ops.table import TABLE
+from nbgrad.ops.targets import CPU
 
 __all__ = ["Program", "build"]
 
@@ -394,10 +395,10 @@ class Program:
                 if kind == "in":
                     args.append(_operand(env[key.index], key.shape, g.shape))
                 elif kind == "out":
-                    outputs[key.index] = np.empty(g.shape, key.dtype.numpy)
+                    outputs[key.index] = CPU.empty(g.shape, key.dtype.numpy)
                     args.append(outputs[key.index].reshape(-1))
                 else:                          # joint gradient
-                    gins[key] = np.empty(g.shape, self.graph.nodes[key].dtype.numpy)
+                    gins[key] = CPU.empty(g.shape, self.graph.nodes[key].dtype.numpy)
                     args.append(gins[key].reshape(-1))
             if not want_grad and gins:
                 return self._without_joint(arrays)
@@ -405,7 +406,7 @@ class Program:
             env.update(outputs)
             if g.terminal is not None:
                 value = acc * g.terminal.params["scale"] if g.size else (math.nan if g.terminal.params["mean"] else 0.0)
-                env[g.terminal.index] = np.array(value, g.dtype.numpy).reshape(g.terminal.shape)
+                env[g.terminal.index] = CPU.reshape(CPU.scalar(value, g.dtype.numpy), g.terminal.shape)
             if gins:
                 joint = gins
         return env, joint
@@ -434,9 +435,7 @@ class Program:
             for e in list(joint):
                 a = joint.pop(e)               # the gradient's only holder, so .grad may take it uncopied
                 if g != 1.0:
-                    scaled = np.empty(a.shape, a.dtype)
-                    OPS["mul"](scaled, a, grad.reshape(()) if grad.size == 1 else grad, fresh_out=True)
-                    a = scaled
+                    a = CPU.launch("mul", (a, CPU.reshape(grad, ()) if grad.size == 1 else grad), a.shape, a.dtype)
                 adj.setdefault(e, []).append(a)
         else:
             for unit in reversed(self.units):
@@ -450,8 +449,12 @@ class Program:
         result = []
         for n in self.differentiable:
             parts = adj.get(n.index)
-            grad = _reduce_to(_total(parts, None, n.dtype), n.shape) if parts else np.zeros(n.shape, n.dtype.numpy)
-            result.append(grad if grad.flags.writeable and grad.flags.c_contiguous else copy_of(grad))
+            if parts:
+                grad = _reduce_to(_total(parts, np.broadcast_shapes(n.shape, *(p.shape for p in parts)), n.dtype),
+                                  n.shape)
+            else:
+                grad = CPU.zeros(n.shape, n.dtype.numpy)
+            result.append(CPU.contiguous(grad))
         return result
 
     def _group_backward(self, g, env, adj):
@@ -466,14 +469,14 @@ class Program:
             elif kind == "gout":
                 parts = adj.pop(key.index, None)
                 anything |= parts is not None
-                args.append(_operand(_total(parts, g.shape, g.dtype) if parts else np.zeros(g.shape, g.dtype.numpy),
+                args.append(_operand(_total(parts, g.shape, g.dtype) if parts else CPU.zeros(g.shape, g.dtype.numpy),
                                      g.shape, g.shape))
             elif kind == "scalar":
                 parts = adj.pop(key.index, None)
                 anything |= parts is not None
                 args.append(float(_total(parts, (), g.dtype).reshape(())) if parts else 0.0)
             else:
-                gins[key] = np.empty(g.shape, self.graph.nodes[key].dtype.numpy)
+                gins[key] = CPU.empty(g.shape, self.graph.nodes[key].dtype.numpy)
                 args.append(gins[key].reshape(-1))
         if not anything:
             return
@@ -505,10 +508,9 @@ class _PlainProgram(Program):
 def _operand(array, shape, target):
     """``array`` as a flat, C-contiguous operand of a loop over ``target``."""
     if _mode(shape, target) is None:
-        array = copy_of(np.broadcast_to(array.reshape(shape), target))
-    elif not array.flags.c_contiguous:
-        array = copy_of(array)
-    return array.reshape(-1)
+        out = CPU.empty(target, array.dtype)
+        array = CPU.copy_into(out, CPU.reshape(array, shape), fresh_out=True)
+    return CPU.reshape(CPU.contiguous(array), (-1,))
 
 
 def _total(parts, shape, dtype):
@@ -517,10 +519,9 @@ def _total(parts, shape, dtype):
         return parts[0]
     if shape is None:
         shape = np.broadcast_shapes(*(p.shape for p in parts))
-    out = np.empty(shape, dtype.numpy)
-    OPS["copy"](out, parts[0], fresh_out=True)
+    out = CPU.copy_into(CPU.empty(shape, dtype.numpy), parts[0], fresh_out=True)
     for p in parts[1:]:
-        OPS["add"](out, out, p)
+        CPU.run("add", out, out, p)
     return out
 
 
@@ -531,31 +532,31 @@ def _reduce_to(array, shape):
         return array
     lead = array.ndim - len(shape)
     dims = tuple(range(lead)) + tuple(d + lead for d, n in enumerate(shape) if n == 1 and array.shape[d + lead] != 1)
-    return reduce_kernels.sum(array, dims, array.dtype).reshape(shape)
+    return CPU.reshape(CPU.reduce.sum(array, dims, array.dtype), shape)
 
 
 def _run_op(node, env):
     a = env[node.args[0].index]
     if node.op == "matmul":
-        return np.dot(a, env[node.args[1].index])
+        return _matmul(a, env[node.args[1].index])
     if node.op == "permute":
-        return a.transpose(node.params["perm"])
+        return CPU.permute(a, node.params["perm"])
     if node.op == "reshape":
-        return a.reshape(node.shape)
+        return CPU.reshape(a, node.shape)
     if node.op == "sum":
         p = node.params
-        return reduce_kernels.sum(a, p["dims"], a.dtype, p["scale"]).reshape(node.shape)
+        return CPU.reshape(CPU.reduce.sum(a, p["dims"], a.dtype, p["scale"]), node.shape)
     if node.op == "softmax":
-        return reduce_kernels.softmax(a, node.params["dim"], node.params["log"])
+        return CPU.reduce.softmax(a, node.params["dim"], node.params["log"])
     if node.op == "nll_loss":
-        losses, total, total_weight = loss_kernels.nll_forward(a, env[node.args[1].index], None,
-                                                               node.params["ignore_index"])
+        losses, total, total_weight = CPU.loss.nll_forward(a, env[node.args[1].index], None,
+                                                           node.params["ignore_index"])
         env[("total_weight", node.index)] = total_weight
         reduction = node.params["reduction"]
         if reduction == "none":
             return losses
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.array(total if reduction == "sum" else total / total_weight)
+            return CPU.scalar(total if reduction == "sum" else total / total_weight, a.dtype)
     raise AssertionError(node.op)
 
 
@@ -566,35 +567,39 @@ def _op_backward(node, env, grad):
         b = node.args[1]
         out = []
         if a.requires_grad:
-            out.append((a, np.dot(grad, env[b.index].T)))
+            out.append((a, _matmul(grad, CPU.permute(env[b.index]))))
         if b.requires_grad:
-            out.append((b, np.dot(env[a.index].T, grad)))
+            out.append((b, _matmul(CPU.permute(env[a.index]), grad)))
         return out
     if not a.requires_grad:
         return []
     if node.op == "permute":
-        return [(a, grad.transpose(np.argsort(node.params["perm"])))]
+        return [(a, CPU.permute(grad, tuple(np.argsort(node.params["perm"]))))]
     if node.op == "reshape":
-        return [(a, grad.reshape(a.shape))]
+        return [(a, CPU.reshape(grad, a.shape))]
     if node.op == "softmax":
         y = env[node.index]
-        return [(a, reduce_kernels.softmax_backward(np.ascontiguousarray(grad), y, node.params["dim"],
-                                                    node.params["log"]))]
+        return [(a, CPU.reduce.softmax_backward(CPU.contiguous(grad), y, node.params["dim"], node.params["log"]))]
     if node.op == "nll_loss":
         g = grad
         if node.params["reduction"] == "mean":
             with np.errstate(divide="ignore", invalid="ignore"):
                 g = grad / env[("total_weight", node.index)]
-        return [(a, loss_kernels.nll_backward(a.shape, a.dtype.numpy, env[node.args[1].index], None, g,
-                                              node.params["ignore_index"]))]
-    if node.op == "sum":
-        g = grad.reshape(node.params["keep"])
+        return [(a, CPU.loss.nll_backward(a.shape, a.dtype.numpy, env[node.args[1].index], None, g,
+                                          node.params["ignore_index"]))]
+    if node.op == "sum":                       # the keepdim gradient: readers broadcast it
+        g = CPU.reshape(grad, node.params["keep"])
         if node.params["scale"] != 1.0:
-            scaled = np.empty(g.shape, g.dtype)
-            OPS["mul"](scaled, g, np.array(node.params["scale"], g.dtype), fresh_out=True)
-            g = scaled
-        return [(a, np.broadcast_to(g, a.shape))]
+            g = CPU.launch("mul", (g, node.params["scale"]), g.shape, g.dtype)
+        return [(a, g)]
     raise AssertionError(node.op)
+
+
+def _matmul(a, b):
+    """A product of 2-D arrays (any strides: transposes are read in place), through the
+    target's BLAS kernel."""
+    return CPU.reshape(CPU.linalg.bmm(CPU.reshape(a, (1, *a.shape)), CPU.reshape(b, (1, *b.shape))),
+                       (a.shape[0], b.shape[1]))
 
 
 def build(graph):

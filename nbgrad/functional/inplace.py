@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from nbgrad.ops.elementwise import OPS, copy_of
+from nbgrad.ops.targets import target_of
 from nbgrad.ops.table import TABLE
 
 from .._dtype import result_type
@@ -89,7 +89,7 @@ def apply_inplace(self, functional, operands=(), direct=None, overlap_ok=False):
             _write(self, new)
         self._version_counter.value += 1
         return self
-    old = Tensor._wrap(copy_of(self._data))
+    old = Tensor._wrap(target_of(self._data).copy(self._data))
     old.grad_fn, old._output_nr, old._requires_grad = self.grad_fn, self._output_nr, self._requires_grad
     new = functional(old)
     _write(self, new)
@@ -100,7 +100,7 @@ def apply_inplace(self, functional, operands=(), direct=None, overlap_ok=False):
 
 def _write(self, new):
     check_result(self, new._data.shape, new.dtype)
-    OPS["copy"](self._data, new._data)
+    target_of(self._data).copy_into(self._data, new._data)
 
 
 def _rebase_history(self, new):
@@ -125,7 +125,7 @@ class CopySlices(Node):
         need = self.needs_input_grad
         grad_base = None
         if need[0]:              # zeros where the view was written, not ``grad * 0`` (NaN at inf)
-            kept = Tensor._wrap(np.ones(grad.shape, np.bool_))
+            kept = Tensor._wrap(target_of(grad._data).ones(grad.shape, np.bool_))
             with no_grad():
                 self.view_fn(kept).fill_(False)
             grad_base = pointwise.where(kept, grad, 0.0)
@@ -246,18 +246,25 @@ def fill_(self, value, _node=FillBackward2):
         def filled(old):
             return record(FillBackward3, _filled_array(old, value._data), (old, value))
         return apply_inplace(self, filled, (value,),
-                             direct=lambda: OPS["copy"](self._data, value._data.reshape(1)))
+                             direct=lambda: target_of(self._data).copy_into(self._data, value._data))
 
     def filled_with_number(old):
         return record(_node, _filled_array(old, value), (old,))
     return apply_inplace(self, filled_with_number, (), overlap_ok=True,
-                         direct=lambda: OPS["copy"](self._data, np.array((value,), self._data.dtype)))
+                         direct=lambda: _fill(self._data, value))
+
+
+def _fill(data, value):
+    target = target_of(data)
+    target.copy_into(data, target.number(value, data.dtype))
 
 
 def _filled_array(like, value):
-    out = np.empty(like._data.shape, like._data.dtype)
-    OPS["copy"](out, np.array(value, like._data.dtype).reshape(1))
-    return out
+    """A new array like ``like``'s, every element ``value`` (a number or a 0-d array)."""
+    data = like._data
+    target = target_of(data)
+    return target.copy_into(target.empty(data.shape, data.dtype), value if type(value) is target.array_type
+                            else target.number(value, data.dtype), fresh_out=True)
 
 
 @tensor_method()
@@ -281,10 +288,11 @@ def copy_(self, src, non_blocking=False):
                            f"{list(shape)}")
 
     def copied(old):
-        out = np.empty(old._data.shape, old._data.dtype)
-        OPS["copy"](out, src._data)
+        data = old._data
+        target = target_of(data)
+        out = target.copy_into(target.empty(data.shape, data.dtype), src._data, fresh_out=True)
         return record(CopyBackwards, out, (old, src))
-    return apply_inplace(self, copied, (src,), direct=lambda: OPS["copy"](self._data, src._data))
+    return apply_inplace(self, copied, (src,), direct=lambda: target_of(self._data).copy_into(self._data, src._data))
 
 
 def _logical_inplace(kernel):

@@ -17,8 +17,8 @@ import warnings
 import numpy as np
 
 from nbgrad.ops import reduce as kernels
-from nbgrad.ops.elementwise import strided_view
 from nbgrad.ops.table import ACCUMULATIONS, names_in
+from nbgrad.ops.targets import target_of
 
 from .. import _dtype
 from ..autograd.grad_mode import is_grad_enabled
@@ -73,7 +73,7 @@ def _sum_dtype(input):
 
 def _keep(g, keep):
     """An incoming gradient's data in the keepdim shape (a view)."""
-    return g._data.reshape(keep)
+    return target_of(g._data).reshape(g._data, keep)
 
 
 def _result(node, saved):
@@ -100,7 +100,7 @@ def _gradient(node, grad, x=None, y=None, m=None, s=None):
         if m is not None:
             values["m"] = mean(x, node.dims, keepdim=True)
     else:
-        keep = lambda t: Tensor._wrap(t._data.reshape(node.keep))
+        keep = lambda t: Tensor._wrap(target_of(t._data).reshape(t._data, node.keep))
         values = {"g": keep(grad), "x": x, "s": s, "n": getattr(node, "count", 1)}
         if y is not None:
             values["y"] = keep(y)
@@ -150,7 +150,7 @@ def _expand(g, keep, shape):
     so an in-place write into it fails instead of writing one element many times."""
     kept = _keep(g, keep)
     dims = tuple([d for d in range(len(shape)) if keep[d] == 1 and shape[d] != 1])
-    data = strided_view(kept, shape, tuple([0 if d in dims else kept.strides[d] for d in range(len(shape))]),
+    data = target_of(kept).as_strided(kept, shape, tuple([0 if d in dims else kept.strides[d] for d in range(len(shape))]),
                         writeable=False)
     return record(ExpandBackward0, data, (g,), dims=dims, in_shape=g._data.shape)
 
@@ -216,7 +216,7 @@ class _ProdBackward(Node):
             raise NotImplementedError("a recorded (create_graph) backward of prod with zeros in the "
                                       "input is not supported")
         if zeros > 1 and type(self) is ProdBackward0:
-            return (Tensor._wrap(np.zeros(self.in_shape, x._data.dtype)),)
+            return (Tensor._wrap(target_of(x._data).zeros(self.in_shape, x._data.dtype)),)
         return (Tensor._wrap(kernels.prod_backward(_keep(grad, self.keep), x._data, self.dims)),)
 
 
@@ -282,7 +282,7 @@ class _EvenBackward(Node):
         share = lambda g: kernels.distribute_backward(_keep(g, self.keep), x._data, _keep(y, self.keep),
                                                       self.dims, self.nan_too)
         if needs_grad((grad, x)):
-            shares = Tensor._wrap(share(Tensor._wrap(np.ones(self.keep, x._data.dtype))))
+            shares = Tensor._wrap(share(Tensor._wrap(target_of(x._data).ones(self.keep, x._data.dtype))))
             gx = _expand(grad, self.keep, self.in_shape) * shares
             return (where(shares != 0, gx, 0.0) if self.nan_too else gx,)
         return (Tensor._wrap(share(grad)),)
@@ -313,7 +313,7 @@ class _IndexBackward(Node):
         put = lambda g: kernels.index_backward(_keep(g, self.keep), idx._data, self.in_shape, self.dim,
                                                self.dtype)
         if needs_grad((grad,)):
-            picked = Tensor._wrap(put(Tensor._wrap(np.ones(self.keep, self.dtype))) != 0)
+            picked = Tensor._wrap(put(Tensor._wrap(target_of(idx._data).ones(self.keep, self.dtype))) != 0)
             return (where(picked, _expand(grad, self.keep, self.in_shape), 0.0),)
         return (Tensor._wrap(put(grad)),)
 
@@ -428,7 +428,7 @@ def argmin(input, dim=None, keepdim=False):
 def _no_dof_backward(grad, x, node):
     """PyTorch's gradient of a variance over all of x with no degrees of freedom left
     (N <= correction): g * inf, NaN where x equals its mean."""
-    m = Tensor._wrap(node.mean.astype(x._data.dtype))
+    m = Tensor._wrap(target_of(node.mean).astype(node.mean, x._data.dtype))
     return (_expand(grad, node.keep, node.in_shape) * where(x == m, math.nan, math.inf),)
 
 
