@@ -436,3 +436,4 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
     if reduction == "mean":
         return -picked.sum() / (input.numel() // n_classes) if input.numel() else -picked.sum() * math.nan
     return -picked.sum() if reduction == "sum" else -picked.sum(cdim)
+from ._embedding import embedding  # noqa: E402,F401
