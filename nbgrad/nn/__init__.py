@@ -8,6 +8,8 @@ from .layers import __all__ as _layers
 from .loss import *  # noqa: F401,F403
 from .loss import __all__ as _loss
 from .module import Module
+from .rnn import *  # noqa: F401,F403
+from .rnn import __all__ as _rnn
 from .parameter import Parameter
 
-__all__ = ["Module", "Parameter", "functional", "init"] + ["Embedding"] + _container + _layers + _loss
+__all__ = ["Module", "Parameter", "functional", "init"] + ["Embedding"] + _container + _layers + _loss + _rnn
