@@ -1,6 +1,7 @@
 """``nbgrad.nn``: layers, losses and initialisers, built only on the public Tensor API."""
 from . import functional, init
 from ._embedding import Embedding
+from .attention import MultiheadAttention
 from .container import *  # noqa: F401,F403
 from .container import __all__ as _container
 from .layers import *  # noqa: F401,F403
@@ -12,4 +13,4 @@ from .rnn import *  # noqa: F401,F403
 from .rnn import __all__ as _rnn
 from .parameter import Parameter
 
-__all__ = ["Module", "Parameter", "functional", "init"] + ["Embedding"] + _container + _layers + _loss + _rnn
+__all__ = ["Module", "Parameter", "functional", "init"] + ["Embedding", "MultiheadAttention"] + _container + _layers + _loss + _rnn

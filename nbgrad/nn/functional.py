@@ -437,3 +437,4 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
         return -picked.sum() / (input.numel() // n_classes) if input.numel() else -picked.sum() * math.nan
     return -picked.sum() if reduction == "sum" else -picked.sum(cdim)
 from ._embedding import embedding  # noqa: E402,F401
+from ._attention import scaled_dot_product_attention  # noqa: E402,F401
