@@ -153,10 +153,10 @@ def test_parameter_names_init_and_repr(torch):
     big = nn.GRU(10, 100)
     w = np.concatenate([p.detach().numpy().ravel() for p in big.parameters()])
     assert np.abs(w).max() <= 0.1 and np.abs(w).max() > 0.099 and abs(w.mean()) < 0.005
-    for name, args, kw in [("RNN", (4, 3), dict(num_layers=2, nonlinearity="relu", bias=False, batch_first=True,
-                                                 dropout=0.1)), ("LSTM", (4, 3), {}), ("GRU", (2, 5), dict(num_layers=3)),
-                           ("LSTMCell", (4, 3), dict(bias=False)), ("RNNCell", (4, 3), dict(nonlinearity="relu")),
-                           ("GRUCell", (4, 3), {})]:
+    cases = [("RNN", (4, 3), dict(num_layers=2, nonlinearity="relu", bias=False, batch_first=True, dropout=0.1)),
+             ("LSTM", (4, 3), {}), ("GRU", (2, 5), dict(num_layers=3)), ("LSTMCell", (4, 3), dict(bias=False)),
+             ("RNNCell", (4, 3), dict(nonlinearity="relu")), ("GRUCell", (4, 3), {})]
+    for name, args, kw in cases:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             assert repr(getattr(nn, name)(*args, **kw)) == repr(getattr(torch.nn, name)(*args, **kw))

@@ -1,4 +1,4 @@
-"""Layers without containers: ``Linear``, the activations, ``Flatten``, ``Identity``, ``Dropout``."""
+"""Layers without containers: ``Linear``, the activations, ``Flatten``/``Unflatten``, ``Identity``, ``Dropout``."""
 import math
 
 from ..factories import empty
@@ -7,9 +7,9 @@ from . import init
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["Linear", "Identity", "Flatten", "Dropout", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Softplus",
-           "SiLU", "GELU", "ELU", "SELU", "CELU", "LeakyReLU", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish",
-           "LogSigmoid", "Mish", "Softsign", "Tanhshrink"]
+__all__ = ["Linear", "Identity", "Flatten", "Unflatten", "Dropout", "ReLU", "Sigmoid", "Tanh", "Softmax",
+           "LogSoftmax", "Softplus", "SiLU", "GELU", "ELU", "SELU", "CELU", "LeakyReLU", "Hardtanh", "ReLU6",
+           "Hardsigmoid", "Hardswish", "LogSigmoid", "Mish", "Softsign", "Tanhshrink"]
 
 
 class Linear(Module):
@@ -60,6 +60,28 @@ class Flatten(Module):
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Splits dimension ``dim`` into ``unflattened_size`` (one entry may be -1)."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        if not isinstance(unflattened_size, (tuple, list)):
+            raise TypeError("unflattened_size must be a tuple of ints, but found type "
+                            f"{type(unflattened_size).__name__}")
+        for idx, elem in enumerate(unflattened_size):
+            if not isinstance(elem, int):
+                raise TypeError(f"unflattened_size must be tuple of ints, but found element of type "
+                                f"{type(elem).__name__} at pos {idx}")
+        self.dim = dim
+        self.unflattened_size = unflattened_size
+
+    def forward(self, input):
+        return input.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
 
 class Dropout(Module):
