@@ -212,3 +212,10 @@ def test_training_trajectory_matches_torch(torch):
         runs.append(losses)
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-10)
     assert runs[0][-1] < runs[0][0]
+
+
+def test_flatten_parameters_and_all_weights(torch):
+    m, mt = nn.GRU(3, 2, num_layers=2), torch.nn.GRU(3, 2, num_layers=2)
+    m.flatten_parameters()
+    assert [[tuple(p.shape) for p in layer] for layer in m.all_weights] == \
+        [[tuple(p.shape) for p in layer] for layer in mt.all_weights]

@@ -111,6 +111,9 @@ class RNNBase(Module):
         return (get(f"weight_ih_l{layer}"), get(f"weight_hh_l{layer}"), get(f"bias_ih_l{layer}"),
                 get(f"bias_hh_l{layer}"))
 
+    def flatten_parameters(self):
+        """PyTorch packs the weights into one buffer for cuDNN; nbgrad has nothing to pack."""
+
     @property
     def all_weights(self):
         return [[p for p in self._layer_weights(layer) if p is not None] for layer in range(self.num_layers)]
