@@ -207,3 +207,17 @@ def test_mha_errors(torch):
     same_error(torch, lambda lib: lib.nn.MultiheadAttention(4, 2)(x(lib, 3, 2, 4), x(lib, 3, 2, 4), x(lib, 3, 2, 3)))
     same_error(torch, lambda lib: lib.nn.MultiheadAttention(4, 2)(x(lib, 3, 2, 2, 4), x(lib, 3, 2, 4),
                                                                   x(lib, 3, 2, 4)))
+
+
+@pytest.mark.parametrize("bias_kv,zero_attn", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_mha_bias_kv_and_zero_attn(torch, bias_kv, zero_attn, need_weights):
+    dtype = np.float64
+    mn, mt = build(torch, dtype, 6, 2, add_bias_kv=bias_kv, add_zero_attn=zero_attn)
+    q, kv = random_array((4, 3, 6), dtype, 1), random_array((5, 3, 6), dtype, 2)
+    kpm = np.zeros((3, 5), bool)
+    kpm[0, -1] = True
+    run_both(torch, mn, mt, [q, kv, kv], dtype, need_weights=need_weights, key_padding_mask=kpm,
+             attn_mask=~mask_for("bool", (4, 5), 5))
+    if bias_kv:
+        assert tuple(mn.bias_k.shape) == (1, 1, 6) and float(mn.bias_k.abs().sum()) > 0

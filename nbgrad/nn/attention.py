@@ -1,7 +1,8 @@
 """``nn.MultiheadAttention``, composed of Tensor ops: PyTorch's parameters (``in_proj_weight``
 and ``in_proj_bias``, or ``q/k/v_proj_weight`` when ``kdim``/``vdim`` differ, and ``out_proj``),
-its masks (a boolean ``key_padding_mask``/``attn_mask`` marks what may *not* be attended to;
-a float one is added) and its two paths: with ``need_weights`` the weights are computed and
+``add_bias_kv``/``add_zero_attn`` (one more key position: learnt, or zero), its masks (a
+boolean ``key_padding_mask``/``attn_mask`` marks what may *not* be attended to; a float one is
+added) and its two paths: with ``need_weights`` the weights are computed and
 returned (averaged over heads unless told not to), without, the work is
 ``scaled_dot_product_attention``'s."""
 import math
@@ -9,6 +10,7 @@ import warnings
 
 from .. import _dtype
 from ..factories import empty, zeros
+from ..functional.shape import cat
 from . import functional as F
 from . import init
 from ._attention import scaled_dot_product_attention
@@ -69,6 +71,13 @@ def _check_shapes(query, key, value, key_padding_mask, attn_mask, num_heads):
     raise AssertionError(f"query should be unbatched 2D or batched 3D tensor but received {query.dim()}-D query tensor")
 
 
+def _pad_key(mask):
+    """A float mask with one more key position, allowed (0)."""
+    if mask is None:
+        return None
+    return cat([mask, zeros(tuple(mask.shape[:-1]) + (1,), dtype=mask.dtype)], -1)
+
+
 class MultiheadAttention(Module):
     """``num_heads`` attention heads of ``embed_dim // num_heads`` features each, over
     ``query`` ``(L, N, E)`` and ``key``/``value`` ``(S, N, kdim/vdim)`` (``(N, L, E)`` with
@@ -91,8 +100,6 @@ class MultiheadAttention(Module):
         self.head_dim = embed_dim // num_heads
         if self.head_dim * num_heads != self.embed_dim:
             raise AssertionError("embed_dim must be divisible by num_heads")
-        if add_bias_kv or add_zero_attn:
-            raise NotImplementedError("nbgrad's MultiheadAttention has no add_bias_kv / add_zero_attn")
         if not self._qkv_same_embed_dim:
             self.q_proj_weight = Parameter(empty((embed_dim, embed_dim), **kw))
             self.k_proj_weight = Parameter(empty((embed_dim, self.kdim), **kw))
@@ -108,7 +115,11 @@ class MultiheadAttention(Module):
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, **kw)
-        self.bias_k = self.bias_v = None
+        if add_bias_kv:
+            self.bias_k = Parameter(empty((1, 1, embed_dim), **kw))
+            self.bias_v = Parameter(empty((1, 1, embed_dim), **kw))
+        else:
+            self.bias_k = self.bias_v = None
         self.add_zero_attn = add_zero_attn
         self._reset_parameters()
 
@@ -124,6 +135,9 @@ class MultiheadAttention(Module):
         if self.in_proj_bias is not None:
             init.constant_(self.in_proj_bias, 0.0)
             init.constant_(self.out_proj.bias, 0.0)
+        if self.bias_k is not None:
+            init.xavier_normal_(self.bias_k)
+            init.xavier_normal_(self.bias_v)
 
     def _in_projection(self, query, key, value):
         b = self.in_proj_bias
@@ -193,10 +207,20 @@ class MultiheadAttention(Module):
                                        f"{(N * H, L, S)}.")
             else:
                 raise RuntimeError(f"attn_mask's dimension {attn_mask.dim()} is not supported")
+        if self.bias_k is not None:                  # one more key and value, learnt, for every sample
+            k = cat([k, self.bias_k.expand(1, N, E)])
+            v = cat([v, self.bias_v.expand(1, N, E)])
+            attn_mask, key_padding_mask = _pad_key(attn_mask), _pad_key(key_padding_mask)
+            S += 1
         # (L, N, E) -> (N*H, L, D): head h of sample n is batch entry n*H + h
         q = q.reshape(L, N * H, D).transpose(0, 1)
         k = k.reshape(S, N * H, D).transpose(0, 1)
         v = v.reshape(S, N * H, D).transpose(0, 1)
+        if self.add_zero_attn:                       # one more key and value, zero, for every sample
+            k = cat([k, zeros((N * H, 1, D), dtype=k.dtype)], 1)
+            v = cat([v, zeros((N * H, 1, D), dtype=v.dtype)], 1)
+            attn_mask, key_padding_mask = _pad_key(attn_mask), _pad_key(key_padding_mask)
+            S += 1
         if key_padding_mask is not None:
             for dim, want in enumerate((N, S)):
                 if key_padding_mask.shape[dim] != want:
