@@ -221,3 +221,19 @@ def test_mha_bias_kv_and_zero_attn(torch, bias_kv, zero_attn, need_weights):
              attn_mask=~mask_for("bool", (4, 5), 5))
     if bias_kv:
         assert tuple(mn.bias_k.shape) == (1, 1, 6) and float(mn.bias_k.abs().sum()) > 0
+
+
+def test_sdpa_grouped_query_attention(torch):
+    arrays = [random_array((2, 4, 3, 8), np.float64, 0), random_array((2, 2, 5, 8), np.float64, 1),
+              random_array((2, 2, 5, 6), np.float64, 2)]
+    ins_n = [nb(a, requires_grad=True) for a in arrays]
+    ins_t = [to_torch(a, requires_grad=True) for a in arrays]
+    y = F.scaled_dot_product_attention(*ins_n, enable_gqa=True)
+    yt = torch.nn.functional.scaled_dot_product_attention(*ins_t, enable_gqa=True)
+    assert_close(y, yt)
+    y.sum().backward()
+    yt.sum().backward()
+    for a, b in zip(ins_n, ins_t):
+        assert_close(a.grad, b.grad)
+    same_error(torch, lambda lib: lib.nn.functional.scaled_dot_product_attention(
+        lib.ones(2, 4, 3, 8), lib.ones(2, 3, 5, 8), lib.ones(2, 3, 5, 8), enable_gqa=True))

@@ -31,6 +31,17 @@ def _attention_bias(attn_mask, is_causal, L, S, dtype):
     return attn_mask
 
 
+def _share_heads(x, heads):
+    """Grouped-query attention: each of ``x``'s heads (dim -3) serves ``heads / x_heads``
+    consecutive query heads (``repeat_interleave``, as an expand and a reshape)."""
+    kv_heads = x.shape[-3]
+    if heads % kv_heads:
+        raise RuntimeError("Number of heads in key and value must divide the number of heads in ")
+    shape = tuple(x.shape)
+    grouped = x.unsqueeze(-3).expand(*shape[:-2], heads // kv_heads, *shape[-2:])
+    return grouped.reshape(*shape[:-3], heads, *shape[-2:])
+
+
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False):
     """Attention of ``query`` ``(..., L, E)`` over ``key`` ``(..., S, E)`` / ``value``
@@ -41,7 +52,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise RuntimeError("Expected query, key, and value to have the same dtype, but got query.dtype: "
                            f"{q} key.dtype: {k} and value.dtype: {v} instead.")
     if enable_gqa and query.dim() >= 3 and query.shape[-3] != key.shape[-3]:
-        raise NotImplementedError("nbgrad's scaled_dot_product_attention has no grouped-query attention")
+        key, value = _share_heads(key, query.shape[-3]), _share_heads(value, query.shape[-3])
     L, S = query.shape[-2], key.shape[-2]
     scale_factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = query.matmul(key.transpose(-2, -1)) * scale_factor
