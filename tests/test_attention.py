@@ -237,3 +237,9 @@ def test_sdpa_grouped_query_attention(torch):
         assert_close(a.grad, b.grad)
     same_error(torch, lambda lib: lib.nn.functional.scaled_dot_product_attention(
         lib.ones(2, 4, 3, 8), lib.ones(2, 3, 5, 8), lib.ones(2, 3, 5, 8), enable_gqa=True))
+
+
+def test_sdpa_mask_dtype_errors(torch):
+    for dtype in ("float64", "int64"):
+        same_error(torch, lambda lib: lib.nn.functional.scaled_dot_product_attention(
+            lib.ones(2, 3, 4), lib.ones(2, 3, 4), lib.ones(2, 3, 4), attn_mask=lib.zeros(3, 3, dtype=getattr(lib, dtype))))

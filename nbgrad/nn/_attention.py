@@ -13,7 +13,7 @@ from . import functional as F
 
 __all__ = ["scaled_dot_product_attention"]
 
-_C_NAMES = {"float64": "double", "float32": "float", "int64": "long"}      # how PyTorch's C++ names dtypes
+_C_NAMES = {"float64": "double", "float32": "float", "int64": "long int", "bool": "bool"}      # how PyTorch's C++ names dtypes
 
 
 def _attention_bias(attn_mask, is_causal, L, S, dtype):
@@ -48,11 +48,15 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     ``(..., S, Ev)``: shape ``(..., L, Ev)``. ``scale`` defaults to ``1/sqrt(E)``; ``dropout_p``
     drops attention weights (always: the caller passes 0 in eval mode, as in PyTorch)."""
     if not (query.dtype is key.dtype is value.dtype):
-        q, k, v = (_C_NAMES.get(x.dtype.name, x.dtype.name) for x in (query, key, value))
+        q, k, v = (_C_NAMES[x.dtype.name] for x in (query, key, value))
         raise RuntimeError("Expected query, key, and value to have the same dtype, but got query.dtype: "
                            f"{q} key.dtype: {k} and value.dtype: {v} instead.")
     if enable_gqa and query.dim() >= 3 and query.shape[-3] != key.shape[-3]:
         key, value = _share_heads(key, query.shape[-3]), _share_heads(value, query.shape[-3])
+    if attn_mask is not None and attn_mask.dtype is not _dtype.bool and attn_mask.dtype is not query.dtype:
+        raise RuntimeError("Expected attn_mask dtype to be bool or float or to match query dtype, but got "
+                           f"attn_mask.dtype: {_C_NAMES[attn_mask.dtype.name]} and  query.dtype: "
+                           f"{_C_NAMES[query.dtype.name]} instead.")
     L, S = query.shape[-2], key.shape[-2]
     scale_factor = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = query.matmul(key.transpose(-2, -1)) * scale_factor
