@@ -15,11 +15,10 @@ NAMES = ["GELU", "SiLU", "LeakyReLU", "ELU", "Softplus", "Hardtanh", "Mish", "SE
          "Hardswish", "LogSigmoid", "Softsign", "Tanhshrink"]
 
 SETTINGS = {"GELU": dict(approximate="tanh"), "SiLU": dict(inplace=True), "LeakyReLU": dict(negative_slope=0.3),
-            "ELU": dict(alpha=0.7), "Softplus": dict(beta=0.5, threshold=2.0), "Hardtanh": dict(min_val=-2.0,
-                                                                                                  max_val=0.5),
-            "Mish": dict(inplace=True), "SELU": dict(inplace=True), "CELU": dict(alpha=1.5), "ReLU6": dict(inplace=True),
-            "Hardsigmoid": dict(inplace=True), "Hardswish": dict(inplace=True), "LogSigmoid": {}, "Softsign": {},
-            "Tanhshrink": {}}
+            "ELU": dict(alpha=0.7), "Softplus": dict(beta=0.5, threshold=2.0),
+            "Hardtanh": dict(min_val=-2.0, max_val=0.5), "Mish": dict(inplace=True), "SELU": dict(inplace=True),
+            "CELU": dict(alpha=1.5), "ReLU6": dict(inplace=True), "Hardsigmoid": dict(inplace=True),
+            "Hardswish": dict(inplace=True), "LogSigmoid": {}, "Softsign": {}, "Tanhshrink": {}}
 
 
 @pytest.fixture(scope="module")

@@ -242,4 +242,5 @@ def test_sdpa_grouped_query_attention(torch):
 def test_sdpa_mask_dtype_errors(torch):
     for dtype in ("float64", "int64"):
         same_error(torch, lambda lib: lib.nn.functional.scaled_dot_product_attention(
-            lib.ones(2, 3, 4), lib.ones(2, 3, 4), lib.ones(2, 3, 4), attn_mask=lib.zeros(3, 3, dtype=getattr(lib, dtype))))
+            lib.ones(2, 3, 4), lib.ones(2, 3, 4), lib.ones(2, 3, 4),
+            attn_mask=lib.zeros(3, 3, dtype=getattr(lib, dtype))))

@@ -13,7 +13,8 @@ from . import functional as F
 
 __all__ = ["scaled_dot_product_attention"]
 
-_C_NAMES = {"float64": "double", "float32": "float", "int64": "long int", "bool": "bool"}      # how PyTorch's C++ names dtypes
+# how PyTorch's C++ names dtypes in its messages
+_C_NAMES = {"float64": "double", "float32": "float", "int64": "long int", "bool": "bool"}
 
 
 def _attention_bias(attn_mask, is_causal, L, S, dtype):
