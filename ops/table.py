@@ -26,7 +26,7 @@ import ast
 import functools
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Pointwise", "TABLE", "names_in"]
+__all__ = ["Pointwise", "TABLE", "Accumulation", "ACCUMULATIONS", "names_in"]
 
 
 @dataclass(frozen=True)
@@ -221,3 +221,59 @@ _op("hardswish", "x", "x * clamp(x + 3, 0, 6) / 6", result="float", inplace=True
 _op("log_sigmoid", "x", "where(x < 0, x, 0) - log1p(exp(-abs(x)))", result="float", x="g * sigmoid(-x)")
 _op("mish", "x", "x * tanh(log1p(exp(x)))", result="float", inplace=True,
     x="g * (tanh(log1p(exp(x))) + x * sigmoid(x) * (1 - tanh(log1p(exp(x))) * tanh(log1p(exp(x)))))")
+
+
+# -- accumulating reductions ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Accumulation:
+    """A reduction that accumulates one term per element: ``acc = zero (op) term(v, c)`` over
+    the reduced elements ``v`` of each output, which is then ``finish(acc, c, scale)``; ``c``
+    is a per-output center (the mean for a variance, the maximum for logsumexp) that the caller
+    computes first, read as ``cs[j]`` by ``center``. These four are kernel text
+    (``ops/reduce.py`` pastes them into its loops).
+
+    ``grads["x"]`` is the input's gradient, read both ways as a pointwise record's: an
+    expression of ``g`` (the output's gradient), ``y`` (the output), ``m`` (the center),
+    ``x``, ``s`` (a scale) and ``n`` (the count of reduced elements), where every name but ``x``
+    has the keepdim shape and broadcasts. ``kernel`` names the accumulation whose loops an op
+    shares (mean is a scaled sum)."""
+    name: str
+    op: str = "+"
+    term: str = "v"
+    center: str = "zero"
+    finish: str = "acc"
+    grads: dict = field(default_factory=dict)
+    node: tuple = ()                       # PyTorch's grad_fn names: (all dims, given dims)
+    kernel: str = None
+    args = ("x",)
+    operands = ("x", "m", "s", "n")
+
+    def grad_kernel(self, arg):
+        return f"{self.name}_d{arg}"
+
+    def grad_operands(self, arg):
+        return _read_in_order(self.grads[arg], ("g", "y", *self.operands))
+
+
+ACCUMULATIONS = {}
+
+
+def _accumulation(name, *, node=None, **fields):
+    grads = {"x": fields.pop("dx")} if "dx" in fields else {}
+    base = "".join(part.title() for part in name.split("_"))
+    node = (f"{base}Backward0", f"{base}Backward1") if node is None and grads else (node or ())
+    ACCUMULATIONS[name] = Accumulation(name, grads=grads, node=tuple(node), **fields)
+
+
+_accumulation("sum", finish="acc * scale", dx="g")
+_accumulation("mean", kernel="sum", dx="g / n")
+_accumulation("prod", op="*", dx="g * (y / x)")      # where x has no zero; ops/reduce.py's prod_backward where it has
+_accumulation("var", term="(v - c) * (v - c)", center="cs[j]", finish="acc * scale", node=("VarBackward0",) * 2,
+              dx="g * s * (x - m)")
+# the root in float64, so that a float32 std stays finite where its variance would not
+_accumulation("std", term="(v - c) * (v - c)", center="cs[j]", finish="math.sqrt(acc * scale)",
+              node=("StdBackward0",) * 2, dx="where(y == 0, 0, g / y) * s * (x - m)")
+# an infinite maximum shifts by 0, as in PyTorch
+_accumulation("logsumexp", term="math.exp(v - c)", center="(cs[j] if abs(cs[j]) != INF else 0.0)",
+              finish="math.log(acc) + c", node=("LogsumexpBackward0",) * 2, dx="g * exp(x - y)")
+_accumulation("count_zeros", term="(v == 0)")

@@ -267,6 +267,12 @@ RECORD = {}
 RUN = {}
 
 
+class TRACING:
+    """``trace(name, operands)``: set by ``nbgrad.compile``'s capture, asked by the generated
+    functions on their general path; a traced result, or None to compute."""
+    trace = None
+
+
 def check_negation(input):
     if input.dtype is _dtype.bool:
         raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
@@ -335,7 +341,7 @@ def _recording(rec, key, names):
 def _generate(rec):
     """``RUN[op]`` and ``RECORD[op]`` (and the node classes) of table record ``rec``."""
     names = dict(zip(rec.args, rec.inputs))
-    namespace = {"Tensor": Tensor, "record": record, "_compute_alike": _compute_alike,
+    namespace = {"Tensor": Tensor, "record": record, "_compute_alike": _compute_alike, "TRACING": TRACING,
                  "_compute_any": _compute_any, "_float_dtype": _float_dtype, "_check": CHECKS.get(rec.name)}
     NODES[rec.name] = {}
     for key, name in {"": rec.node, **rec.numbers}.items():
@@ -359,6 +365,10 @@ def _generate(rec):
         f"operands = ({operands},)",
         f"data = _compute_alike({rec.name!r}, operands, None, None{', True' if floating else ''})",
         "if data is None:",
+        "    if TRACING.trace is not None:",
+        f"        traced = TRACING.trace({rec.name!r}, operands)",
+        "        if traced is not None:",
+        "            return traced",
         f"    data = _compute_any({rec.name!r}, operands, {'_float_dtype(operands)' if floating else 'None'}, "
         "None, None)",
         *body])

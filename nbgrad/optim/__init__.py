@@ -2,5 +2,6 @@
 from .adam import Adam, AdamW
 from .optimizer import Optimizer
 from .sgd import SGD
+from . import lr_scheduler
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]
