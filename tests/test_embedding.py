@@ -140,3 +140,19 @@ def test_bad_index_in_backward_is_caught():
     idx.data[1] = 9
     with pytest.raises(IndexError, match="index out of range in self"):
         y.sum().backward()
+
+
+def test_strided_table_and_empty_indices(torch):
+    """A transposed view as the table (read in place by the gather), and no indices at all."""
+    b = random_array((3, 5), np.float32, 4)
+    bn, bt = nb(b, requires_grad=True), to_torch(b, requires_grad=True)
+    idx = [[0, 4, 4], [1, 2, 3]]
+    y = F.embedding(nbgrad.tensor(idx), bn.t())
+    yt = torch.nn.functional.embedding(torch.tensor(idx), bt.t())
+    assert_close(y, yt)
+    (y * y).sum().backward()
+    (yt * yt).sum().backward()
+    assert_close(bn.grad, bt.grad)
+    empty = F.embedding(nbgrad.zeros(0, dtype=nbgrad.int64), bn.t())
+    assert empty.shape == (0, 3)
+    empty.sum().backward()
