@@ -440,3 +440,12 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
     if reduction == "mean":
         return -picked.sum() / (input.numel() // n_classes) if input.numel() else -picked.sum() * math.nan
     return -picked.sum() if reduction == "sum" else -picked.sum(cdim)
+
+
+# -- layers whose functional forms live in their own modules ------------------------------------------
+from ._attention import scaled_dot_product_attention  # noqa: E402
+from ._embedding import embedding  # noqa: E402
+from .dropout import alpha_dropout, dropout1d, dropout2d, dropout3d, feature_alpha_dropout  # noqa: E402
+
+__all__ += ["embedding", "scaled_dot_product_attention", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+            "feature_alpha_dropout"]
