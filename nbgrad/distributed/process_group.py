@@ -32,6 +32,9 @@ class DistBackendError(DistError):
     """The transport failed: a timeout, a dead peer, an MPI error."""
 
 
+DistError.__module__ = DistBackendError.__module__ = "nbgrad.distributed"
+
+
 class _ProcessGroup:
     """MPI's world as PyTorch's default group: a communicator, a timeout, a count of calls."""
 

@@ -1,5 +1,6 @@
 """``nbgrad.nn``: layers, losses and initialisers, built only on the public Tensor API."""
 from . import functional, init
+from . import parallel
 from .container import *  # noqa: F401,F403
 from .container import __all__ as _container
 from .layers import *  # noqa: F401,F403
@@ -9,4 +10,4 @@ from .loss import __all__ as _loss
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["Module", "Parameter", "functional", "init"] + _container + _layers + _loss
+__all__ = ["Module", "Parameter", "functional", "init", "parallel"] + _container + _layers + _loss

@@ -1,0 +1,1 @@
+"""``nbgrad.utils``: helpers around training (data loading)."""
