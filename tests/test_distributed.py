@@ -144,3 +144,19 @@ def test_sampler_errors_as_pytorch():
             cls(list(range(4)), num_replicas=2, rank=2)
     with pytest.raises(ValueError, match="Default process group has not been initialized"):
         DistributedSampler(list(range(4)))
+
+
+def test_example_trains_the_same_on_two_ranks_as_on_one():
+    """examples/ddp_mlp.py: the same losses and final parameters (float64, 10 printed digits)."""
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'nbgrad[mpi]' to run MPI tests")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    script = [sys.executable, str(ROOT / "examples" / "ddp_mlp.py"), "--epochs", "3"]
+    one = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    two = subprocess.run([_mpiexec(), "-n", "2"] + script, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    lines_one, lines_two = one.stdout.splitlines(), two.stdout.splitlines()
+    assert len(lines_one) == len(lines_two) == 4, (one.stdout, two.stdout)
+    assert lines_one[:3] == lines_two[:3]
+    assert lines_one[3].split("checksum")[1] == lines_two[3].split("checksum")[1]
+    assert lines_two[3].startswith("2 process(es)")

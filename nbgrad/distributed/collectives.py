@@ -148,21 +148,33 @@ _DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64
 _FIELDS = 12
 
 
+_DTYPE_CODES = {name: i for i, name in enumerate(_DTYPES)}
+
+
 def _fingerprint(pg, op, array=None, root=-1, reduce_op=-1):
-    """Exchange what each rank is about to run; raise on every rank if they differ."""
-    mine = np.full(_FIELDS, -1, np.int64)
+    """Exchange what each rank is about to run; raise on every rank if they differ. Kept
+    lean (reused arrays, a byte comparison): it runs before every collective."""
+    buffers = pg.__dict__.get("_fingerprints")
+    if buffers is None:
+        buffers = pg._fingerprints = (np.empty(_FIELDS, np.int64), np.empty((pg.size, _FIELDS), np.int64))
+    mine, everyone = buffers
+    mine.fill(-1)
     mine[0] = _OPS.index(op)
-    mine[2], mine[3] = root, reduce_op
+    mine[2] = root
+    mine[3] = reduce_op
     if array is not None:
-        mine[1] = _DTYPES.index(array.dtype.name) if array.dtype.name in _DTYPES else 99
-        mine[4], mine[5] = array.ndim, array.size
+        mine[1] = _DTYPE_CODES.get(array.dtype.name, 99)
+        mine[4] = array.ndim
+        mine[5] = array.size
         shape = array.shape[:_FIELDS - 6]
         mine[6:6 + len(shape)] = shape
-    everyone = np.empty((pg.size, _FIELDS), np.int64)
-    work = Work(pg, [pg.comm.Iallgather(mine, everyone)], "ALLGATHER(fingerprint)", _FIELDS, _FIELDS * pg.size)
-    work.wait()
-    differs = np.nonzero((everyone != everyone[0]).any(axis=1))[0]
-    if differs.size:
+    request = pg.comm.Iallgather(mine, everyone)
+    if not request.Test():
+        started = time.monotonic()
+        pg.wait([request], started, lambda: f"WorkMPI(SeqNum={pg.seq}, OpType=ALLGATHER(fingerprint of {op}), "
+                                            f"Timeout(ms)={int(pg.timeout * 1000)})")
+    if everyone.tobytes() != mine.tobytes() * pg.size:
+        differs = np.nonzero((everyone != everyone[0]).any(axis=1))[0]
         other = int(differs[0])
         raise RuntimeError(f"Detected mismatch between collectives on ranks. Rank 0 is running collective: "
                            f"{_describe(everyone[0])}, but Rank {other} is running collective: "

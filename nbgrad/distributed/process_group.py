@@ -11,6 +11,7 @@ deadline, raising ``DistBackendError`` instead of hanging (PyTorch's watchdog te
 """
 import atexit
 import importlib.util
+import os
 import time
 from datetime import timedelta
 
@@ -18,7 +19,8 @@ __all__ = ["is_available", "init_process_group", "is_initialized", "get_rank", "
            "get_backend", "barrier", "destroy_process_group", "DistError", "DistBackendError",
            "default_pg_timeout"]
 
-default_pg_timeout = timedelta(minutes=30)   # PyTorch's default for CPU backends
+default_pg_timeout = timedelta(minutes=30)
+_yield = getattr(os, "sched_yield", lambda: None)   # PyTorch's default for CPU backends
 
 _NOT_INITIALIZED = ("Default process group has not been initialized, please make sure to call "
                     "init_process_group.")
@@ -70,6 +72,8 @@ class _ProcessGroup:
                     if now > deadline:
                         self._time_out(started, describe)
                     time.sleep(0.0005)
+                else:
+                    _yield()          # more ranks than free cores: let the peer we wait for run
         except self.MPI.Exception as e:
             raise DistBackendError(f"MPI error in {describe()}: {e.Get_error_string()}") from None
 
