@@ -57,6 +57,12 @@ def collectives(rank, world):
                 assert dist.all_reduce(t, op=op) is None
                 close(t.numpy(), definition(xs), rtol=1e-6 if dtype == np.float32 else 1e-12)
                 assert t.numpy().dtype == dtype and t._version == version + 1
+    # booleans reduce logically (MPI has no arithmetic on them): SUM and MAX are "any", MIN "all"
+    flags = [np.array([True, False, rank == 0]) for rank in range(world)]
+    for op, definition in ((dist.ReduceOp.SUM, np.any), (dist.ReduceOp.MAX, np.any), (dist.ReduceOp.MIN, np.all)):
+        t = torch.tensor(flags[rank].copy())
+        dist.all_reduce(t, op=op)
+        assert t.tolist() == definition(flags, axis=0).tolist(), (op, t.tolist())
     # in place and zero-copy: the tensor's own memory is written
     t = torch.tensor(data_of(rank, (1000,)))
     address = t.data_ptr()
@@ -71,7 +77,7 @@ def collectives(rank, world):
     close(t.numpy(), np.max(xs, axis=0))
     # async: a work handle; the result is there after wait()
     xs = everyone((64,), seed=9)
-    t = noncontiguous(np.stack([xs[rank], xs[rank]]))[0] if False else torch.tensor(xs[rank].copy())
+    t = torch.tensor(xs[rank].copy())
     work = dist.all_reduce(t, op=dist.ReduceOp.AVG, async_op=True)
     assert work.wait() is True and work.is_completed()
     close(t.numpy(), np.mean(xs, axis=0))

@@ -16,7 +16,7 @@ from enum import IntEnum
 import numpy as np
 
 from ..tensor import Tensor
-from .process_group import _check_group
+from .process_group import DistBackendError, _check_group
 
 __all__ = ["ReduceOp", "Work", "all_reduce", "broadcast", "all_gather", "all_gather_into_tensor",
            "reduce_scatter_tensor", "gather", "scatter", "send", "recv", "isend", "irecv"]
@@ -34,8 +34,10 @@ class ReduceOp(IntEnum):
     BXOR = 7
 
 
-def _mpi_op(MPI, op):
+def _mpi_op(MPI, op, dtype=None):
     op = ReduceOp(op)
+    if dtype is not None and dtype.kind == "b":         # MPI reduces booleans only logically
+        return MPI.LAND if op in (ReduceOp.PRODUCT, ReduceOp.MIN, ReduceOp.BAND) else MPI.LOR
     return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
             ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND,
             ReduceOp.BOR: MPI.BOR, ReduceOp.BXOR: MPI.BXOR}[op]
@@ -66,8 +68,13 @@ class Work:
                 f"NumelOut={self._numel_out}, Timeout(ms)={int(self._pg.timeout * 1000)})")
 
     def is_completed(self):
-        if not self._done and self._pg.MPI.Request.Testall(self._requests, self._statuses):
-            self._complete()
+        if not self._done:
+            try:
+                done = self._pg.MPI.Request.Testall(self._requests, self._statuses)
+            except self._pg.MPI.Exception as e:
+                raise DistBackendError(f"MPI error in {self._describe()}: {e.Get_error_string()}") from None
+            if done:
+                self._complete()
         return self._done
 
     def is_success(self):
@@ -121,7 +128,7 @@ def _written(tensors, bufs, divide=None):
     into a tensor whose array is not the buffer itself, and bump the version counters."""
     def finish():
         for t, buf in zip(tensors, bufs):
-            if divide is not None:
+            if divide is not None and buf.dtype.kind != "b":
                 np.divide(buf, divide, out=buf, casting="unsafe")
             if buf is not t._data:
                 t._data[...] = buf.reshape(t._data.shape)
@@ -216,7 +223,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
 def _all_reduce_array(pg, array, op=ReduceOp.SUM):
     """All-reduce a contiguous array in place: no fingerprint, no finish (DDP's buckets)."""
     MPI = pg.MPI
-    req = pg.comm.Iallreduce(MPI.IN_PLACE, array, _mpi_op(MPI, op))
+    req = pg.comm.Iallreduce(MPI.IN_PLACE, array, _mpi_op(MPI, op, array.dtype))
     return Work(pg, [req], "ALLREDUCE", array.size, array.size, keep=(array,))
 
 
@@ -271,7 +278,7 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=F
                  "input tensor must be the same size as output size times world size")
     _fingerprint(pg, "reduce_scatter_tensor", output._data, reduce_op=int(op))
     send, out = _source(input), _flat_target(output)
-    req = pg.comm.Ireduce_scatter_block(send, out, _mpi_op(pg.MPI, op))
+    req = pg.comm.Ireduce_scatter_block(send, out, _mpi_op(pg.MPI, op, send.dtype))
     work = Work(pg, [req], "_REDUCE_SCATTER_BASE", send.size, out.size, keep=(send, out))
     work._finish = _written([output], [out], pg.size if op == ReduceOp.AVG else None)
     return _run(work, async_op)
