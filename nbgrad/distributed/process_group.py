@@ -20,7 +20,9 @@ __all__ = ["is_available", "init_process_group", "is_initialized", "get_rank", "
            "default_pg_timeout"]
 
 default_pg_timeout = timedelta(minutes=30)
-_yield = getattr(os, "sched_yield", lambda: None)   # PyTorch's default for CPU backends
+_yield = getattr(os, "sched_yield", lambda: None)
+_SPIN_S = 1.0            # poll without sleeping this long: a large all-reduce progresses only while polled
+_SLEEP_S = 0.0005        # then sleep between polls: the peer is late (computing), not mid-transfer   # PyTorch's default for CPU backends
 
 _NOT_INITIALIZED = ("Default process group has not been initialized, please make sure to call "
                     "init_process_group.")
@@ -65,13 +67,13 @@ class _ProcessGroup:
             if Testall(requests, statuses):
                 return
             deadline = started + (self.timeout if timeout is None else timeout)
-            relax = time.monotonic() + 0.05
+            relax = time.monotonic() + _SPIN_S
             while not Testall(requests, statuses):
                 now = time.monotonic()
                 if now > relax:
                     if now > deadline:
                         self._time_out(started, describe)
-                    time.sleep(0.0005)
+                    time.sleep(_SLEEP_S)
                 else:
                     _yield()          # more ranks than free cores: let the peer we wait for run
         except self.MPI.Exception as e:
@@ -137,11 +139,27 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
         timeout = timedelta(seconds=timeout)
     from mpi4py import MPI
     group = _ProcessGroup(MPI, timeout)
+    _share_cores(group)
     for name, given, actual in (("world_size", world_size, group.size), ("rank", rank, group.rank)):
         if given not in (-1, None) and given != actual:
             group.comm.Free()
             raise ValueError(f"{name}={given} was given, but MPI launched this process with {name} {actual}")
     _group = group
+
+
+def _share_cores(group):
+    """Give Numba's parallel kernels this rank's share of the machine's cores: with one
+    thread pool per rank on every core, ranks preempt each other's threads, and a collective
+    waits for the slowest. Left alone when ``NUMBA_NUM_THREADS`` is set."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return
+    local = group.comm.Split_type(group.MPI.COMM_TYPE_SHARED)
+    ranks_here = local.Get_size()
+    local.Free()
+    if ranks_here > 1:
+        import numba
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, cores // ranks_here)))
 
 
 def get_rank(group=None):
