@@ -60,6 +60,7 @@ class Work:
         pg.seq += 1
         self._started = time.monotonic()
         self._done = False
+        pg.in_flight.add(self)            # a dropped handle must not free what MPI still writes
 
     def __repr__(self):
         return self._describe()
@@ -93,6 +94,7 @@ class Work:
 
     def _complete(self):
         self._done = True
+        self._pg.in_flight.discard(self)
         finish, self._finish, self._keep = self._finish, None, ()
         if finish is not None:
             finish()

@@ -49,6 +49,7 @@ class _ProcessGroup:
         self.size = self.comm.Get_size()
         self.timeout = timeout.total_seconds()
         self.seq = 0
+        self.in_flight = set()          # works not yet completed: their buffers must outlive MPI's use
         self.broken = None              # the message of the timeout that left MPI mid-operation
 
     def __repr__(self):
