@@ -21,6 +21,7 @@ from nbgrad.nn.parallel.reducer import assign_buckets
 from nbgrad.utils.data.distributed import DistributedSampler
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_PARENT = str(Path(nbgrad.__file__).resolve().parent.parent)   # the ranks import this nbgrad
 WORKER = Path(__file__).resolve().parent / "mpi_worker.py"
 
 
@@ -34,7 +35,7 @@ def run_ranks(scenario, timeout=60, ranks=2):
     pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'nbgrad[mpi]' to run MPI tests")
     mpiexec = _mpiexec()
     assert mpiexec, "mpi4py is installed but no mpiexec was found beside Python or on PATH"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_PARENT, os.environ.get("PYTHONPATH", "")]))
     started = time.monotonic()
     done = subprocess.run([mpiexec, "-n", str(ranks), sys.executable, str(WORKER), scenario, str(timeout)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -149,7 +150,7 @@ def test_sampler_errors_as_pytorch():
 def test_example_trains_the_same_on_two_ranks_as_on_one():
     """examples/ddp_mlp.py: the same losses and final parameters (float64, 10 printed digits)."""
     pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'nbgrad[mpi]' to run MPI tests")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT)
     script = [sys.executable, str(ROOT / "examples" / "ddp_mlp.py"), "--epochs", "3"]
     one = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     two = subprocess.run([_mpiexec(), "-n", "2"] + script, cwd=ROOT, env=env, capture_output=True, text=True,
