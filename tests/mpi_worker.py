@@ -217,6 +217,16 @@ def timeout(rank, world):
     raise AssertionError("no timeout")
 
 
+@scenario
+def crash(rank, world):
+    """Rank 1 dies of an exception: it aborts the job, so rank 0 stops at once, long before
+    its timeout (60 s), instead of waiting in the all-reduce."""
+    if rank == 1:
+        raise RuntimeError("rank 1 crashed")
+    dist.all_reduce(torch.ones(4))
+    raise AssertionError("the all-reduce completed without rank 1")
+
+
 # -- DistributedDataParallel ---------------------------------------------------------------------
 class MLP(nn.Module):
     def __init__(self, sizes=(6, 16, 16, 3)):

@@ -58,6 +58,13 @@ def test_a_rank_that_exits_early_makes_the_other_time_out():
     assert code != 0 and seconds < 120, (code, seconds)
 
 
+def test_a_rank_that_crashes_ends_the_job_at_once():
+    code, output, seconds = run_ranks("crash", timeout=60)
+    assert "RuntimeError: rank 1 crashed" in output and "MPI_Abort" in output, output
+    assert code != 0 and seconds < 45, (code, seconds)
+    assert "completed without rank 1" not in output and "Watchdog" not in output, output
+
+
 # -- in this process: no MPI needed --------------------------------------------------------------
 @pytest.mark.parametrize("call", [lambda: dist.all_reduce(nbgrad.ones(2)), lambda: dist.broadcast(nbgrad.ones(2), 0),
                                   dist.get_rank, dist.get_world_size, dist.barrier, dist.get_backend,

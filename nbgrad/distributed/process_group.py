@@ -12,6 +12,7 @@ deadline, raising ``DistBackendError`` instead of hanging (PyTorch's watchdog te
 import atexit
 import importlib.util
 import os
+import sys
 import time
 from datetime import timedelta
 
@@ -141,11 +142,29 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size=
     from mpi4py import MPI
     group = _ProcessGroup(MPI, timeout)
     _share_cores(group)
+    if group.size > 1:
+        _abort_on_uncaught_exception(group)
     for name, given, actual in (("world_size", world_size, group.size), ("rank", rank, group.rank)):
         if given not in (-1, None) and given != actual:
             group.comm.Free()
             raise ValueError(f"{name}={given} was given, but MPI launched this process with {name} {actual}")
     _group = group
+
+
+def _abort_on_uncaught_exception(group):
+    """A rank that ends with an uncaught exception aborts the job after printing it (what
+    ``python -m mpi4py`` does): its peers stop at once instead of waiting in their next
+    collective until the timeout. The previous hook comes back at ``destroy_process_group``."""
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        if _group is group and not issubclass(kind, KeyboardInterrupt):
+            sys.stderr.flush()
+            sys.stdout.flush()
+            group.comm.Abort(1)
+    hook.previous = previous
+    sys.excepthook = hook
 
 
 def _share_cores(group):
@@ -189,4 +208,6 @@ def destroy_process_group(group=None):
     pg = _check_group(group) if _group.broken is None else _group
     if pg.broken is None:
         pg.comm.Free()
+    if hasattr(sys.excepthook, "previous"):
+        sys.excepthook = sys.excepthook.previous
     _group = None
