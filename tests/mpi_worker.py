@@ -414,6 +414,34 @@ def ddp_construction(rank, world):
     else:
         raise AssertionError("different parameter counts not refused")
     ddp(torch.ones(2, 6)).sum().backward()
+    mixed_dtypes(rank, world)
+
+
+class Mixed(nn.Module):
+    """A float64 and a float32 branch: their gradients go in buckets of their own dtype."""
+    def __init__(self):
+        super().__init__()
+        self.wide = nn.Linear(6, 3).double()
+        self.narrow = nn.Linear(6, 3).float()
+
+    def forward(self, x):
+        return self.wide(x).sum() + self.narrow(x.to(torch.float32)).sum().to(torch.float64)
+
+
+def mixed_dtypes(rank, world):
+    torch.manual_seed(0)
+    model = Mixed()
+    ddp = DDP(model, bucket_cap_mb=0.0001)
+    assert sorted({b.flat.dtype.name for b in ddp.reducer.buckets}) == ["float32", "float64"]
+    reference = copy.deepcopy(model)
+    x = torch.tensor(data_of(rank, (4, 6)))
+    (ddp(x) * (rank + 1)).backward()
+    (reference(x) * (rank + 1)).backward()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        total = q.grad.clone()
+        dist.all_reduce(total)
+        assert p.grad.dtype == q.grad.dtype
+        close(p.grad.numpy(), total.numpy() / world, rtol=1e-6 if p.dtype == torch.float32 else 1e-12)
 
 
 def main():
