@@ -86,6 +86,9 @@ class Reducer:
                 "to `torch.nn.parallel.DistributedDataParallel`, and by making sure all `forward` function "
                 "outputs participate in calculating loss.\nParameter indices which did not receive grad for "
                 f"rank {self.pg.rank}: {' '.join(str(i) for i in np.nonzero(~self.ready)[0])}")
+        for bucket in self.buckets:      # launched by the last forward (unused parameters), never awaited
+            if bucket.work is not None:
+                bucket.work.wait()
         self.expect_hooks = True
         self.ready[:] = False
         self.used[:] = 0
