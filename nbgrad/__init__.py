@@ -29,6 +29,7 @@ from . import compiler
 from .compiler import compile
 from .serialization import load, save
 from . import utils
+from . import distributed  # imports no MPI until init_process_group
 
 __version__ = "0.1.0"
 
@@ -40,3 +41,4 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
 # one line per feature, so that additions merge
 __all__ += ["compile", "compiler"]
 __all__ += ["utils", "save", "load"]
+__all__ += ["distributed"]

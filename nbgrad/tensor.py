@@ -100,6 +100,7 @@ class Tensor:
     _base = None                       # the tensor whose memory a view shows
     _view_fn = None                    # makes the same view of another tensor of _base's shape
     _hooks = None
+    _post_accumulate_grad_hooks = None
     _accumulator = None
 
     def __init__(self, *args, dtype=None, device=None):
@@ -278,6 +279,17 @@ class Tensor:
         if self._hooks is None:
             self._hooks = HookDict()
         return add_hook(self._hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor) -> None`` runs after backward accumulated a gradient into this leaf's
+        ``.grad`` (data-parallel training starts a gradient's all-reduce from here)."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if self._post_accumulate_grad_hooks is None:
+            self._post_accumulate_grad_hooks = HookDict()
+        return add_hook(self._post_accumulate_grad_hooks, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd import backward

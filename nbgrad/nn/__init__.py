@@ -3,6 +3,7 @@ from . import functional, init
 from ._embedding import Embedding
 from .attention import MultiheadAttention
 from .dropout import AlphaDropout, Dropout1d, Dropout2d, Dropout3d, FeatureAlphaDropout
+from . import parallel
 from .container import *  # noqa: F401,F403
 from .container import __all__ as _container
 from .layers import *  # noqa: F401,F403
@@ -14,6 +15,6 @@ from .rnn import *  # noqa: F401,F403
 from .rnn import __all__ as _rnn
 from .parameter import Parameter
 
-__all__ = ["Module", "Parameter", "functional", "init"] + _container + _layers + _loss + _rnn
+__all__ = ["Module", "Parameter", "functional", "init", "parallel"] + _container + _layers + _loss + _rnn
 __all__ += ["Embedding", "MultiheadAttention", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
             "FeatureAlphaDropout"]
