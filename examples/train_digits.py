@@ -9,6 +9,11 @@ per epoch of both.
     python examples/train_digits.py                # nbgrad, then PyTorch for comparison
     python examples/train_digits.py --no-compare   # nbgrad only
     python examples/train_digits.py --out DIR      # where the pictures and checkpoint go
+    mpiexec -n 2 python examples/train_digits.py --ddp   # data-parallel over MPI (DistributedDataParallel)
+
+With ``--ddp`` each rank trains on its share of every batch (``DistributedSampler``) and
+``DistributedDataParallel`` averages the gradients, so any number of ranks sees the same batches
+of 64 as one process run with ``--ddp`` does, and ends with the same model up to float rounding.
 """
 import argparse
 import importlib
@@ -43,16 +48,25 @@ def accuracy(torch, model, x, y):
     return correct / len(y)
 
 
-def main_loop(torch, epochs, out_dir, progress, pictures):
+def main_loop(torch, epochs, out_dir, progress, pictures, ddp=False):
     DataLoader = torch.utils.data.DataLoader
     TensorDataset = torch.utils.data.TensorDataset
     torch.manual_seed(0)
     (xtr, ytr), (xte, yte) = load_digits_split()
     train_set = TensorDataset(torch.tensor(xtr), torch.tensor(ytr))
     x_test, y_test = torch.tensor(xte), torch.tensor(yte)
-    loader = DataLoader(train_set, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
-
     model = make_model(torch)
+    sampler = None
+    if ddp:
+        from nbgrad.nn.parallel import DistributedDataParallel
+        from nbgrad.utils.data import DistributedSampler
+        world = torch.distributed.get_world_size()
+        sampler = DistributedSampler(train_set, shuffle=True, seed=0)
+        # every rank its share of each batch of 64; the last, partial batch is dropped everywhere
+        loader = DataLoader(train_set, batch_size=64 // world, sampler=sampler, drop_last=True)
+        model = DistributedDataParallel(model)
+    else:
+        loader = DataLoader(train_set, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     history = {"loss": [], "train_acc": [], "test_acc": []}
@@ -62,6 +76,8 @@ def main_loop(torch, epochs, out_dir, progress, pictures):
         from tqdm import tqdm
         bar = tqdm(total=epochs * len(loader), desc=f"{torch.__name__:>6}", unit="batch", leave=True)
     for epoch in range(epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         start = time.perf_counter()
         total, seen = 0.0, 0
         for xb, yb in loader:
@@ -76,6 +92,10 @@ def main_loop(torch, epochs, out_dir, progress, pictures):
                 bar.set_postfix(loss=f"{total / seen:.3f}", acc=f"{history['test_acc'][-1]:.3f}"
                                 if history["test_acc"] else "-")
         epoch_times.append(time.perf_counter() - start)
+        if ddp:                                # the mean loss over all ranks' samples
+            figures = torch.tensor([total, float(seen)], dtype=torch.float64)
+            torch.distributed.all_reduce(figures)
+            total, seen = figures.tolist()
         history["loss"].append(total / seen)
         history["train_acc"].append(accuracy(torch, model, torch.tensor(xtr), torch.tensor(ytr)))
         history["test_acc"].append(accuracy(torch, model, x_test, y_test))
@@ -84,6 +104,8 @@ def main_loop(torch, epochs, out_dir, progress, pictures):
     summary = {"accuracy": history["test_acc"][-1], "first_epoch_s": epoch_times[0],
                "epoch_s": float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else epoch_times[0],
                "history": history}
+    if ddp:
+        model = model.module
     if pictures:
         summary.update(save_and_reload(torch, model, x_test, y_test, out_dir))
         summary["graph"] = draw_graph(torch, model, loss_fn, x_test[:8], y_test[:8], out_dir)
@@ -139,11 +161,22 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "output"))
     parser.add_argument("--no-compare", action="store_true", help="do not run the same script with PyTorch")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--ddp", action="store_true", help="data-parallel over MPI: launch with mpiexec -n N")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     import nbgrad
-    ours = main_loop(nbgrad, args.epochs, args.out, not args.no_progress, True)
+    rank = 0
+    if args.ddp:
+        nbgrad.distributed.init_process_group("mpi")
+        rank, world = nbgrad.distributed.get_rank(), nbgrad.distributed.get_world_size()
+        args.no_compare = True
+    ours = main_loop(nbgrad, args.epochs, args.out, not args.no_progress and rank == 0, rank == 0, args.ddp)
+    if args.ddp:
+        nbgrad.distributed.destroy_process_group()
+        if rank != 0:
+            return
+        print(f"data-parallel over {world} rank(s); final training loss {ours['history']['loss'][-1]:.6f}")
     total = time.perf_counter() - start
     print(f"nbgrad: test accuracy {ours['accuracy']:.2%} after {args.epochs} epochs; reloaded from "
           f"{os.path.relpath(ours['checkpoint'])}: {ours['reloaded_accuracy']:.2%}")
