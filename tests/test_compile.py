@@ -261,3 +261,30 @@ def test_training_steps_agree_with_eager():
         with nbgrad.no_grad():
             for p in model.parameters():
                 p -= 0.1 * p.grad
+
+
+def test_threads_share_one_compiled_function():
+    """Captures in several threads at once (thread-local tracing, one lock for the cache), and
+    eager ops in other threads meanwhile, give each caller its own right answer."""
+    import threading
+    compiled = nbgrad.compile(chain)
+    errors = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        for k in range(12):
+            value = rng.normal(size=(3 + k % 3, 4))
+            x = nbgrad.tensor(value, requires_grad=True)
+            eager_x = nbgrad.tensor(value, requires_grad=True)
+            out = compiled(x) if seed % 2 == 0 else chain(x)
+            out.backward()
+            chain(eager_x).backward()
+            if not np.allclose(x.grad.numpy(), eager_x.grad.numpy(), rtol=1e-10):
+                errors.append(seed)
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(compiled._entries) == 3
