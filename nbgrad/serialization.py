@@ -423,7 +423,8 @@ def _array(name, spec, body):
     dt, shape, (lo, hi) = spec
     a = body.array(lo, hi, dt).astype(dt.newbyteorder("="), copy=False).reshape(shape)
     if a.dtype == np.bool_:
-        a = a.view(np.uint8) != 0          # a foreign file's bool bytes may be other than 0 and 1
+        a = a.view(np.uint8).astype(np.bool_)   # a foreign file's bool bytes may be other than 0 and 1 (and
+                                                # a comparison would make a 0-d array a NumPy scalar)
     elif a.dtype not in _dtype._BY_NUMPY:
         a = a.astype(_dtype.from_numpy_dtype(a.dtype, copy=True).numpy)
     return a

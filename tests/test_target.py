@@ -279,11 +279,19 @@ ALLOWED = [
 ]
 
 
+# Whole files whose arrays are host memory by nature, with the reason
+HOST_FILES = {
+    "distributed/collectives.py": "MPI reads and writes host buffers (the buffer protocol)",
+    "nn/parallel/distributed.py": "MPI reads and writes host buffers (the buffer protocol)",
+    "nn/parallel/reducer.py": "gradient buckets are MPI's host buffers",
+}
+
+
 def _offences():
     found = []
     for path in sorted(ROOT.rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
-        if rel.startswith("ops/"):              # the op library and its targets: where arrays are made
+        if rel.startswith("ops/") or rel in HOST_FILES:     # the op library and its targets: where arrays are made
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#")[0]
