@@ -436,3 +436,10 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
     if reduction == "mean":
         return -picked.sum() / (input.numel() // n_classes) if input.numel() else -picked.sum() * math.nan
     return -picked.sum() if reduction == "sum" else -picked.sum(cdim)
+
+
+# more losses, composed (at the end: they use this module's reduction helpers)
+from ._losses import *  # noqa: E402,F401,F403
+from ._losses import __all__ as _losses  # noqa: E402
+
+__all__ += _losses
