@@ -1,5 +1,5 @@
 """``nbgrad.nn``: layers, losses and initialisers, built only on the public Tensor API."""
-from . import functional, init
+from . import functional, init, utils
 from .container import *  # noqa: F401,F403
 from .container import __all__ as _container
 from .layers import *  # noqa: F401,F403
@@ -9,4 +9,4 @@ from .loss import __all__ as _loss
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["Module", "Parameter", "functional", "init"] + _container + _layers + _loss
+__all__ = ["Module", "Parameter", "functional", "init", "utils"] + _container + _layers + _loss
