@@ -8,6 +8,9 @@ import copy
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_deco
+from hypothesis import strategies as st
 
 import nbgrad
 import nbgrad.optim as optim
@@ -265,3 +268,32 @@ BAD = [("RMSprop", dict(lr=-1)), ("RMSprop", dict(eps=-1)), ("RMSprop", dict(mom
 @pytest.mark.parametrize("name,kw", BAD, ids=[f"{n}-{kw}" for n, kw in BAD])
 def test_error_texts_match_torch(torch, name, kw):
     same_error(torch, lambda lib: getattr(lib.optim, name)([lib.nn.Parameter(lib.ones(2))], **kw))
+
+
+# -- drawn settings ------------------------------------------------------------------------------------
+OPTIONS = {"SGD": dict(momentum=[0.0, 0.5, 0.9], dampening=[0.0, 0.3], weight_decay=[0.0, 0.1], maximize=[False, True]),
+           "Adam": dict(amsgrad=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True],
+                        decoupled_weight_decay=[False, True]),
+           "RMSprop": dict(momentum=[0.0, 0.7], centered=[False, True], weight_decay=[0.0, 0.1], alpha=[0.5, 0.99]),
+           "Adagrad": dict(lr_decay=[0.0, 0.05], initial_accumulator_value=[0.0, 0.2], weight_decay=[0.0, 0.1]),
+           "Adadelta": dict(rho=[0.5, 0.9], weight_decay=[0.0, 0.1], maximize=[False, True]),
+           "Adamax": dict(betas=[(0.9, 0.999), (0.5, 0.8)], weight_decay=[0.0, 0.1]),
+           "NAdam": dict(momentum_decay=[4e-3, 0.1], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True]),
+           "RAdam": dict(betas=[(0.9, 0.999), (0.8, 0.9)], weight_decay=[0.0, 0.1],
+                         decoupled_weight_decay=[False, True])}
+
+
+@st.composite
+def settings(draw):
+    name = draw(st.sampled_from(sorted(OPTIONS)))
+    kw = {k: draw(st.sampled_from(v)) for k, v in OPTIONS[name].items()}
+    kw["lr"] = draw(st.sampled_from([1e-3, 0.01, 0.05]))
+    shapes = draw(st.lists(st.lists(st.integers(1, 4), max_size=3).map(tuple), min_size=1, max_size=3))
+    return name, kw, tuple(shapes)
+
+
+@settings_deco(max_examples=40, deadline=None)
+@given(settings())
+def test_drawn_settings_match_torch(torch, drawn):
+    name, kw, shapes = drawn
+    run_both(torch, name, kw, steps=8, shapes=shapes)
