@@ -63,8 +63,10 @@ def build(workload, name, mod):
     if name in ("numpy", "jax"):
         side = getattr(w, name)
         run = side and (side() if name == "numpy" else side(mod))
+    elif name == "torch.compile" or (name == "nbgrad" and os.environ.get("NBGRAD_BENCH_COMPILED")):
+        run = w.make(mod, mod.compile)
     else:
-        run = w.make(mod, mod.compile) if name == "torch.compile" else w.make(mod)
+        run = w.make(mod)
     for _ in range(3 if run else 0):      # compiles, caches, allocator
         run()
     return run
@@ -306,6 +308,8 @@ def main(argv=None):
     parser.add_argument("--only", help="comma-separated workloads: " + ",".join(list(WORKLOADS) + list(EXTRA)))
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated, default %(default)s")
     parser.add_argument("--isolated", action="store_true", help="each library alone in its own process")
+    parser.add_argument("--compiled", action="store_true",
+                        help="time nbgrad.compile's version of each workload (its forward compiled, as torch.compile's)")
     parser.add_argument("--out", default=os.path.join(ROOT, ".bench", "compare.json"),
                         help="results file, beside it the chart (.png); default %(default)s")
     parser.add_argument("--snapshot", action="store_true", help=f"also write {os.path.relpath(SNAPSHOT, ROOT)}")
@@ -321,10 +325,12 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown workload or peer {unknown[0]!r}")
     names = ["nbgrad"] + peers
+    if args.compiled:
+        os.environ["NBGRAD_BENCH_COMPILED"] = "1"          # children of --isolated inherit it
     repeats, budget = (3, 2.0) if args.quick else (35, 20.0)
     measure = isolated if args.isolated else in_process
 
-    report = {"mode": "isolated" if args.isolated else "in-process",
+    report = {"mode": ("isolated" if args.isolated else "in-process") + (", nbgrad.compile" if args.compiled else ""),
               "command": " ".join(["python -m benchmarks.compare"] + (argv or sys.argv[1:])),
               "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
               "versions": _versions(), "load_average": [os.getloadavg()[0], None], "workloads": {}}

@@ -224,3 +224,26 @@ WORKLOADS = {
     "mlp_plain_ops": mlp_plain_ops,
     "cross_entropy": cross_entropy,
 }
+
+
+# -- lstm_step: a recurrent model's training step -------------------------------------------------------
+def _lstm_step_make(lib, compile=_eager):
+    nn = lib.nn
+    lib.manual_seed(0)
+    lstm, head = nn.LSTM(32, 128, batch_first=True), nn.Linear(128, 1)
+    opt = lib.optim.SGD(list(lstm.parameters()) + list(head.parameters()), lr=0.01)
+    x, target = lib.tensor(_data(6, (32, 50, 32))), lib.tensor(_data(7, (32, 1)))
+    loss = compile(lambda x, target: nn.functional.mse_loss(head(lstm(x)[0][:, -1]), target))
+
+    def run():
+        opt.zero_grad()
+        loss(x, target).backward()
+        opt.step()
+    return run
+
+
+lstm_step = Workload(_lstm_step_make)
+"""nn.LSTM(32, 128, batch_first=True) over 50 steps of a batch of 32, a Linear head on the last
+output, MSE loss, backward, SGD step."""
+
+WORKLOADS["lstm_step"] = lstm_step

@@ -25,6 +25,11 @@ from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd import is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
 from ._formatting import get_printoptions, set_printoptions
 from . import nn, optim
+from . import compiler
+from .compiler import compile
+from .serialization import load, save
+from . import utils
+from . import distributed  # imports no MPI until init_process_group
 
 __version__ = "0.1.0"
 
@@ -33,3 +38,7 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
            "set_detect_anomaly", "nn", "optim", "set_printoptions",
            "get_printoptions"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
+# one line per feature, so that additions merge
+__all__ += ["compile", "compiler"]
+__all__ += ["utils", "save", "load"]
+__all__ += ["distributed"]

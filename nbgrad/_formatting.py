@@ -156,7 +156,8 @@ def tensor_repr(t):
     plain = type(t).__module__.partition(".")[0] == "nbgrad"      # not a user's subclass
     prefix = "tensor(" if plain else f"{type(t).__name__}("
     indent = len(prefix)
-    arr = t._data
+    from nbgrad.ops.targets import target_of
+    arr = target_of(t._data).to_host(t._data)          # printed from host memory
     dtype = t.dtype
     default = _dtype.get_default_dtype()
     suffixes = []

@@ -1,10 +1,15 @@
-"""Making tensors: from data, filled, ranges, and random (reproducible with ``manual_seed``)."""
+"""Making tensors: from data, filled, ranges, and random (reproducible with ``manual_seed``).
+
+Arrays come from the target of the requested device (``_check_device``). Ranges and random
+numbers are made as NumPy arrays on the host, then handed to that target (``asarray``)."""
 import numbers
 
 import numpy as np
 
 from . import _dtype
 from ._dtype import from_numpy_dtype, get_default_dtype, to_dtype
+from nbgrad.ops.targets import CPU, target_of
+
 from .tensor import Size, Tensor, _array_from, _check_device
 
 __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange", "linspace",
@@ -42,8 +47,8 @@ def _float_dtype(dtype):
 
 def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=False):
     """A new tensor holding a copy of ``data``."""
-    _check_device(device)
-    return _leaf(_array_from(data, to_dtype(dtype) if dtype is not None else None), requires_grad)
+    target = _check_device(device)
+    return _leaf(_array_from(data, to_dtype(dtype) if dtype is not None else None, target), requires_grad)
 
 
 def scalar_tensor(value, *, dtype=None, device=None, requires_grad=False):
@@ -75,59 +80,61 @@ def from_numpy(ndarray):
     if any(s % ndarray.itemsize for s in ndarray.strides):
         raise ValueError("given numpy array strides not a multiple of the element byte size. "
                          "Copy the numpy array to reallocate the memory.")
-    return Tensor._wrap(ndarray)
+    return Tensor._wrap(CPU.asarray(ndarray))
 
 
-def _filled(size, value, dtype, requires_grad, device):
-    _check_device(device)
+def _filled(size, value, dtype, requires_grad, target):
     shape = _sizes(size)
     if dtype is None:
         dtype = _dtype.bool if isinstance(value, bool) else \
             _dtype.int64 if isinstance(value, numbers.Integral) else get_default_dtype()
-    data = np.empty(shape, to_dtype(dtype).numpy)
-    data.fill(value)
-    return _leaf(data, requires_grad)
+    return _leaf(target.full(shape, value, to_dtype(dtype).numpy), requires_grad)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False, out=None):
-    return _filled(size, 0, _float_dtype(dtype), requires_grad, device)
+    return _filled(size, 0, _float_dtype(dtype), requires_grad, _check_device(device))
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False, out=None):
-    return _filled(size, 1, _float_dtype(dtype), requires_grad, device)
+    return _filled(size, 1, _float_dtype(dtype), requires_grad, _check_device(device))
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False, out=None):
-    _check_device(device)
-    return _leaf(np.empty(_sizes(size), _float_dtype(dtype).numpy), requires_grad)
+    target = _check_device(device)
+    return _leaf(target.empty(_sizes(size), _float_dtype(dtype).numpy), requires_grad)
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
-    return _filled((size,), fill_value, dtype, requires_grad, device)
+    return _filled((size,), fill_value, dtype, requires_grad, _check_device(device))
 
 
 def _like(t, dtype):
     return t.dtype if dtype is None else to_dtype(dtype)
 
 
+def _like_target(t, device):
+    """The target of ``t``'s data, or of ``device`` when one is given."""
+    return target_of(t._data) if device is None else _check_device(device)
+
+
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False):
-    return _filled((input.shape,), 0, _like(input, dtype), requires_grad, device)
+    return _filled((input.shape,), 0, _like(input, dtype), requires_grad, _like_target(input, device))
 
 
 def ones_like(input, *, dtype=None, device=None, requires_grad=False):
-    return _filled((input.shape,), 1, _like(input, dtype), requires_grad, device)
+    return _filled((input.shape,), 1, _like(input, dtype), requires_grad, _like_target(input, device))
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False):
-    return _filled((input.shape,), fill_value, _like(input, dtype), requires_grad, device)
+    return _filled((input.shape,), fill_value, _like(input, dtype), requires_grad, _like_target(input, device))
 
 
 def empty_like(input, *, dtype=None, device=None, requires_grad=False):
-    return empty(input.shape, dtype=_like(input, dtype), device=device, requires_grad=requires_grad)
+    return empty(input.shape, dtype=_like(input, dtype), device=device or input.device, requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False):
-    _check_device(device)
+    target = _check_device(device)
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -144,19 +151,19 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     n = max(0, int(np.ceil((end - start) / step)))
     data = (start + step * np.arange(n, dtype=np.float64)).astype(dtype.numpy) if dtype.is_floating_point \
         else np.arange(start, end, step, dtype=dtype.numpy)
-    return _leaf(data, requires_grad)
+    return _leaf(target.asarray(data), requires_grad)
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
-    _check_device(device)
+    target = _check_device(device)
     if steps < 0:
         raise RuntimeError("number of steps must be non-negative")
-    return _leaf(np.linspace(start, end, steps).astype(_float_dtype(dtype).numpy), requires_grad)
+    return _leaf(target.asarray(np.linspace(start, end, steps).astype(_float_dtype(dtype).numpy)), requires_grad)
 
 
 def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
-    _check_device(device)
-    return _leaf(np.eye(n, m, dtype=_float_dtype(dtype).numpy), requires_grad)
+    target = _check_device(device)
+    return _leaf(target.asarray(np.eye(n, m, dtype=_float_dtype(dtype).numpy)), requires_grad)
 
 
 # -- random numbers ------------------------------------------------------------------------------
@@ -199,19 +206,19 @@ def _rng(generator):
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
-    _check_device(device)
+    target = _check_device(device)
     dtype = _float_dtype(dtype)
-    return _leaf(_rng(generator).random(_sizes(size), dtype=dtype.numpy), requires_grad)
+    return _leaf(target.asarray(_rng(generator).random(_sizes(size), dtype=dtype.numpy)), requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
-    _check_device(device)
+    target = _check_device(device)
     dtype = _float_dtype(dtype)
-    return _leaf(_rng(generator).standard_normal(_sizes(size), dtype=dtype.numpy), requires_grad)
+    return _leaf(target.asarray(_rng(generator).standard_normal(_sizes(size), dtype=dtype.numpy)), requires_grad)
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False):
-    _check_device(device)
+    target = _check_device(device)
     if size is None and isinstance(high, (tuple, list)):      # randint(high, size)
         low, high, size = 0, low, high
     if high is None:
@@ -222,16 +229,17 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     dtype = to_dtype(dtype) if dtype is not None else _dtype.int64
     data = _rng(generator).integers(low, high, _sizes((size,))).astype(dtype.numpy)
-    return _leaf(data, requires_grad)
+    return _leaf(target.asarray(data), requires_grad)
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad=False):
-    return rand(input.shape, dtype=_like(input, dtype), requires_grad=requires_grad)
+    return rand(input.shape, dtype=_like(input, dtype), device=device or input.device, requires_grad=requires_grad)
 
 
 def randn_like(input, *, dtype=None, device=None, requires_grad=False):
-    return randn(input.shape, dtype=_like(input, dtype), requires_grad=requires_grad)
+    return randn(input.shape, dtype=_like(input, dtype), device=device or input.device, requires_grad=requires_grad)
 
 
 def randint_like(input, low=0, high=None, *, dtype=None, device=None, requires_grad=False):
-    return randint(low, high, input.shape, dtype=_like(input, dtype), requires_grad=requires_grad)
+    return randint(low, high, input.shape, dtype=_like(input, dtype), device=device or input.device,
+                   requires_grad=requires_grad)

@@ -1,14 +1,18 @@
 """The Tensor: an array, its place in the autograd graph, and a version counter.
 
-A tensor's data is a NumPy array on the CPU. Views (``view``, ``transpose``, slicing)
-are NumPy views of their base's memory and share its version counter, so that a saved
-tensor changed in place through any alias is caught in backward. Operations live in
+A tensor's data is an array of a target (``nbgrad.ops.targets``: on the CPU, a NumPy
+array); everything that allocates, copies, views or launches on it asks ``target_of`` the
+data, and ``device`` comes from that target. Views (``view``, ``transpose``, slicing) show
+their base's memory and share its version counter, so that a saved tensor changed in place
+through any alias is caught in backward. Operations live in
 ``nbgrad/functional/``: each computes with a kernel from ``nbgrad.ops`` and records a
 node with ``record``; this file holds what every tensor has, whatever ops exist.
 """
 import weakref
 
 import numpy as np
+
+from nbgrad.ops.targets import target_for, target_of
 
 from . import _dtype
 from ._dtype import _BY_NUMPY, from_numpy_dtype, get_default_dtype, to_dtype
@@ -61,12 +65,21 @@ class device:
         return self.type if self.index is None else f"{self.type}:{self.index}"
 
 
-_CPU = device("cpu")
+_DEVICES = {}
+
+
+def _device_of(target):
+    """The ``device`` of ``target``'s arrays (one object per target)."""
+    d = _DEVICES.get(target)
+    if d is None:
+        d = _DEVICES[target] = device(target.device_type)
+    return d
 
 
 def _check_device(d):
-    if d is not None and device(d).type != "cpu":
-        raise RuntimeError("nbgrad was asked for a CUDA tensor, but only the CPU target is built so far")
+    """The target that makes arrays for device ``d`` (``None``: the CPU); PyTorch's errors
+    for a device string it does not know, nbgrad's for a device without a target."""
+    return target_for(None if d is None else device(d).type)
 
 
 class _Version:
@@ -87,25 +100,26 @@ class Tensor:
     _base = None                       # the tensor whose memory a view shows
     _view_fn = None                    # makes the same view of another tensor of _base's shape
     _hooks = None
+    _post_accumulate_grad_hooks = None
     _accumulator = None
 
     def __init__(self, *args, dtype=None, device=None):
         """The legacy constructor: ``Tensor(2, 3)`` (sizes, zero-filled), ``Tensor([1, 2])``
         (data), or ``Tensor(6.7)`` (a 0-d tensor holding a number; PyTorch rejects this)."""
-        _check_device(device)
+        target = _check_device(device)
         dtype = to_dtype(dtype) if dtype is not None else get_default_dtype()
         if len(args) == 1 and isinstance(args[0], (Size, tuple)) and all(isinstance(a, int) for a in args[0]):
             args = tuple(args[0])
         if args and all(isinstance(a, int) and not isinstance(a, bool) for a in args):
             if any(a < 0 for a in args):
                 raise RuntimeError(f"Trying to create tensor with negative dimension {min(args)}: {list(args)}")
-            data = np.zeros(args, dtype.numpy)
+            data = target.zeros(args, dtype.numpy)
         elif len(args) == 1 and isinstance(args[0], Tensor):
-            data = args[0]._data.astype(dtype.numpy, copy=False)
+            data = target_of(args[0]._data).astype(args[0]._data, dtype.numpy)
         elif len(args) == 1:
-            data = _array_from(args[0], dtype)
+            data = _array_from(args[0], dtype, target)
         elif not args:
-            data = np.zeros((0,), dtype.numpy)
+            data = target.zeros((0,), dtype.numpy)
         else:
             raise TypeError(f"new(): invalid data type '{type(args[0]).__name__}'")
         _init(self, data)
@@ -134,9 +148,12 @@ class Tensor:
 
     @property
     def device(self):
-        return _CPU
+        return _device_of(target_of(self._data))
 
-    is_cuda = False
+    @property
+    def is_cuda(self):
+        return target_of(self._data).device_type == "cuda"
+
     is_sparse = False
     layout = "strided"
 
@@ -162,13 +179,13 @@ class Tensor:
         return strides if dim is None else strides[_wrap_dim(dim, self._data.ndim)]
 
     def is_contiguous(self):
-        return self._data.flags.c_contiguous
+        return target_of(self._data).is_contiguous(self._data)
 
     def is_floating_point(self):
         return self._data.dtype.kind == "f"
 
     def data_ptr(self):
-        return self._data.__array_interface__["data"][0]
+        return target_of(self._data).data_ptr(self._data)
 
     @property
     def _version(self):
@@ -263,6 +280,17 @@ class Tensor:
             self._hooks = HookDict()
         return add_hook(self._hooks, hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """``hook(tensor) -> None`` runs after backward accumulated a gradient into this leaf's
+        ``.grad`` (data-parallel training starts a gradient's all-reduce from here)."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if self._post_accumulate_grad_hooks is None:
+            self._post_accumulate_grad_hooks = HookDict()
+        return add_hook(self._post_accumulate_grad_hooks, hook)
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd import backward
         backward(self, gradient, retain_graph, create_graph, inputs=inputs)
@@ -271,10 +299,10 @@ class Tensor:
     def item(self):
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted to Scalar")
-        return self._data.reshape(-1)[0].item()
+        return target_of(self._data).item(self._data)
 
     def tolist(self):
-        return self._data.tolist()
+        return target_of(self._data).tolist(self._data)
 
     def numpy(self, *, force=False):
         """The tensor's memory as an array. Refused, as in PyTorch, while writes through it
@@ -282,13 +310,13 @@ class Tensor:
         if not force and _grad_mode.enabled and self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
                                "Use tensor.detach().numpy() instead.")
-        return self._data
+        return target_of(self._data).to_host(self._data)
 
     def __array__(self, dtype=None, copy=None):
-        self.numpy()                   # the same refusal: np.asarray(t) would be a writable alias
-        if dtype is not None and np.dtype(dtype) != self._data.dtype:
-            return self._data.astype(dtype)
-        return self._data.copy() if copy else self._data
+        host = self.numpy()            # the same refusal: np.asarray(t) would be a writable alias
+        if dtype is not None and np.dtype(dtype) != host.dtype:
+            return host.astype(dtype)
+        return host.copy() if copy else host
 
     def __len__(self):
         if self._data.ndim == 0:
@@ -304,7 +332,7 @@ class Tensor:
         if self._data.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {'more than one value' if self._data.size else 'no values'} "
                                "is ambiguous")
-        return bool(self._data.reshape(-1)[0])
+        return bool(target_of(self._data).item(self._data))
 
     def __float__(self):
         return float(self._scalar())
@@ -315,7 +343,7 @@ class Tensor:
     def _scalar(self):
         if self._data.size != 1:
             raise ValueError("only one element tensors can be converted to Python scalars")
-        return self._data.reshape(-1)[0].item()
+        return target_of(self._data).item(self._data)
 
     def __index__(self):
         if self._data.dtype.kind not in "iub" or self._data.size != 1:
@@ -337,13 +365,14 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __reduce_ex__(self, protocol):
-        return (_rebuild, (self._data.copy(), self._requires_grad))
+        target = target_of(self._data)
+        return (_rebuild, (target.to_host(target.copy(self._data)), self._requires_grad))
 
     def __deepcopy__(self, memo):
         if not self.is_leaf:
             raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support the "
                                "deepcopy protocol at the moment.")
-        t = Tensor._wrap(self._data.copy(), self._requires_grad)
+        t = Tensor._wrap(target_of(self._data).copy(self._data), self._requires_grad)
         if self.grad is not None:
             t.grad = self.grad.__deepcopy__(memo)
         memo[id(self)] = t
@@ -409,11 +438,21 @@ def _rebuild(data, requires_grad):
     return Tensor._wrap(data, requires_grad)
 
 
-def _array_from(obj, dtype=None):
-    """A fresh array from Python data (numbers, nested sequences, arrays, tensors)."""
+def _array_from(obj, dtype=None, target=None):
+    """A fresh array of ``target`` (default: the CPU) from Python data (numbers, nested
+    sequences, arrays, tensors). Python data is read into a host NumPy array first, where
+    its dtype is inferred; the target then takes that array."""
     if isinstance(obj, Tensor):
-        arr = np.array(obj._data)
-    elif isinstance(obj, np.ndarray):
+        source = target_of(obj._data)
+        arr = source.astype(obj._data, (dtype or obj.dtype).numpy)
+        return source.copy(arr) if arr is obj._data else arr
+    if target is None:
+        target = target_for(None)
+    return target.asarray(_host_array_from(obj, dtype))
+
+
+def _host_array_from(obj, dtype):
+    if isinstance(obj, np.ndarray):
         arr = np.array(obj)
     else:
         if isinstance(obj, (list, tuple)) and any(isinstance(o, Tensor) for o in _flatten(obj)):
@@ -447,7 +486,7 @@ def _flatten(obj):
 
 def _tensors_to_values(obj):
     if isinstance(obj, Tensor):
-        return obj._data
+        return target_of(obj._data).to_host(obj._data)
     if isinstance(obj, (list, tuple)):
         return [_tensors_to_values(o) for o in obj]
     return obj

@@ -20,7 +20,7 @@ import threading
 import numpy as np
 
 from ._cache import load_module
-from .table import TABLE, names_in
+from .table import ACCUMULATIONS, TABLE, names_in
 
 # Below this many elements the serial loop wins or ties (benchmarks/threshold.py), and a
 # parallel loop right after a BLAS call competes with its still-spinning threads.
@@ -235,7 +235,8 @@ def _coalesce(out, xs):
 
 
 # ---------------------------------------------------------------------------------------
-# Kernels of the op table (table.py): each op's forward, and a fused kernel per gradient.
+# Kernels of the op table (table.py): each elementwise op's forward, and a fused kernel per
+# gradient, of elementwise ops and of accumulations.
 
 def _helpers(expr, skip):
     """The line importing the scalar functions ``expr`` calls; built with the kernels, so
@@ -248,9 +249,10 @@ def _helpers(expr, skip):
 
 
 OPS = {}
-for _record in TABLE.values():
-    OPS[_record.name] = Elementwise(_record.name, _record.operands, _record.forward,
-                                    _helpers(_record.forward, _record.operands))
+for _record in (*TABLE.values(), *ACCUMULATIONS.values()):
+    if _record.name in TABLE:
+        OPS[_record.name] = Elementwise(_record.name, _record.operands, _record.forward,
+                                        _helpers(_record.forward, _record.operands))
     for _arg, _expr in _record.grads.items():
         if _expr not in ("0", "g"):
             _operands = _record.grad_operands(_arg)

@@ -25,10 +25,11 @@ import textwrap
 import numpy as np
 
 from ._cache import load_module
-from .elementwise import PARALLEL_MIN, Elementwise, copy_of, flat_buffer, parallel_lock
+from .elementwise import PARALLEL_MIN, copy_of, flat_buffer, parallel_lock
+from .table import ACCUMULATIONS
 
 __all__ = ["sum", "prod", "var", "count_zeros", "logsumexp", "max", "softmax", "softmax_backward", "index_backward",
-           "distribute_backward", "prod_backward", "check_saved", "BACKWARD", "keep_shape"]
+           "distribute_backward", "prod_backward", "check_saved", "keep_shape"]
 
 # -- kernel source ---------------------------------------------------------------------------------
 # A kernel runs one task body per (slab o, reduced chunk rc, column block ic): the rows
@@ -148,17 +149,9 @@ def {name}_combine(center, out, part, outer, inner, nrc, zero, scale):
         out[k] = {finish}
 """
 
-_ACCUMULATIONS = {
-    # name: (op, term of v and c, center from cs[j], finish of acc, c and scale)
-    "sum": ("+", "v", "zero", "acc * scale"),
-    "prod": ("*", "v", "zero", "acc"),
-    "sqdev": ("+", "(v - c) * (v - c)", "cs[j]", "acc * scale"),
-    # the root in float64, so that a float32 std stays finite where its variance would not
-    "stddev": ("+", "(v - c) * (v - c)", "cs[j]", "math.sqrt(acc * scale)"),
-    "zeros": ("+", "(v == 0)", "zero", "acc"),
-    # an infinite maximum shifts by 0, as in PyTorch
-    "expdev": ("+", "math.exp(v - c)", "(cs[j] if abs(cs[j]) != INF else 0.0)", "math.log(acc) + c"),
-}
+# The accumulations of the op table (table.py) that have loops of their own (mean shares sum's).
+_ACCUMULATIONS = {rec.name: (rec.op, rec.term, rec.center, rec.finish)
+                  for rec in ACCUMULATIONS.values() if rec.kernel is None}
 
 # The extreme value and its first index; NaN beats everything, as in PyTorch.
 _BETTER = "((v {cmp} best) | ((v != v) & (best == best)))"
@@ -457,16 +450,6 @@ def _kernels():
     return _module
 
 
-# Fused elementwise backward steps; g, m and y broadcast from the reduced (keepdim) shape.
-BACKWARD = {
-    "var_backward": Elementwise("var_backward", "gxms", "g * s * (x - m)"),
-    "std_backward": Elementwise("std_backward", "gxmys", "g * 0 if y == 0 else g / y * s * (x - m)"),
-    "logsumexp_backward": Elementwise("logsumexp_backward", "gxy", "g * math.exp(x - y)"),
-    # PyTorch's rule where x has no zeros (prod_backward then runs where it has)
-    "prod_backward": Elementwise("prod_backward", "gyx", "g * (y / x)"),
-}
-
-
 # -- layout ---------------------------------------------------------------------------------------
 class _Plan:
     """``x`` as a contiguous ``(outer, red, inner)`` block in ``flat``; ``order`` lists x's dims
@@ -679,12 +662,12 @@ def var(x, dims, correction, root=False):
     mean = _accumulate("sum", x, dims, np.float64, np.float64(0), 1.0 / n if n else math.nan)
     dof = n - correction
     scale = 1.0 / dof if dof > 0 else math.inf
-    return _accumulate("stddev" if root else "sqdev", x, dims, x.dtype, np.float64(0), scale, mean.reshape(-1)), mean
+    return _accumulate("std" if root else "var", x, dims, x.dtype, np.float64(0), scale, mean.reshape(-1)), mean
 
 
 def count_zeros(x):
     """The number of zeros in ``x``."""
-    return int(_accumulate("zeros", x, tuple(range(x.ndim)), np.int64, _INT_ZERO).reshape(-1)[0])
+    return int(_accumulate("count_zeros", x, tuple(range(x.ndim)), np.int64, _INT_ZERO).reshape(-1)[0])
 
 
 def logsumexp(x, dims):
@@ -693,7 +676,7 @@ def logsumexp(x, dims):
         center = np.zeros(math.prod(keep_shape(x.shape, dims)))
     else:
         center = max(x, dims)[0].reshape(-1)
-    return _accumulate("expdev", x, dims, x.dtype, np.float64(0), 1, center)
+    return _accumulate("logsumexp", x, dims, x.dtype, np.float64(0), 1, center)
 
 
 def max(x, dims, smallest=False, ordered=False):

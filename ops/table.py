@@ -26,7 +26,7 @@ import ast
 import functools
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Pointwise", "TABLE", "names_in"]
+__all__ = ["Pointwise", "TABLE", "Accumulation", "ACCUMULATIONS", "names_in"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class Pointwise:
     result: str = "same"                   # "float": integer inputs compute in the default float
     api: tuple = ()                        # function name, then Tensor-method aliases
     inputs: tuple = ()                     # the function's parameter names for ``args``
-    inplace: bool = False                  # a ``name_`` method (and ``__imul__`` for ``__mul__``)
+    inplace: bool = False                  # a ``name_`` method (and ``__imul__`` for ``__mul__``); or the
+                                           # grad_fn name PyTorch gives the in-place form (``EluBackward1``)
 
     @property
     def operands(self):
@@ -174,6 +175,10 @@ _math("atanh", "atanh(x)", "g / (1 - x * x)", ["arctanh"])
 _op("floor", "x", "floor(x)", api="floor", inplace=True, x="0")
 _op("ceil", "x", "ceil(x)", api="ceil", inplace=True, x="0")
 _op("round", "x", "round(x)", api="round", inplace=True, x="0")
+# round(x, decimals=d), as PyTorch computes it: scaled by 10**d (by 10**-d for d < 0), rounded, scaled back
+_op("round_decimals", "x", "where(decimals >= 0, round(x * power(10.0, decimals)) / power(10.0, decimals), "
+    "round(x / power(10.0, -decimals)) * power(10.0, -decimals))", params=[("decimals", 0)], node="RoundBackward1",
+    x="0")
 _op("trunc", "x", "trunc(x)", api=("trunc", "fix"), inplace=True, x="0")
 _op("frac", "x", "x - trunc(x)", api="frac", inplace=True, x="g")
 _op("atan2", "ab", "atan2(a, b)", result="float", api=("atan2", "arctan2"), inplace=True,
@@ -208,10 +213,11 @@ _op("gelu_tanh", "x", f"0.5 * x * (1 + {_TANH})", result="float", node="GeluBack
     x=f"g * (0.5 * (1 + {_TANH}) + 0.5 * x * (1 - {_TANH} * {_TANH}) * (0.7978845608028654 * (1 + 0.134145 * x * x)))")
 # elu, selu (both EluBackward0) and celu: one formula with PyTorch's scale and input scale
 _op("elu", "x", "where(x <= 0, expm1(x * input_scale) * (alpha * scale), x * scale)", result="float",
-    params=[("alpha", 1), ("scale", 1), ("input_scale", 1)], inplace=True,
+    params=[("alpha", 1), ("scale", 1), ("input_scale", 1)], inplace="EluBackward1",
     x="where(x <= 0, g * input_scale * (alpha * scale) * exp(x * input_scale), g * scale)")
-TABLE["celu"] = replace(TABLE["elu"], name="celu", node="CeluBackward0")
-_op("leaky_relu", "x", "where(x > 0, x, x * negative_slope)", params=[("negative_slope", 0.01)], inplace=True,
+TABLE["celu"] = replace(TABLE["elu"], name="celu", node="CeluBackward0", inplace="CeluBackward1")
+_op("leaky_relu", "x", "where(x > 0, x, x * negative_slope)", params=[("negative_slope", 0.01)],
+    inplace="LeakyReluBackward1",
     x="where(x > 0, g, g * negative_slope)")
 _op("hardtanh", "x", "clamp(x, min_val, max_val)", params=[("min_val", -1), ("max_val", 1)], inplace=True,
     x="where((x <= min_val) | (x >= max_val), 0, g)")
@@ -221,3 +227,59 @@ _op("hardswish", "x", "x * clamp(x + 3, 0, 6) / 6", result="float", inplace=True
 _op("log_sigmoid", "x", "where(x < 0, x, 0) - log1p(exp(-abs(x)))", result="float", x="g * sigmoid(-x)")
 _op("mish", "x", "x * tanh(log1p(exp(x)))", result="float", inplace=True,
     x="g * (tanh(log1p(exp(x))) + x * sigmoid(x) * (1 - tanh(log1p(exp(x))) * tanh(log1p(exp(x)))))")
+
+
+# -- accumulating reductions ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Accumulation:
+    """A reduction that accumulates one term per element: ``acc = zero (op) term(v, c)`` over
+    the reduced elements ``v`` of each output, which is then ``finish(acc, c, scale)``; ``c``
+    is a per-output center (the mean for a variance, the maximum for logsumexp) that the caller
+    computes first, read as ``cs[j]`` by ``center``. These four are kernel text
+    (``ops/reduce.py`` pastes them into its loops).
+
+    ``grads["x"]`` is the input's gradient, read both ways as a pointwise record's: an
+    expression of ``g`` (the output's gradient), ``y`` (the output), ``m`` (the center),
+    ``x``, ``s`` (a scale) and ``n`` (the count of reduced elements), where every name but ``x``
+    has the keepdim shape and broadcasts. ``kernel`` names the accumulation whose loops an op
+    shares (mean is a scaled sum)."""
+    name: str
+    op: str = "+"
+    term: str = "v"
+    center: str = "zero"
+    finish: str = "acc"
+    grads: dict = field(default_factory=dict)
+    node: tuple = ()                       # PyTorch's grad_fn names: (all dims, given dims)
+    kernel: str = None
+    args = ("x",)
+    operands = ("x", "m", "s", "n")
+
+    def grad_kernel(self, arg):
+        return f"{self.name}_d{arg}"
+
+    def grad_operands(self, arg):
+        return _read_in_order(self.grads[arg], ("g", "y", *self.operands))
+
+
+ACCUMULATIONS = {}
+
+
+def _accumulation(name, *, node=None, **fields):
+    grads = {"x": fields.pop("dx")} if "dx" in fields else {}
+    base = "".join(part.title() for part in name.split("_"))
+    node = (f"{base}Backward0", f"{base}Backward1") if node is None and grads else (node or ())
+    ACCUMULATIONS[name] = Accumulation(name, grads=grads, node=tuple(node), **fields)
+
+
+_accumulation("sum", finish="acc * scale", dx="g")
+_accumulation("mean", kernel="sum", dx="g / n")
+_accumulation("prod", op="*", dx="g * (y / x)")      # where x has no zero; ops/reduce.py's prod_backward where it has
+_accumulation("var", term="(v - c) * (v - c)", center="cs[j]", finish="acc * scale", node=("VarBackward0",) * 2,
+              dx="g * s * (x - m)")
+# the root in float64, so that a float32 std stays finite where its variance would not
+_accumulation("std", term="(v - c) * (v - c)", center="cs[j]", finish="math.sqrt(acc * scale)",
+              node=("StdBackward0",) * 2, dx="where(y == 0, 0, g / y) * s * (x - m)")
+# an infinite maximum shifts by 0, as in PyTorch
+_accumulation("logsumexp", term="math.exp(v - c)", center="(cs[j] if abs(cs[j]) != INF else 0.0)",
+              finish="math.log(acc) + c", node=("LogsumexpBackward0",) * 2, dx="g * exp(x - y)")
+_accumulation("count_zeros", term="(v == 0)")

@@ -436,3 +436,29 @@ def test_gradcheck_softmax_any_layout(x, seed):
     dim = seed % x.ndim
     t = nb(x, requires_grad=True)
     assert gradcheck(lambda a: a.log_softmax(dim) * 2 + a.softmax(dim), (t,))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dim", [0, 1])
+def test_softmax_higher_derivatives_match_torch(name, dim):
+    """Second and third derivatives through the recorded kernel (``_softmax_backward_data``
+    and its own backward), against PyTorch's, and its node names."""
+    value = np.random.default_rng(dim).normal(size=(3, 4))
+    weights = np.random.default_rng(9).normal(size=(3, 4))
+    grads = []
+    for lib in (nbgrad, _torch()):
+        x = lib.tensor(value, requires_grad=True)
+        y = getattr(lib, name)(x * x, dim)
+        g, = lib.autograd.grad((y * lib.tensor(weights)).sum(), x, create_graph=True)
+        gg, = lib.autograd.grad((g * g * g).sum(), x, create_graph=True)
+        ggg, = lib.autograd.grad((gg.sin()).sum(), x)
+        grads.append((g.detach().numpy(), gg.detach().numpy(), ggg.numpy()))
+        graph = [g.grad_fn]
+        while graph and "BackwardData" not in type(graph[-1]).__name__:
+            graph += [fn for fn, _ in graph.pop().next_functions if fn is not None]
+        assert graph and type(graph[-1]).__name__ == ("LogSoftmax" if name == "log_softmax" else "Softmax") + \
+            "BackwardDataBackward0"
+    for ours, theirs in zip(*grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+    x = nbgrad.tensor(value, requires_grad=True)
+    assert gradgradcheck(lambda t: getattr(nbgrad, name)(t * t, dim), (x,))

@@ -6,7 +6,7 @@ import pytest
 
 import nbgrad
 from nbgrad.autograd import gradcheck, gradgradcheck
-from nbgrad.ops.table import TABLE
+from nbgrad.ops.table import ACCUMULATIONS, TABLE
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,8 @@ CASES = {
     "floor": (lambda lib, x: (x * x).floor() * x, [(-2, 2)]),
     "ceil": (lambda lib, x: (x * x).ceil() * x, [(-2, 2)]),
     "round": (lambda lib, x: (x * x).round() * x, [(-2, 2)]),
+    "round_decimals": (lambda lib, x: lib.round(x * 7, decimals=1) * x + lib.round(x * 70, decimals=-1) * x,
+                       [(-2, 2)]),
     "trunc": (lambda lib, x: (x * x - 2).trunc() * x, [(-2, 2)]),
     "frac": (lambda lib, x: (x * x - 2).frac() * x, [(-2, 2)]),
     "atan2": (lambda lib, a, b: lib.atan2(a * a, b), [(0.5, 2), (-2, 2)]),
@@ -276,3 +278,56 @@ def test_errors_as_pytorch():
         nbgrad.erf(2.0)
     with pytest.raises(RuntimeError, match="result type Float can't be cast to the desired output type Long"):
         nbgrad.tensor([1, 2]).erf_()
+
+
+# -- accumulations: the same two readings of each gradient expression ----------------------------------
+# record -> the reduction as PyTorch code (over a dim, over all of x, and a second use of x so
+# that second derivatives have something to differentiate), input range
+ACCUMULATION_CASES = {
+    "sum": (lambda lib, x: (x * x).sum(1) * x.sum() + x.sum((0, 1), keepdim=True), (-2, 2)),
+    "mean": (lambda lib, x: (x * x).mean(0) * x.mean() + x.mean(1, keepdim=True).sum(), (-2, 2)),
+    "prod": (lambda lib, x: (x * x).prod(1) * x.prod() + x.prod(0).sum(), (0.5, 1.5)),
+    "var": (lambda lib, x: (x * x).var(1) * x.var() + x.var(0, correction=0).sum(), (-2, 2)),
+    "std": (lambda lib, x: (x * x).std(1) * x.std() + x.std(0, keepdim=True).sum(), (-2, 2)),
+    "logsumexp": (lambda lib, x: (x * x).logsumexp(1) * x.logsumexp((0, 1)) + x.logsumexp(0).sum(), (-2, 2)),
+}
+DIFFERENTIABLE_ACCUMULATIONS = sorted(name for name, record in ACCUMULATIONS.items() if record.grads)
+
+
+def test_every_differentiable_accumulation_has_a_case():
+    assert sorted(ACCUMULATION_CASES) == DIFFERENTIABLE_ACCUMULATIONS
+
+
+@pytest.mark.parametrize("name", DIFFERENTIABLE_ACCUMULATIONS)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_accumulation_derivatives_match_pytorch(name, layout, torch):
+    """First derivatives by the fused kernel and by the recorded Tensor program, second
+    derivatives through the recorded one, against PyTorch's, on a contiguous and a transposed
+    input; and the node names are the table's."""
+    fn, (lo, hi) = ACCUMULATION_CASES[name]
+    value = np.random.default_rng(len(name)).uniform(lo, hi, (3, 4) if layout == "contiguous" else (4, 3))
+    ours, theirs = nbgrad.tensor(value, requires_grad=True), torch.tensor(value, requires_grad=True)
+    view = (lambda t: t) if layout == "contiguous" else (lambda t: t.t())
+    out_n, out_t = fn(nbgrad, view(ours)), fn(torch, view(theirs))
+    np.testing.assert_allclose(out_n.detach().numpy(), out_t.detach().numpy(), rtol=1e-12, atol=1e-12)
+    weights = np.random.default_rng(1).uniform(-1, 1, tuple(out_t.shape))
+    g_n, = nbgrad.autograd.grad((out_n * nbgrad.tensor(weights)).sum(), ours, create_graph=True)
+    g_t, = torch.autograd.grad((out_t * torch.tensor(weights)).sum(), theirs, create_graph=True)
+    fused, = nbgrad.autograd.grad((fn(nbgrad, view(ours)) * nbgrad.tensor(weights)).sum(), ours)
+    np.testing.assert_allclose(g_n.detach().numpy(), g_t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fused.numpy(), g_t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    gg_n, = nbgrad.autograd.grad((g_n * g_n).sum(), ours)
+    gg_t, = torch.autograd.grad((g_t * g_t).sum(), theirs)
+    np.testing.assert_allclose(gg_n.numpy(), gg_t.numpy(), rtol=1e-9, atol=1e-10)
+    reduced = getattr(nbgrad, name)(ours, 1)
+    assert type(reduced.grad_fn).__name__ == ACCUMULATIONS[name].node[1]
+    if name != "logsumexp":                    # PyTorch's logsumexp has no all-dims form
+        assert type(getattr(nbgrad, name)(ours).grad_fn).__name__ == ACCUMULATIONS[name].node[0]
+
+
+@pytest.mark.parametrize("name", DIFFERENTIABLE_ACCUMULATIONS)
+def test_accumulation_gradcheck_and_gradgradcheck(name):
+    fn, (lo, hi) = ACCUMULATION_CASES[name]
+    x = nbgrad.tensor(np.random.default_rng(3).uniform(lo, hi, (2, 3)), requires_grad=True)
+    assert gradcheck(lambda t: fn(nbgrad, t), (x,))
+    assert gradgradcheck(lambda t: fn(nbgrad, t), (x,))

@@ -14,7 +14,7 @@ and it captures their gradients instead of accumulating them into ``.grad``.
 import heapq
 import sys
 
-import numpy as np
+from nbgrad.ops.targets import target_of
 
 from . import anomaly_mode
 from .anomaly_mode import _state as _anomaly
@@ -110,16 +110,12 @@ _HELD_ONCE = _held_once()
 def _is_fresh(grad, fn):
     """Whether ``grad`` may become ``.grad`` without a copy, as PyTorch checks use counts:
     nothing but the engine's one name holds the gradient (no other edge's buffer, hook or
-    caller), no hook of the leaf wants to see it, and its array is held by it alone. The
-    array may be a view (a transposed product) if it spans all of a base held by it alone."""
+    caller), no hook of the leaf wants to see it, and its array is held by it alone (the
+    target's ``is_private``: it may be a view, a transposed product, spanning all of a base
+    held by it alone)."""
     if sys.getrefcount(grad) != _HELD_ONCE or fn.variable._hooks or grad.grad_fn is not None:
         return False
-    data = grad._data
-    if not (data.flags.writeable and data.flags.c_contiguous and sys.getrefcount(data) == _HELD_ONCE):
-        return False
-    base = data.base
-    return base is None or (type(base) is np.ndarray and base.base is None and base.size == data.size
-                            and sys.getrefcount(base) == _HELD_ONCE)
+    return target_of(grad._data).is_private(grad._data)
 
 
 def _edge_of(tensor):

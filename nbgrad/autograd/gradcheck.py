@@ -5,11 +5,13 @@ analytical one from ``autograd.grad`` with a one-hot ``grad_outputs``, one outpu
 at a time, computed twice to catch a backward that is not deterministic. Both are laid
 out as PyTorch lays them out (rows: input elements, columns: output elements), so the
 error text can be compared with PyTorch's. The arithmetic runs through Tensor ops (hence
-the op library's kernels); arrays are only allocated and filled here.
+the op library's kernels); arrays are only allocated and filled here, through their target.
 """
 import warnings
 
 import numpy as np
+
+from nbgrad.ops.targets import target_of
 
 from .grad_mode import no_grad
 
@@ -56,9 +58,16 @@ def _check_inputs(inputs):
                          "requires_grad=True.")
 
 
-def _jacobian_tensor(rows, cols, dtype):
+def _jacobian_tensor(target, rows, cols, dtype):
     from ..tensor import Tensor
-    return Tensor._wrap(np.zeros((rows, cols), dtype.numpy))
+    return Tensor._wrap(target.zeros((rows, cols), dtype.numpy))
+
+
+def _set(data, index, value):
+    """``data[index] = value`` (``index`` a tuple of ints or slices) through ``data``'s target."""
+    target = target_of(data)
+    target.copy_into(target.slice(data, index + (Ellipsis,)), target.reshape(value, (-1,))
+                     if type(value) is target.array_type else target.number(value, data.dtype))
 
 
 def _numerical_jacobian(func, inputs, outputs=None, eps=1e-3):
@@ -72,19 +81,20 @@ def _numerical_jacobian(func, inputs, outputs=None, eps=1e-3):
     for x in inputs:
         if not (_is_tensor(x) and x.requires_grad):
             continue
-        jac = [_jacobian_tensor(x.numel(), o.numel(), o.dtype if o.is_floating_point() else x.dtype)
-               for o in outputs]
+        jac = [_jacobian_tensor(target_of(o._data), x.numel(), o.numel(),
+                                o.dtype if o.is_floating_point() else x.dtype) for o in outputs]
         data = x._data                     # perturbed in place, as PyTorch perturbs ``.data``
-        for k, index in enumerate(np.ndindex(data.shape)):
-            orig = data[index].item()
-            data[index] = orig - eps
+        target = target_of(data)
+        for k, index in enumerate(np.ndindex(data.shape)):       # positions: planned on the host
+            orig = target.item(target.slice(data, index + (Ellipsis,)))
+            _set(data, index, orig - eps)
             before = [o.detach().clone() for o in _tensor_outputs(func, inputs)]
-            data[index] = orig + eps
+            _set(data, index, orig + eps)
             after = [o.detach().clone() for o in _tensor_outputs(func, inputs)]
-            data[index] = orig
+            _set(data, index, orig)
             with no_grad():
                 for j, (a, b) in enumerate(zip(before, after)):
-                    jac[j]._data[k, :] = ((b - a) / (2 * eps))._data.reshape(-1)
+                    _set(jac[j]._data, (k, slice(None)), ((b - a) / (2 * eps))._data)
         result.append(jac)
     return result
 
@@ -100,12 +110,13 @@ def _analytical_jacobian(inputs, output):
     from . import grad
     from ..tensor import Tensor
     diff_inputs = [x for x in _as_tuple(inputs) if _is_tensor(x) and x.requires_grad]
-    jacs = [_jacobian_tensor(x.numel(), output.numel(), x.dtype) for x in diff_inputs]
+    jacs = [_jacobian_tensor(target_of(x._data), x.numel(), output.numel(), x.dtype) for x in diff_inputs]
     types_ok = sizes_ok = True
+    target = target_of(output._data)
     for j in range(output.numel()):
-        onehot = np.zeros(output.numel(), output._data.dtype)
-        onehot[j] = 1
-        grads = grad(output, diff_inputs, Tensor._wrap(onehot.reshape(output.shape)), retain_graph=True,
+        onehot = target.zeros(output.numel(), output._data.dtype)
+        _set(onehot, (j,), 1)
+        grads = grad(output, diff_inputs, Tensor._wrap(target.reshape(onehot, output.shape)), retain_graph=True,
                      allow_unused=True)
         for jac, g, x in zip(jacs, grads, diff_inputs):
             if g is None:
@@ -114,7 +125,7 @@ def _analytical_jacobian(inputs, output):
             if g.shape != x.shape:
                 sizes_ok = False
                 continue
-            jac._data[:, j] = g._data.reshape(-1)
+            _set(jac._data, (slice(None), j), g._data)
     return jacs, types_ok, sizes_ok
 
 
@@ -122,12 +133,16 @@ def _allclose(a, b, rtol, atol):
     """``|a - b| <= atol + rtol * |b|`` everywhere (NaN never passes), with Tensor ops."""
     with no_grad():
         ok = (a - b).abs() <= b.abs() * rtol + atol
-    return all(ok._data.reshape(-1).tolist())
+    return all(_flat_list(ok))
 
 
 def _max_abs_diff(a, b):
     with no_grad():
-        return max([0.0] + (a - b).abs()._data.reshape(-1).tolist())
+        return max([0.0] + _flat_list((a - b).abs()))
+
+
+def _flat_list(t):
+    return t.reshape(-1).tolist()
 
 
 def _check_analytical(inputs, output, nondet_tol, check_grad_dtypes):

@@ -216,7 +216,11 @@ class AccumulateGrad(Node):
         self._sequence_nr = float("inf")     # as in PyTorch: run as soon as it is ready
 
     def apply(self, grad, fresh=False):
-        accumulate_into(self.variable, grad, fresh)
+        variable = self.variable
+        accumulate_into(variable, grad, fresh)
+        if variable._post_accumulate_grad_hooks:
+            for hook in list(variable._post_accumulate_grad_hooks.values()):
+                hook(variable)
         return ()
 
 

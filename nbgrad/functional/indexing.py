@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 
-from nbgrad.ops import index as kernels
-from nbgrad.ops.elementwise import OPS, copy_of
+from nbgrad.ops import index as kernels          # its host-side planning (layout, Plan, mask positions)
+from nbgrad.ops.targets import common_target, target_of
 
 from .. import _dtype
 from ..autograd.graph import NoDerivative, Node
@@ -81,28 +81,34 @@ class AliasBackward0(Node):
 
 def _embed(grad, shape, step, node_cls):
     """Zeros of ``shape`` holding ``grad`` where ``step`` of it is: a view op's backward."""
-    out = Tensor._wrap(np.zeros(shape, grad._data.dtype))
+    target = target_of(grad._data)
+    out = Tensor._wrap(target.zeros(shape, grad._data.dtype))
     with no_grad():
-        OPS["copy"](step(out)._data, grad._data)
+        target.copy_into(step(out)._data, grad._data)
     return record(node_cls, out._data, (grad,), step=step)
 
 
 def _select(input, dim, index):
     step = lambda t: _select(t, dim, index)  # noqa: E731
-    return make_view(input, input._data[_at(dim, index)], SelectBackward0, step, step=step)
+    return make_view(input, _view(input, _at(dim, index)), SelectBackward0, step, step=step)
 
 
 def _slice(input, dim, start, stop, step_):
     step = lambda t: _slice(t, dim, start, stop, step_)  # noqa: E731
-    return make_view(input, input._data[_at(dim, slice(start, stop, step_))], SliceBackward0, step, step=step)
+    return make_view(input, _view(input, _at(dim, slice(start, stop, step_))), SliceBackward0, step, step=step)
 
 
 def _unsqueeze(input, dim):
-    return make_view(input, input._data[_at(dim, None)], UnsqueezeBackward0, lambda t: _unsqueeze(t, dim), dim=dim)
+    return make_view(input, _view(input, _at(dim, None)), UnsqueezeBackward0, lambda t: _unsqueeze(t, dim), dim=dim)
 
 
 def _alias(input):
-    return make_view(input, input._data[...], AliasBackward0, _alias)
+    return make_view(input, _view(input, ...), AliasBackward0, _alias)
+
+
+def _view(input, key):
+    """The array of ``input[key]`` for a basic index ``key``: a view of its memory."""
+    return target_of(input._data).slice(input._data, key)
 
 
 @tensor_method()
@@ -135,12 +141,13 @@ def _classify(obj):
         return "int", int(obj)
     if isinstance(obj, slice):       # bounds may be anything with __index__ (0-d tensors too)
         return "slice", slice(*(None if v is None else operator.index(v) for v in (obj.start, obj.stop, obj.step)))
-    if isinstance(obj, Tensor):
-        arr = obj._data
+    if isinstance(obj, Tensor):               # an index is planned on the host
+        arr = target_of(obj._data).to_host(obj._data)
     elif isinstance(obj, np.ndarray):
         arr = obj
     elif isinstance(obj, (list, tuple)):
-        arr = np.array([o._data if isinstance(o, Tensor) else o for o in obj]) if obj else np.zeros(0, np.int64)
+        arr = np.array([target_of(o._data).to_host(o._data) if isinstance(o, Tensor) else o for o in obj]) \
+            if obj else np.zeros(0, np.int64)
         if arr.dtype == object:
             raise IndexError(_INVALID.format("list"))
     else:
@@ -290,7 +297,7 @@ class _GatherBackward(Node):
     (a 0-d input was indexed as one element; a broadcast one is summed down by the engine)."""
 
     def backward(self, grad):
-        zeros = Tensor._wrap(np.zeros(self.index.shape, grad._data.dtype))
+        zeros = Tensor._wrap(target_of(grad._data).zeros(self.index.shape, grad._data.dtype))
         out = _put(zeros, self.index, grad, accumulate=True, fresh=True, node_cls=IndexPutImplBackward0)
         return (_select(out, 0, 0) if len(self._input_meta[0][0]) == 0 else out,)
 
@@ -318,7 +325,7 @@ class IndexPutBackward0(Node):
         grad_input = grad_values = None
         if need[0]:
             grad_input = grad if self.accumulate else \
-                _put(grad, idx, Tensor._wrap(np.zeros((), grad._data.dtype)), False)
+                _put(grad, idx, Tensor._wrap(target_of(grad._data).zeros((), grad._data.dtype)), False)
         if need[1]:
             grad_values = _index(grad, idx)
             for _ in range(len(self._input_meta[1][0]) - len(idx.result_shape)):
@@ -334,19 +341,19 @@ def _index(input, idx, node_cls=IndexBackward0, strides=None):
     """``input`` read at the positions of ``idx`` (a copy); ``strides`` overrides how
     ``input``'s memory is read (a broadcast input)."""
     plan, data = idx.plan(input._data, strides)
-    out = np.empty(plan.shape, data.dtype)
-    kernels.gather(out, data, plan)
+    target = target_of(data)
+    out = target.empty(plan.shape, data.dtype)
+    target.index.gather(out, data, plan)
     return record(node_cls, out, (input,), index=idx)
 
 
 def _values_array(values, idx, dtype):
     """``values`` broadcast to the indexing result, C-contiguous, of ``dtype``."""
     v = values._data
+    target = target_of(v)
     while v.ndim > len(idx.result_shape) and v.shape[0] == 1:
-        v = v[0, ...]
-    out = np.empty(idx.result_shape, dtype)
-    OPS["copy"](out, v)
-    return out
+        v = target.slice(v, (0, Ellipsis))
+    return target.copy_into(target.empty(idx.result_shape, dtype), v, fresh_out=True)
 
 
 def _check_values(values, idx):
@@ -365,9 +372,9 @@ def _check_values(values, idx):
 def _put(input, idx, values, accumulate, fresh=False, node_cls=IndexPutBackward0):
     """``input`` with ``values`` written (or added) at ``idx``; a copy unless ``fresh``
     says ``input`` is a new tensor nobody else sees."""
-    data = input._data if fresh else copy_of(input._data)
-    plan, target = idx.plan(data)
-    kernels.scatter(target, _values_array(values, idx, data.dtype), plan, accumulate)
+    data = input._data if fresh else target_of(input._data).copy(input._data)
+    plan, dst = idx.plan(data)
+    target_of(data).index.scatter(dst, _values_array(values, idx, data.dtype), plan, accumulate)
     return record(node_cls, data, (input, values), index=idx, accumulate=accumulate)
 
 
@@ -382,8 +389,8 @@ def _put_(self, idx, values, accumulate):
     raises before anything is written)."""
 
     def direct():
-        plan, target = idx.plan(self._data)
-        kernels.scatter(target, _values_array(values, idx, self._data.dtype), plan, accumulate)
+        plan, dst = idx.plan(self._data)
+        target_of(dst).index.scatter(dst, _values_array(values, idx, self._data.dtype), plan, accumulate)
     return apply_inplace(self, lambda old: _put(old, idx, values, accumulate), (values,), direct)
 
 
@@ -395,7 +402,7 @@ def _tensor_indices(self, indices):
             raise TypeError(f"expected Tensor as element {k} in argument 1, but got {type(t).__name__}")
         kind, value = _classify(t)
         if kind in ("int", "bool"):
-            value = t._data.reshape(1).astype(np.int64 if kind == "int" else np.bool_)
+            value = np.array([value], np.int64 if kind == "int" else np.bool_)
         items.append((dim, value))
         dim += value.ndim if value.dtype == np.bool_ else 1
     if dim > self.ndim:
@@ -446,7 +453,7 @@ def _setitem(self, index, value):
     view, advanced = _apply_basic(self, index, alias=False)
     if advanced is None:
         if not isinstance(value, Tensor):        # PyTorch fills with the number as a 0-d tensor
-            view.fill_(Tensor._wrap(np.array(value, self._data.dtype)))
+            view.fill_(Tensor._wrap(target_of(self._data).scalar(value, self._data.dtype)))
             return
         while value.ndim > view.ndim and value.shape[0] == 1:
             value = _select(value, 0, 0)
@@ -454,18 +461,24 @@ def _setitem(self, index, value):
         view.copy_(value)
         return
     if not isinstance(value, Tensor):
-        value = Tensor._wrap(np.array(value, self._data.dtype))
+        value = Tensor._wrap(target_of(self._data).scalar(value, self._data.dtype))
     mask = advanced[0][1] if len(advanced) == 1 and advanced[0][1].dtype == np.bool_ else None
     if mask is not None and value.ndim == 0:
         value = value.to(self.dtype)      # a mask filled with one value casts, as masked_fill_ does
         if mask.shape == view.shape:      # and needs no positions unless it is recorded
             apply_inplace(view, lambda old: _put(old, _Index.parse(view.shape, advanced), value, False),
-                          (value,), lambda: OPS["where"](view._data, mask, value._data.reshape(1), view._data))
+                          (value,), lambda: _where_into(view._data, mask, value._data))
             return
     idx = _Index.parse(view.shape, advanced)
     _check_values(value, idx)
     _check_put_dtype(self, value)
     _put_(view, idx, value, False)
+
+
+def _where_into(data, mask, value):
+    """``data[mask] = value`` for a host ``mask`` of ``data``'s shape and a 0-d ``value``."""
+    target = target_of(data)
+    target.run("where", data, target.asarray(mask), target.reshape(value, (1,)), data)
 
 
 def _check_expand(value, shape):
@@ -492,7 +505,7 @@ def index_select(input, dim, index):
         raise IndexError("index_select(): Index is supposed to be a vector")
     dim = _wrap_dim(dim, input.ndim)
     shape = input.shape if input.ndim else (1,)
-    arr = index._data.reshape(-1)
+    arr = target_of(index._data).to_host(index._data).reshape(-1)      # planned on the host
     n = shape[dim]
     if arr.size and input.ndim > 1 and input.numel() == 0:       # PyTorch's own path, and texts
         if n == 0:
@@ -504,7 +517,7 @@ def index_select(input, dim, index):
         raise IndexError("index out of range in self")
     out = _index(input, _Index(shape, [dim], arr.reshape(1, -1).copy(), arr.shape), IndexSelectBackward0)
     if input.ndim == 0:            # PyTorch keeps a 0-d input's shape
-        out._data = out._data.reshape(())
+        out._data = target_of(out._data).reshape(out._data, ())
     return out
 
 
@@ -513,7 +526,7 @@ def take(input, index):
     if index.dtype is not _dtype.int64:
         raise RuntimeError(f"take(): Expected a long tensor for index, but got {index.dtype.legacy}")
     n = input.numel()
-    arr = index._data
+    arr = target_of(index._data).to_host(index._data)                 # planned on the host
     if arr.size and n == 0:
         raise IndexError("take(): tried to take from an empty tensor")
     if arr.size and (arr.min() < -n or arr.max() >= n):
@@ -531,10 +544,9 @@ def masked_select(input, mask):
     shape = broadcast_shapes(input.shape, mask.shape)
     if not shape:                             # the result is 1-D: of a 0-d input, one element or none
         return masked_select(input.reshape(1), mask.reshape(1))
-    mask_data = mask._data
+    mask_data = target_of(mask._data).to_host(mask._data)              # planned on the host
     if mask_data.shape != shape:
-        mask_data = np.empty(shape, np.bool_)
-        OPS["copy"](mask_data, mask._data)
+        mask_data = np.ascontiguousarray(np.broadcast_to(mask_data, shape))
     idx = _Index.parse(shape, [(0, mask_data)])          # positions of a mask are in bounds
     # a broadcast input is read through zero strides; the engine sums its gradient back down
     pad = len(shape) - input.ndim
@@ -569,15 +581,19 @@ def _check_fill(mask, value):
                            f"{value.ndim} dimension(s).")
 
 
-def _fill_value(value, dtype):
-    return (value._data if isinstance(value, Tensor) else np.array(value)).astype(dtype).reshape(1)
+def _fill_value(target, value, dtype):
+    """The fill value as a one-element array of ``target`` (a kernel operand: never written)."""
+    if isinstance(value, Tensor):
+        return target.reshape(target.astype(value._data, dtype), (1,))
+    return target.number(value, dtype)
 
 
 @tensor_method()
 def masked_fill(input, mask, value):
     _check_fill(mask, value)
-    out = np.empty(broadcast_shapes(mask.shape, input.shape), input._data.dtype)
-    OPS["where"](out, mask._data, _fill_value(value, out.dtype), input._data)
+    target = common_target([input._data, mask._data])
+    out = target.empty(broadcast_shapes(mask.shape, input.shape), input._data.dtype)
+    target.run("where", out, mask._data, _fill_value(target, value, out.dtype), input._data, fresh_out=True)
     if isinstance(value, Tensor):
         return record(MaskedFillBackward1, out, (input, value), saved=(mask,))
     return record(MaskedFillBackward0, out, (input,), saved=(mask,))
@@ -589,8 +605,9 @@ def masked_fill_(self, mask, value):
     check_result(self, broadcast_shapes(self.shape, mask.shape), self.dtype)
     operands = (value,) if isinstance(value, Tensor) else ()
     return apply_inplace(self, lambda old: masked_fill(old, mask, value), operands,
-                         lambda: OPS["where"](self._data, mask._data, _fill_value(value, self._data.dtype),
-                                              self._data))
+                         lambda: target_of(self._data).run("where", self._data, mask._data,
+                                                           _fill_value(target_of(self._data), value, self._data.dtype),
+                                                           self._data))
 
 
 # -- gather and scatter along a dimension -----------------------------------------------------------
@@ -633,7 +650,7 @@ def _dim_index_checks(name, input, dim, index, src=None):
 
 
 def _at_least_1d(arr):
-    return arr.reshape(1) if arr.ndim == 0 else arr
+    return target_of(arr).reshape(arr, (1,)) if arr.ndim == 0 else arr
 
 
 # The index is a saved tensor: changing it in place before backward is an error, as in PyTorch.
@@ -642,7 +659,7 @@ def _at_least_1d(arr):
 class GatherBackward0(Node):
     def backward(self, grad):
         index, = self.saved_tensors
-        zeros = Tensor._wrap(np.zeros(self._input_meta[0][0], grad._data.dtype))
+        zeros = Tensor._wrap(target_of(grad._data).zeros(self._input_meta[0][0], grad._data.dtype))
         _dim_index_checks("scatter_add", zeros, self.dim, index, grad)
         return (_scatter(zeros, self.dim, index, grad, "add", fresh=True),)
 
@@ -680,8 +697,9 @@ class ScatterAddBackward0(Node):
 
 
 def _gather(input, dim, index):
-    out = np.empty(index.shape, input._data.dtype)
-    kernels.gather_dim(_at_least_1d(out), _at_least_1d(input._data), dim, _at_least_1d(index._data))
+    target = common_target([input._data, index._data])
+    out = target.empty(index.shape, input._data.dtype)
+    target.index.gather_dim(_at_least_1d(out), _at_least_1d(input._data), dim, _at_least_1d(index._data))
     return record(GatherBackward0, out, (input,), saved=(index,), dim=dim)
 
 
@@ -707,16 +725,19 @@ def _corner(t, shape):
     return t
 
 
-def _src_array(src, dtype):
-    """A scatter source: a tensor's array, or a number as a 0-d array (read for every position)."""
-    return _at_least_1d(src._data) if isinstance(src, Tensor) else np.array(src, dtype)
+def _src_array(target, src, dtype):
+    """A scatter source: a tensor's array, or a number as a 0-d array of ``target`` (read
+    for every position)."""
+    return _at_least_1d(src._data) if isinstance(src, Tensor) else target.scalar(src, dtype)
 
 
 def _scatter(input, dim, index, src, reduce=None, fresh=False, legacy_reduce=False):
     """``scatter`` (``reduce`` None), ``scatter_add`` (``"add"``), or, with ``legacy_reduce``,
     ``scatter(..., reduce=)``, which PyTorch does not differentiate."""
-    data = input._data if fresh else copy_of(input._data)
-    kernels.scatter_dim(_at_least_1d(data), dim, _at_least_1d(index._data), _src_array(src, data.dtype), reduce)
+    target = target_of(input._data)
+    data = input._data if fresh else target.copy(input._data)
+    target.index.scatter_dim(_at_least_1d(data), dim, _at_least_1d(index._data), _src_array(target, src, data.dtype),
+                             reduce)
     if legacy_reduce:
         return record(NoDerivative, data, (input, src), op="aten::scatter")
     if reduce == "add":
@@ -764,27 +785,30 @@ def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
         _check_scatter_reduce(reduce, src)
     operands = (src,) if isinstance(src, Tensor) else ()
     return apply_inplace(self, lambda old: _scatter(old, dim, index, src, reduce, legacy_reduce=reduce is not None),
-                         operands, lambda: kernels.scatter_dim(_at_least_1d(self._data), dim, _at_least_1d(index._data),
-                                                               _src_array(src, self._data.dtype), reduce,
-                                                               check_first=True))
+                         operands, lambda: target_of(self._data).index.scatter_dim(
+                             _at_least_1d(self._data), dim, _at_least_1d(index._data),
+                             _src_array(target_of(self._data), src, self._data.dtype), reduce, check_first=True))
 
 
 @tensor_method()
 def scatter_add_(self, dim, index, src):
     dim = _dim_index_checks("scatter_add", self, dim, index, src)
     return apply_inplace(self, lambda old: _scatter(old, dim, index, src, "add"), (src,),
-                         lambda: kernels.scatter_dim(_at_least_1d(self._data), dim, _at_least_1d(index._data),
-                                                     _at_least_1d(src._data), "add", check_first=True))
+                         lambda: target_of(self._data).index.scatter_dim(
+                             _at_least_1d(self._data), dim, _at_least_1d(index._data), _at_least_1d(src._data), "add",
+                             check_first=True))
 
 
 # -- nonzero ----------------------------------------------------------------------------------------
 @tensor_method()
 def nonzero(input, *, as_tuple=False):
-    coords = kernels.nonzero(input._data)
+    target = target_of(input._data)
+    coords = target.index.nonzero(input._data)
     if as_tuple:
         if input.ndim == 0:
-            return (Tensor._wrap(np.zeros(coords.shape[0], np.int64)),)
-        return tuple(Tensor._wrap(np.ascontiguousarray(coords[:, d])) for d in range(input.ndim))
+            return (Tensor._wrap(target.zeros(coords.shape[0], np.int64)),)
+        return tuple(Tensor._wrap(target.contiguous(target.slice(coords, (slice(None), d))))
+                     for d in range(input.ndim))
     return Tensor._wrap(coords)
 
 

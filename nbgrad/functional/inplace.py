@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from nbgrad.ops.elementwise import OPS, copy_of
+from nbgrad.ops.targets import target_of
 from nbgrad.ops.table import TABLE
 
 from .._dtype import result_type
@@ -89,7 +89,7 @@ def apply_inplace(self, functional, operands=(), direct=None, overlap_ok=False):
             _write(self, new)
         self._version_counter.value += 1
         return self
-    old = Tensor._wrap(copy_of(self._data))
+    old = Tensor._wrap(target_of(self._data).copy(self._data))
     old.grad_fn, old._output_nr, old._requires_grad = self.grad_fn, self._output_nr, self._requires_grad
     new = functional(old)
     _write(self, new)
@@ -100,7 +100,7 @@ def apply_inplace(self, functional, operands=(), direct=None, overlap_ok=False):
 
 def _write(self, new):
     check_result(self, new._data.shape, new.dtype)
-    OPS["copy"](self._data, new._data)
+    target_of(self._data).copy_into(self._data, new._data)
 
 
 def _rebase_history(self, new):
@@ -125,7 +125,7 @@ class CopySlices(Node):
         need = self.needs_input_grad
         grad_base = None
         if need[0]:              # zeros where the view was written, not ``grad * 0`` (NaN at inf)
-            kept = Tensor._wrap(np.ones(grad.shape, np.bool_))
+            kept = Tensor._wrap(target_of(grad._data).ones(grad.shape, np.bool_))
             with no_grad():
                 self.view_fn(kept).fill_(False)
             grad_base = pointwise.where(kept, grad, 0.0)
@@ -142,9 +142,10 @@ def _operands(self, args):
     return tensors, numbers_
 
 
-def _elementwise_inplace(kernel, functional, float_result=False, params=(), check=None):
+def _elementwise_inplace(kernel, functional, float_result=False, params=(), check=None, node=None):
     """An ``op_`` method: ``functional`` out of place, ``kernel`` written straight in.
-    ``params``: the op's (name, default) constants, keyword arguments after the operands."""
+    ``params``: the op's (name, default) constants, keyword arguments after the operands;
+    ``node``: the grad_fn class PyTorch names the in-place form with, if it has its own."""
     def method(self, *args, **kwargs):
         if check is not None:
             check(self, *args)
@@ -157,8 +158,11 @@ def _elementwise_inplace(kernel, functional, float_result=False, params=(), chec
             dtype = pointwise._float_dtype((self, *args))
         check_result(self, broadcast_shapes(*(t._data.shape for t in tensors)), dtype)
         named = dict(zip((p for p, _ in params), constants))
-        return apply_inplace(self, lambda old: functional(old, *args, **named), args,
-                             direct=lambda: pointwise.compute(kernel, (self, *args, *constants), dtype, out=self._data))
+        out = apply_inplace(self, lambda old: functional(old, *args, **named), args,
+                            direct=lambda: pointwise.compute(kernel, (self, *args, *constants), dtype, out=self._data))
+        if node is not None and type(out.grad_fn) is node.__base__:
+            out.grad_fn.__class__ = node       # the same backward, under the in-place name
+        return out
     method.__name__ = functional.__name__ + "_"
     return method
 
@@ -177,8 +181,11 @@ def _inplace_names(rec):
 
 for _rec in TABLE.values():
     if _rec.inplace:
+        _base = pointwise.NODES[_rec.name][""]
+        _node = type(_rec.inplace, (_base,), {"__qualname__": _rec.inplace, "__module__": _base.__module__}) \
+            if isinstance(_rec.inplace, str) else None
         INPLACE[_rec.name] = _elementwise_inplace(_rec.name, pointwise.RUN[_rec.name], _rec.result == "float",
-                                                  _rec.params, pointwise.CHECKS.get(_rec.name))
+                                                  _rec.params, pointwise.CHECKS.get(_rec.name), _node)
         for _name in _inplace_names(_rec):
             setattr(Tensor, _name, INPLACE[_rec.name])
 Tensor.div_ = Tensor.divide_ = Tensor.true_divide_ = Tensor.__itruediv__ = \
@@ -239,18 +246,25 @@ def fill_(self, value, _node=FillBackward2):
         def filled(old):
             return record(FillBackward3, _filled_array(old, value._data), (old, value))
         return apply_inplace(self, filled, (value,),
-                             direct=lambda: OPS["copy"](self._data, value._data.reshape(1)))
+                             direct=lambda: target_of(self._data).copy_into(self._data, value._data))
 
     def filled_with_number(old):
         return record(_node, _filled_array(old, value), (old,))
     return apply_inplace(self, filled_with_number, (), overlap_ok=True,
-                         direct=lambda: OPS["copy"](self._data, np.array((value,), self._data.dtype)))
+                         direct=lambda: _fill(self._data, value))
+
+
+def _fill(data, value):
+    target = target_of(data)
+    target.copy_into(data, target.number(value, data.dtype))
 
 
 def _filled_array(like, value):
-    out = np.empty(like._data.shape, like._data.dtype)
-    OPS["copy"](out, np.array(value, like._data.dtype).reshape(1))
-    return out
+    """A new array like ``like``'s, every element ``value`` (a number or a 0-d array)."""
+    data = like._data
+    target = target_of(data)
+    return target.copy_into(target.empty(data.shape, data.dtype), value if type(value) is target.array_type
+                            else target.number(value, data.dtype), fresh_out=True)
 
 
 @tensor_method()
@@ -274,10 +288,11 @@ def copy_(self, src, non_blocking=False):
                            f"{list(shape)}")
 
     def copied(old):
-        out = np.empty(old._data.shape, old._data.dtype)
-        OPS["copy"](out, src._data)
+        data = old._data
+        target = target_of(data)
+        out = target.copy_into(target.empty(data.shape, data.dtype), src._data, fresh_out=True)
         return record(CopyBackwards, out, (old, src))
-    return apply_inplace(self, copied, (src,), direct=lambda: OPS["copy"](self._data, src._data))
+    return apply_inplace(self, copied, (src,), direct=lambda: target_of(self._data).copy_into(self._data, src._data))
 
 
 def _logical_inplace(kernel):

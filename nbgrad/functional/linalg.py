@@ -4,10 +4,7 @@ composes it, so its gradients, batch broadcasting included, come from theirs.
 """
 import math
 
-import numpy as np
-
-from nbgrad.ops import linalg as _kernels
-from nbgrad.ops.elementwise import OPS
+from nbgrad.ops.targets import common_target, target_of
 
 from .. import _dtype
 from ..autograd.graph import Node
@@ -85,7 +82,8 @@ def _product_data(node_cls, a, b, a3, b3, shape):
     if a.dtype is _dtype.bool:
         name = "dot" if node_cls is DotBackward0 else "addmm_impl_cpu_"
         raise NotImplementedError(f"\"{name}\" not implemented for 'Bool'")
-    return _kernels.bmm(a3, b3).reshape(shape)
+    target = common_target([a3, b3])
+    return target.reshape(target.linalg.bmm(a3, b3), shape)
 
 
 def _saved_operands(a, b):
@@ -112,7 +110,7 @@ def mm(input, mat2):
                            f"{_C_NAMES[input.dtype.name]} != {_C_NAMES[mat2.dtype.name]}")
     if k != k2:
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({n}x{k} and {k2}x{m})")
-    return _product(MmBackward0, input, mat2, input._data[None], mat2._data[None], (n, m),
+    return _product(MmBackward0, input, mat2, _batch_of_one(input._data), _batch_of_one(mat2._data), (n, m),
                     transposed=(_is_transposed(input), _is_transposed(mat2)))
 
 
@@ -131,24 +129,26 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1):
             raise RuntimeError(f"self and mat2 must have the same dtype, but got {input.dtype.legacy} and "
                                f"{other.dtype.legacy}")
     _check_expandable(input.shape, (n, m))
-    out = _product_data(AddmmBackward0, mat1, mat2, mat1._data[None], mat2._data[None], (n, m))
+    out = _product_data(AddmmBackward0, mat1, mat2, _batch_of_one(mat1._data), _batch_of_one(mat2._data), (n, m))
+    target = common_target([out, input._data])
     if alpha != 1:
-        OPS["mul"](out, out, _scalar(alpha, out.dtype))
+        target.run("mul", out, out, target.number(alpha, out.dtype))
     if beta != 0 and out.size:
         bias = input._data
         if beta != 1:
-            bias = OPS["mul"](np.empty(bias.shape, out.dtype), bias, _scalar(beta, out.dtype), fresh_out=True)
-        if bias.ndim and bias.shape[-1] == m and bias.size == m and bias.flags.c_contiguous:
-            _kernels.add_rows(out, bias.reshape(-1))
+            bias = target.launch("mul", (bias, beta), bias.shape, out.dtype)
+        if bias.ndim and bias.shape[-1] == m and bias.size == m and target.is_contiguous(bias):
+            target.linalg.add_rows(out, target.reshape(bias, (-1,)))
         else:
-            OPS["add"](out, out, bias)
+            target.run("add", out, out, bias)
     attrs = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v != 1}
     return record(AddmmBackward0, out, (input, mat1, mat2), saved=_saved_operands(mat1, mat2),
                   transposed=(_is_transposed(mat1), _is_transposed(mat2)), **attrs)
 
 
-def _scalar(x, dtype):
-    return np.array((x,), dtype)
+def _batch_of_one(data):
+    """A matrix as a batch of one, for the batched kernel (a view)."""
+    return target_of(data).slice(data, (None,))
 
 
 def _check_expandable(shape, target):
@@ -162,8 +162,7 @@ def _check_expandable(shape, target):
 
 
 def _is_transposed(t):
-    flags = t._data.flags
-    return flags.f_contiguous and not flags.c_contiguous
+    return target_of(t._data).is_transposed(t._data)
 
 
 @tensor_method()
@@ -191,7 +190,8 @@ def mv(input, vec):
     if input.dtype is not vec.dtype:
         raise RuntimeError(f"addmv input tensors must have the same dtype, but got "
                            f"{vec.dtype.legacy}, {input.dtype.legacy}, and {vec.dtype.legacy}")
-    return _product(MvBackward0, input, vec, input._data[None], vec._data.reshape(1, k, 1), (n,))
+    vec3 = target_of(vec._data).reshape(vec._data, (1, k, 1))
+    return _product(MvBackward0, input, vec, _batch_of_one(input._data), vec3, (n,))
 
 
 @tensor_method()
@@ -206,7 +206,9 @@ def dot(input, other):
     if input.dtype is not other.dtype:
         raise RuntimeError(f"dot : expected both vectors to have same dtype, but found "
                            f"{input.dtype.legacy} and {other.dtype.legacy}")
-    return _product(DotBackward0, input, other, input._data.reshape(1, 1, k), other._data.reshape(1, k, 1), ())
+    target = common_target([input._data, other._data])
+    return _product(DotBackward0, input, other, target.reshape(input._data, (1, 1, k)),
+                    target.reshape(other._data, (1, k, 1)), ())
 
 
 @tensor_method("outer", "ger")

@@ -11,8 +11,8 @@ import numbers
 
 import numpy as np
 
-from nbgrad.ops.elementwise import OPS, PARALLEL_MIN
 from nbgrad.ops.table import TABLE
+from nbgrad.ops.targets import CPU, common_target, target_of
 
 from .. import _dtype
 from .._dtype import result_type
@@ -58,35 +58,6 @@ def _letter(k):
     return "abcdefgh"[k] if k < 8 else f"#{k}"
 
 
-def _as_array(x, np_dtype):
-    """An operand as an array of the compute dtype: tensors cast if needed, numbers as one element."""
-    if isinstance(x, Tensor):
-        data = x._data
-        if data.dtype != np_dtype:
-            out = np.empty(data.shape, np_dtype)
-            OPS["copy"](out, data, fresh_out=True)
-            return out
-        return data
-    return _number_array(x, np_dtype)
-
-
-_NUMBERS = {}
-
-
-def _number_array(x, np_dtype):
-    """A number as a one-element array; the same few numbers recur (``x * 2``, ``1 - y``),
-    so their arrays are kept (never written to) instead of made on every call."""
-    if type(x) not in (float, int, bool):
-        _check_operand(x)
-    key = (x, np_dtype)
-    arr = _NUMBERS.get(key)
-    if arr is None:
-        if len(_NUMBERS) > 4096:
-            _NUMBERS.clear()
-        arr = _NUMBERS[key] = np.array((x,), np_dtype)
-    return arr
-
-
 def promote(operands):
     """The dtype to compute ``operands`` in: PyTorch's promotion, with a quick answer for
     the usual case of tensors of one dtype, and numbers that cannot raise it."""
@@ -125,81 +96,38 @@ def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
 
 
 def _compute_any(kernel, operands, dtype, out_dtype, out):
+    """The general launch: promotion, device check and broadcasting here, once; the target
+    of the operands' data casts, allocates and runs."""
     if dtype is None:
         dtype = promote(operands)
-    np_dtype = dtype.numpy
     arrays = []
     shapes = []
     for x in operands:
         if isinstance(x, Tensor):
             shapes.append(x._data.shape)
-            arrays.append(_as_array(x, np_dtype))
+            arrays.append(x._data)
         else:
-            arrays.append(_number_array(x, np_dtype))
+            if type(x) not in (float, int, bool):
+                _check_operand(x)
+            arrays.append(x)
+    target = common_target(arrays)
     if out is not None:
-        OPS[kernel](out, *arrays)
-        return out
+        return target.launch(kernel, arrays, None, dtype.numpy, out=out)
     if not shapes:
         raise TypeError(f"{kernel}(): argument 'input' (position 1) must be Tensor, not {type(operands[0]).__name__}")
-    out = np.empty(shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes), (out_dtype or dtype).numpy)
-    OPS[kernel](out, *arrays, fresh_out=True)
-    return out
+    shape = shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes)
+    return target.launch(kernel, arrays, shape, dtype.numpy, None if out_dtype is None else out_dtype.numpy)
+
+
+_alike = CPU.alike       # the small-tensor quick path is the CPU target's; other targets' arrays fail it
 
 
 def _compute_alike(kernel, operands, dtype, out_dtype, floating=False):
-    """``compute``'s quick path, for the usual case that skips promotion, broadcasting and
-    strides: C-contiguous tensors of one shape and dtype, and numbers that cannot change a
-    floating dtype. ``None`` when the operands are not that case (or, with ``floating``, the
-    op's result is floating and the tensors are not)."""
-    data = None
-    pattern = ""
-    flat = []
-    for x in operands:
-        if isinstance(x, Tensor):
-            d = x._data
-            if data is None:
-                data = d
-            elif d.dtype != data.dtype or d.shape != data.shape:
-                return None
-            if not d.flags.c_contiguous:
-                return None
-            pattern += "c"
-            flat.append(d.reshape(-1))
-        elif type(x) is float or type(x) is int:
-            pattern += "s"
-            flat.append(x)
-        else:
-            return None
-    if data is None:
-        return None
-    np_dtype = data.dtype
-    if dtype is not None and dtype.numpy != np_dtype:
-        return None
-    if floating and np_dtype.kind != "f":
-        return None
-    if "s" in pattern:
-        if np_dtype.kind != "f":
-            return None
-        for i, p in enumerate(pattern):
-            if p == "s":
-                arr = _NUMBERS.get((flat[i], np_dtype))
-                flat[i] = arr if arr is not None else _number_array(flat[i], np_dtype)
-    out = np.empty(data.shape, np_dtype if out_dtype is None else out_dtype.numpy)
-    size = out.size
-    # Elementwise.contiguous and _number_array written out here: going through them cost the
-    # chain-of-100-ops workload 7% (commit be87910)
-    if size and size < PARALLEL_MIN:
-        key = (kernel, pattern)
-        loop = _SERIAL_LOOPS.get(key)
-        if loop is None:
-            loop = _SERIAL_LOOPS[key] = OPS[kernel].kernel(pattern, False)
-        loop(out.reshape(-1), *flat)
-    elif size:
-        OPS[kernel].contiguous(out, pattern, flat)
-    return out
-
-
-_SERIAL_LOOPS = {}
+    """``compute``'s quick path (the target's ``alike``): ``None`` when the operands need
+    the general one."""
+    return _alike(kernel, [x._data if isinstance(x, Tensor) else x if type(x) is float or type(x) is int else None
+                           for x in operands],
+                  None if dtype is None else dtype.numpy, None if out_dtype is None else out_dtype.numpy, floating)
 
 
 def _float_dtype(operands):
@@ -265,6 +193,12 @@ def _compiled(expr):
 NODES = {}
 RECORD = {}
 RUN = {}
+
+
+class TRACING:
+    """``trace(name, operands)``: set by ``nbgrad.compile``'s capture, asked by the generated
+    functions on their general path; a traced result, or None to compute."""
+    trace = None
 
 
 def check_negation(input):
@@ -335,7 +269,7 @@ def _recording(rec, key, names):
 def _generate(rec):
     """``RUN[op]`` and ``RECORD[op]`` (and the node classes) of table record ``rec``."""
     names = dict(zip(rec.args, rec.inputs))
-    namespace = {"Tensor": Tensor, "record": record, "_compute_alike": _compute_alike,
+    namespace = {"Tensor": Tensor, "record": record, "_alike": _alike, "TRACING": TRACING,
                  "_compute_any": _compute_any, "_float_dtype": _float_dtype, "_check": CHECKS.get(rec.name)}
     NODES[rec.name] = {}
     for key, name in {"": rec.node, **rec.numbers}.items():
@@ -350,15 +284,24 @@ def _generate(rec):
     params = [f"{p}={default!r}" for p, default in rec.params]
     signature = ", ".join([*rec.inputs, *(["*", *params] if params else [])])
     operands = ", ".join([*rec.inputs, *(p for p, _ in rec.params)])
+    # the quick path's operands: tensors' arrays, written out per input (a loop costs 5% of a 5x5 op)
+    # (anything but a tensor or a Python number, such as a NumPy array, goes to the general path)
+    arrays = ", ".join([*(f"{x}._data if isinstance({x}, Tensor) else {x} if type({x}) is float or type({x}) is int "
+                          "else None" for x in rec.inputs),
+                        *(p for p, _ in rec.params)])
     floating = rec.result == "float"
     name = rec.api[0] if rec.api else f"_{rec.name}"
     source = "\n    ".join([
         f"def {name}({signature}):",
         f'"""``{rec.forward}``, elementwise (generated from ops/table.py)."""',
         *([f"_check({', '.join(rec.inputs)})"] if namespace["_check"] else []),
-        f"operands = ({operands},)",
-        f"data = _compute_alike({rec.name!r}, operands, None, None{', True' if floating else ''})",
+        f"data = _alike({rec.name!r}, ({arrays},), None, None{', True' if floating else ''})",
         "if data is None:",
+        f"    operands = ({operands},)",
+        "    if TRACING.trace is not None:",
+        f"        traced = TRACING.trace({rec.name!r}, operands)",
+        "        if traced is not None:",
+        "            return traced",
         f"    data = _compute_any({rec.name!r}, operands, {'_float_dtype(operands)' if floating else 'None'}, "
         "None, None)",
         *body])
@@ -484,6 +427,15 @@ def _rpow(input, other):
     return RUN["pow"](other, input)
 
 
+_round = RUN["round"]
+
+
+@tensor_method("round")
+def round(input, *, decimals=0):
+    """Half to even; with ``decimals``, at that many decimal places (negative: tens, hundreds...)."""
+    return _round(input) if decimals == 0 else RUN["round_decimals"](input, decimals=decimals)
+
+
 @tensor_method("square")
 def square(input):
     return pow(input, 2)
@@ -519,8 +471,10 @@ def where(condition, input, other):
     values = (input, other)
     dtype = result_type([x for x in values if isinstance(x, Tensor)], [x for x in values if not isinstance(x, Tensor)])
     shape = broadcast_shapes(*(t._data.shape for t in (condition, *values) if isinstance(t, Tensor)))
-    out = np.empty(shape, dtype.numpy)
-    OPS["where"](out, condition._data, _as_array(input, dtype.numpy), _as_array(other, dtype.numpy))
+    target = common_target([condition._data, *(x._data for x in values if isinstance(x, Tensor))])
+    out = target.empty(shape, dtype.numpy)
+    target.run("where", out, condition._data, *(target.astype(x._data, dtype.numpy) if isinstance(x, Tensor)
+                                                 else target.number(x, dtype.numpy) for x in values), fresh_out=True)
     return RECORD["where"](out, condition, input, other)
 
 
@@ -627,8 +581,9 @@ def clone(input, *, memory_format=None):
 
 
 def cast(input, dtype):
-    out = np.empty(input._data.shape, dtype.numpy)
-    OPS["copy"](out, input._data)
+    data = input._data
+    target = target_of(data)
+    out = target.run("copy", target.empty(data.shape, dtype.numpy), data, fresh_out=True)
     if dtype.is_floating_point:
         return record(ToCopyBackward0, out, (input,))
     return Tensor._wrap(out)

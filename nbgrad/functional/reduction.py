@@ -1,12 +1,15 @@
 """Reductions and softmax: kernels from ``nbgrad.ops.reduce``, backward rules as nodes.
 
+The accumulating reductions (sum, mean, prod, var, std, logsumexp) are records of the op
+table's ``ACCUMULATIONS``: their kernels and their gradient expressions come from there, and
+``_gradient`` reads an expression the way a pointwise op's is read (a fused kernel, or, when
+the step itself is recorded for ``create_graph``, the same expression on Tensors).
+
 The gradient of a sum is its incoming gradient spread back over the summed dims:
 ``_expand``, a broadcast view (no copy) recorded as ``ExpandBackward0``, whose own gradient
 is a sum again. So sum and expand are each other's backward, and higher-order gradients
-need nothing more. The other backward steps run a fused kernel, or, when the step itself
-must be recorded (``create_graph``), the same math in differentiable ops. A saved output is
-then unpacked with its node as ``grad_fn``, as PyTorch does, so that second derivatives
-flow through it.
+need nothing more. A saved output is unpacked with its node as ``grad_fn`` while recording,
+as PyTorch does, so that second derivatives flow through it.
 """
 import math
 import warnings
@@ -14,14 +17,15 @@ import warnings
 import numpy as np
 
 from nbgrad.ops import reduce as kernels
-from nbgrad.ops.elementwise import strided_view
+from nbgrad.ops.table import ACCUMULATIONS, names_in
+from nbgrad.ops.targets import target_of
 
 from .. import _dtype
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.graph import Node
 from ..tensor import Tensor, _wrap_dim, needs_grad, record
 from . import tensor_method
-from .pointwise import exp, maximum, minimum, where
+from .pointwise import derivative, exp, maximum, minimum, where
 
 __all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "var", "std",
            "logsumexp", "softmax", "log_softmax", "return_types"]
@@ -69,7 +73,7 @@ def _sum_dtype(input):
 
 def _keep(g, keep):
     """An incoming gradient's data in the keepdim shape (a view)."""
-    return g._data.reshape(keep)
+    return target_of(g._data).reshape(g._data, keep)
 
 
 def _result(node, saved):
@@ -80,30 +84,54 @@ def _result(node, saved):
     return t
 
 
+# -- the input's gradient of an accumulation, from the op table --------------------------------------
+def _gradient(node, grad, x=None, y=None, m=None, s=None):
+    """The input's gradient of ``node``'s accumulation (``node.op``), from its table
+    expression over ``grad``, the input ``x``, the saved output ``y``, the center ``m`` (the
+    mean, float64, keepdim shape) and the scale ``s``. An expression that reads no ``x`` (sum,
+    mean) is computed at the output's size and broadcast by ``_expand``, a view."""
+    rec = ACCUMULATIONS[node.op]
+    if "x" not in names_in(rec.grads["x"]):
+        return _expand(derivative(rec, "x", {"g": grad, "n": getattr(node, "count", 1)}), node.keep, node.in_shape)
+    if needs_grad((grad, x)):                  # recorded: keepdim views and the mean of x, all differentiable
+        values = {"g": grad.reshape(node.keep), "x": x, "s": s, "n": getattr(node, "count", 1)}
+        if y is not None:
+            values["y"] = _result(node, y).reshape(node.keep)
+        if m is not None:
+            values["m"] = mean(x, node.dims, keepdim=True)
+    else:
+        keep = lambda t: Tensor._wrap(target_of(t._data).reshape(t._data, node.keep))
+        values = {"g": keep(grad), "x": x, "s": s, "n": getattr(node, "count", 1)}
+        if y is not None:
+            values["y"] = keep(y)
+        if m is not None:
+            values["m"] = Tensor._wrap(m.astype(x._data.dtype))
+    return derivative(rec, "x", values)
+
+
 # -- sum and its adjoint, expand ----------------------------------------------------------------------
 class _Summed(Node):
-    """out = scale * x summed over dims (reshaped): the gradient is spread back by ``_expand``."""
+    """out = x summed (or averaged) over dims, reshaped."""
+    count = 1
 
     def backward(self, grad):
-        if self.count != 1:
-            grad = grad / self.count
-        return (_expand(grad, self.keep, self.in_shape),)
+        return (_gradient(self, grad),)
 
 
 class SumBackward0(_Summed):
-    count = 1
+    op = "sum"
 
 
 class SumBackward1(_Summed):
-    count = 1
+    op = "sum"
 
 
 class MeanBackward0(_Summed):
-    pass
+    op = "mean"
 
 
 class MeanBackward1(_Summed):
-    pass
+    op = "mean"
 
 
 class ExpandBackward0(Node):
@@ -122,7 +150,7 @@ def _expand(g, keep, shape):
     so an in-place write into it fails instead of writing one element many times."""
     kept = _keep(g, keep)
     dims = tuple([d for d in range(len(shape)) if keep[d] == 1 and shape[d] != 1])
-    data = strided_view(kept, shape, tuple([0 if d in dims else kept.strides[d] for d in range(len(shape))]),
+    data = target_of(kept).as_strided(kept, shape, tuple([0 if d in dims else kept.strides[d] for d in range(len(shape))]),
                         writeable=False)
     return record(ExpandBackward0, data, (g,), dims=dims, in_shape=g._data.shape)
 
@@ -171,8 +199,10 @@ def sum_to_size(input, *size):
 
 # -- prod ----------------------------------------------------------------------------------------------
 class _ProdBackward(Node):
-    """PyTorch's rule: g * (y / x) where x has no zero; else g times the product of the other
-    elements (exact with zeros), or 0 everywhere for a whole-tensor prod with several zeros."""
+    """PyTorch's rule: the table's expression where x has no zero; else g times the product
+    of the other elements (exact with zeros), or 0 everywhere for a whole-tensor prod with
+    several zeros."""
+    op = "prod"
 
     def backward(self, grad):
         x, y = self.saved_tensors
@@ -180,18 +210,13 @@ class _ProdBackward(Node):
         if not self.dims:                      # 0-d: the gradient passes
             return (grad,)
         zeros = kernels.count_zeros(x._data)
-        if needs_grad((grad, x)):
-            if zeros:
-                raise NotImplementedError("a recorded (create_graph) backward of prod with zeros in the "
-                                          "input is not supported")
-            y = _expand(_result(self, y), self.keep, self.in_shape)
-            return (_expand(grad, self.keep, self.in_shape) * (y / x),)
         if not zeros:
-            out = np.empty(self.in_shape, x._data.dtype)
-            kernels.BACKWARD["prod_backward"](out, _keep(grad, self.keep), _keep(y, self.keep), x._data)
-            return (Tensor._wrap(out),)
+            return (_gradient(self, grad, x, y),)
+        if needs_grad((grad, x)):
+            raise NotImplementedError("a recorded (create_graph) backward of prod with zeros in the "
+                                      "input is not supported")
         if zeros > 1 and type(self) is ProdBackward0:
-            return (Tensor._wrap(np.zeros(self.in_shape, x._data.dtype)),)
+            return (Tensor._wrap(target_of(x._data).zeros(self.in_shape, x._data.dtype)),)
         return (Tensor._wrap(kernels.prod_backward(_keep(grad, self.keep), x._data, self.dims)),)
 
 
@@ -257,7 +282,7 @@ class _EvenBackward(Node):
         share = lambda g: kernels.distribute_backward(_keep(g, self.keep), x._data, _keep(y, self.keep),
                                                       self.dims, self.nan_too)
         if needs_grad((grad, x)):
-            shares = Tensor._wrap(share(Tensor._wrap(np.ones(self.keep, x._data.dtype))))
+            shares = Tensor._wrap(share(Tensor._wrap(target_of(x._data).ones(self.keep, x._data.dtype))))
             gx = _expand(grad, self.keep, self.in_shape) * shares
             return (where(shares != 0, gx, 0.0) if self.nan_too else gx,)
         return (Tensor._wrap(share(grad)),)
@@ -288,7 +313,7 @@ class _IndexBackward(Node):
         put = lambda g: kernels.index_backward(_keep(g, self.keep), idx._data, self.in_shape, self.dim,
                                                self.dtype)
         if needs_grad((grad,)):
-            picked = Tensor._wrap(put(Tensor._wrap(np.ones(self.keep, self.dtype))) != 0)
+            picked = Tensor._wrap(put(Tensor._wrap(target_of(idx._data).ones(self.keep, self.dtype))) != 0)
             return (where(picked, _expand(grad, self.keep, self.in_shape), 0.0),)
         return (Tensor._wrap(put(grad)),)
 
@@ -403,28 +428,23 @@ def argmin(input, dim=None, keepdim=False):
 def _no_dof_backward(grad, x, node):
     """PyTorch's gradient of a variance over all of x with no degrees of freedom left
     (N <= correction): g * inf, NaN where x equals its mean."""
-    m = Tensor._wrap(node.mean.astype(x._data.dtype))
+    m = Tensor._wrap(target_of(node.mean).astype(node.mean, x._data.dtype))
     return (_expand(grad, node.keep, node.in_shape) * where(x == m, math.nan, math.inf),)
 
 
 class VarBackward0(Node):
-    """(2 / dof) * g * (x - mean)."""
+    op = "var"
 
     def backward(self, grad):
         x, = self.saved_tensors
         kernels.check_saved("var backward", _keep(grad, self.keep), x._data, self.dims)
         if self.whole and self.dof <= 0:
             return _no_dof_backward(grad, x, self)
-        scale = 2.0 / self.dof if self.dof else math.inf
-        if needs_grad((grad, x)):
-            return (_expand(grad, self.keep, self.in_shape) * scale * (x - mean(x, self.dims, keepdim=True)),)
-        out = np.empty(self.in_shape, x._data.dtype)
-        kernels.BACKWARD["var_backward"](out, _keep(grad, self.keep), x._data, self.mean, np.array([scale]))
-        return (Tensor._wrap(out),)
+        return (_gradient(self, grad, x, m=self.mean, s=2.0 / self.dof if self.dof else math.inf),)
 
 
 class StdBackward0(Node):
-    """The variance's gradient with g / (2 * std), 0 where std is 0."""
+    op = "std"
 
     def backward(self, grad):
         x, y = self.saved_tensors
@@ -432,15 +452,7 @@ class StdBackward0(Node):
         if self.whole and self.dof <= 0:
             y = _result(self, y)
             return _no_dof_backward(where(y == 0, 0.0, grad / (2 * y)), x, self)
-        if needs_grad((grad, x)):
-            y = _result(self, y)
-            grad = where(y == 0, 0.0, grad / (2 * y))
-            scale = 2.0 / self.dof if self.dof else math.inf
-            return (_expand(grad, self.keep, self.in_shape) * scale * (x - mean(x, self.dims, keepdim=True)),)
-        out = np.empty(self.in_shape, x._data.dtype)
-        kernels.BACKWARD["std_backward"](out, _keep(grad, self.keep), x._data, self.mean, _keep(y, self.keep),
-                                         np.array([1.0 / self.dof if self.dof else math.inf]))
-        return (Tensor._wrap(out),)
+        return (_gradient(self, grad, x, y, m=self.mean, s=1.0 / self.dof if self.dof else math.inf),)
 
 
 def _variance(input, dim, unbiased, keepdim, correction, name):
@@ -486,17 +498,12 @@ def _float_input(input):
 
 
 class LogsumexpBackward0(Node):
-    """g * exp(x - y)."""
+    op = "logsumexp"
 
     def backward(self, grad):
         x, y = self.saved_tensors
         kernels.check_saved("logsumexp backward", _keep(grad, self.keep), x._data, self.dims)
-        if needs_grad((grad, x)):
-            y = _expand(_result(self, y), self.keep, self.in_shape)
-            return (_expand(grad, self.keep, self.in_shape) * exp(x - y),)
-        out = np.empty(self.in_shape, x._data.dtype)
-        kernels.BACKWARD["logsumexp_backward"](out, _keep(grad, self.keep), x._data, _keep(y, self.keep))
-        return (Tensor._wrap(out),)
+        return (_gradient(self, grad, x, y),)
 
 
 @tensor_method()
@@ -513,24 +520,60 @@ def logsumexp(input, dim, keepdim=False):
     return out
 
 
-class SoftmaxBackward0(Node):
+class _SoftmaxBackward(Node):
+    """The kernel's gradient, recorded (under ``create_graph``) as the op PyTorch calls
+    ``_softmax_backward_data``, whose own backward is below: the formula is the kernel's
+    alone."""
+
     def backward(self, grad):
         y, = self.saved_tensors
-        if is_grad_enabled():
-            y = _result(self, y)
-            return (y * (grad - sum(grad * y, self.dim, keepdim=True)),)
-        return (Tensor._wrap(kernels.softmax_backward(grad._data, y._data, self.dim)),)
+        return (_softmax_backward_data(grad, _result(self, y) if is_grad_enabled() else y, self.dim, self.log),)
 
 
-class LogSoftmaxBackward0(Node):
-    def backward(self, grad):
-        y, = self.saved_tensors
-        if is_grad_enabled():
-            return (grad - exp(_result(self, y)) * sum(grad, self.dim, keepdim=True),)
-        return (Tensor._wrap(kernels.softmax_backward(grad._data, y._data, self.dim, log=True)),)
+class SoftmaxBackward0(_SoftmaxBackward):
+    log = False
+
+
+class LogSoftmaxBackward0(_SoftmaxBackward):
+    log = True
+
+
+class SoftmaxBackwardDataBackward0(Node):
+    """gx = y * (g - sum(g * y)): to g, the same op again; to y, gg * (g - sum(g * y)) - g * sum(gg * y)."""
+
+    def backward(self, gg):
+        g, y = self.saved_tensors
+        dg = _softmax_backward_data(gg, y, self.dim, False) if self.needs_input_grad[0] else None
+        dy = None
+        if self.needs_input_grad[1]:
+            dy = gg * (g - sum(g * y, self.dim, keepdim=True)) - g * sum(gg * y, self.dim, keepdim=True)
+        return dg, dy
+
+
+class LogSoftmaxBackwardDataBackward0(Node):
+    """gx = g - exp(y) * sum(g): to g, gg - sum(gg * exp(y)); to y, -gg * exp(y) * sum(g)."""
+
+    def backward(self, gg):
+        g, y = self.saved_tensors
+        e = exp(y)
+        dg = gg - sum(gg * e, self.dim, keepdim=True) if self.needs_input_grad[0] else None
+        dy = -gg * e * sum(g, self.dim, keepdim=True) if self.needs_input_grad[1] else None
+        return dg, dy
+
+
+def _softmax_backward_data(grad, y, dim, log):
+    """The gradient of softmax (``log``: log_softmax) at output ``y``: the kernel, recorded as
+    PyTorch records its ``_softmax_backward_data``."""
+    node = LogSoftmaxBackwardDataBackward0 if log else SoftmaxBackwardDataBackward0
+    out = record(node, kernels.softmax_backward(grad._data, y._data, dim, log), (grad, y), dim=dim)
+    if out.grad_fn is not None:
+        out.grad_fn.save_for_backward(grad, y)
+    return out
 
 
 def _softmax(input, dim, dtype, log):
+    if not isinstance(input, Tensor):          # traced by nbgrad.compile
+        return input._softmax(dim, dtype, log)
     if dtype is not None:
         input = input.to(dtype)
     if not input.dtype.is_floating_point:

@@ -10,10 +10,7 @@ broadcast gradient), and cat and split are each other's backward, as are stack a
 import operator
 import warnings
 
-import numpy as np
-
-from nbgrad.ops import shape as _kernels
-from nbgrad.ops.elementwise import OPS, copy_of, strided_view
+from nbgrad.ops.targets import common_target, target_of
 
 from .._dtype import result_type
 from ..autograd.graph import Node
@@ -107,10 +104,7 @@ def _infer_size(shape, numel):
 
 def _view_of(data, shape):
     """``data`` reshaped without a copy, or None where its strides don't allow it."""
-    try:
-        return data.reshape(shape, copy=False)
-    except ValueError:
-        return None
+    return target_of(data).view(data, shape)
 
 
 @tensor_method()
@@ -130,14 +124,15 @@ def reshape(input, *shape):
     data = _view_of(input._data, shape)
     if data is None:
         return _unsafe_view(clone(input), shape)
-    node = ViewBackward0 if input._data.flags.c_contiguous else ReshapeAliasBackward0
+    node = ViewBackward0 if target_of(input._data).is_contiguous(input._data) else ReshapeAliasBackward0
     return make_view(input, data, node, lambda v: reshape(v, shape), shape=input.shape)
 
 
 def _unsafe_view(input, shape):
     """A fresh result nobody else sees, reshaped: not marked as a view, so that in-place
     changes to it are not replayed on ``input`` (PyTorch's ``_unsafe_view``)."""
-    return record(UnsafeViewBackward0, input._data.reshape(shape), (input,), shape=input.shape)
+    return record(UnsafeViewBackward0, target_of(input._data).reshape(input._data, shape), (input,),
+                  shape=input.shape)
 
 
 @tensor_method()
@@ -190,13 +185,14 @@ def squeeze(input, dim=None):
     else:
         dims, node = (_wrap_dim(dim, n),), SqueezeBackward1
     axes = tuple(d for d in dims if d < n and input.shape[d] == 1)
-    return make_view(input, input._data.squeeze(axes), node, lambda v: squeeze(v, dim), shape=input.shape)
+    data = target_of(input._data).squeeze(input._data, axes)
+    return make_view(input, data, node, lambda v: squeeze(v, dim), shape=input.shape)
 
 
 @tensor_method()
 def unsqueeze(input, dim):
     d = _wrap_dim(dim, input.ndim + 1)
-    data = input._data[(slice(None),) * d + (None,)]
+    data = target_of(input._data).slice(input._data, (slice(None),) * d + (None,))
     return make_view(input, data, UnsqueezeBackward0, lambda v: unsqueeze(v, d), shape=input.shape)
 
 
@@ -223,7 +219,7 @@ def transposed_gradient(grad):
     its leaf as the sole owner of its memory, and becomes ``.grad`` without a copy."""
     if is_grad_enabled():
         return grad.t()
-    out = Tensor._wrap(grad._data.T)
+    out = Tensor._wrap(target_of(grad._data).permute(grad._data))
     out._version_counter = grad._version_counter
     return out
 
@@ -232,7 +228,10 @@ def transposed_gradient(grad):
 def transpose(input, dim0, dim1):
     n = input.ndim
     d0, d1 = _wrap_dim(dim0, n), _wrap_dim(dim1, n)
-    data = input._data.swapaxes(d0, d1) if n else input._data.view()
+    dims = list(range(n))
+    if n:
+        dims[d0], dims[d1] = d1, d0
+    data = target_of(input._data).permute(input._data, dims)
     return make_view(input, data, TransposeBackward0, lambda v: transpose(v, d0, d1), dim0=d0, dim1=d1)
 
 
@@ -258,7 +257,8 @@ def permute(input, *dims):
     inverse = [0] * n
     for i, d in enumerate(dims):
         inverse[d] = i
-    return make_view(input, input._data.transpose(dims), PermuteBackward0, lambda v: permute(v, dims),
+    data = target_of(input._data).permute(input._data, dims)
+    return make_view(input, data, PermuteBackward0, lambda v: permute(v, dims),
                      inverse=tuple(inverse))
 
 
@@ -266,7 +266,7 @@ def permute(input, *dims):
 def t(input):
     if input.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
-    return make_view(input, input._data.T, TBackward0, t)
+    return make_view(input, target_of(input._data).permute(input._data), TBackward0, t)
 
 
 @tensor_method("movedim", "moveaxis")
@@ -346,7 +346,7 @@ def expand(input, *sizes):
         target.append(s)
         strides.append(data.strides[i - lead] if s == have else 0)
     target = tuple(target)
-    out = strided_view(data, target, tuple(strides))
+    out = target_of(data).as_strided(data, target, tuple(strides))
     return make_view(input, out, ExpandBackward0, lambda v: expand(v, target))
 
 
@@ -369,7 +369,7 @@ def broadcast_tensors(*tensors):
 
 @tensor_method()
 def contiguous(input, memory_format=None):
-    return input if input._data.flags.c_contiguous else clone(input)
+    return input if target_of(input._data).is_contiguous(input._data) else clone(input)
 
 
 # -- pieces: narrow, split, chunk, unbind -----------------------------------------------------------------
@@ -386,7 +386,7 @@ class SliceBackward0(Node):
 def _zeros_like_along(x, dim, n):
     shape = list(x.shape)
     shape[dim] = n
-    return Tensor._wrap(np.zeros(shape, x._data.dtype))
+    return Tensor._wrap(target_of(x._data).zeros(shape, x._data.dtype))
 
 
 @tensor_method()
@@ -404,7 +404,7 @@ def narrow(input, dim, start, length):
         raise RuntimeError("narrow(): length must be non-negative.")
     if start + length > size:
         raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
-    data = input._data[(slice(None),) * d + (slice(start, start + length),)]
+    data = target_of(input._data).slice(input._data, (slice(None),) * d + (slice(start, start + length),))
     return make_view(input, data, SliceBackward0, lambda v: narrow(v, d, start, length), dim=d, start=start, size=size)
 
 
@@ -442,8 +442,9 @@ class UnbindBackward0(Node):
 def _split(input, sizes, d, node_cls):
     arrays, fns, start = [], [], 0
     index = (slice(None),) * d
+    target = target_of(input._data)
     for n in sizes:
-        arrays.append(input._data[index + (slice(start, start + n),)])
+        arrays.append(target.slice(input._data, index + (slice(start, start + n),)))
         fns.append(lambda v, start=start, n=n: narrow(v, d, start, n))
         start += n
     return _multi_view(input, arrays, node_cls, fns, dim=d)
@@ -489,7 +490,8 @@ def unbind(input, dim=0):
         raise IndexError("Dimension specified as 0 but tensor has no dimensions")
     d = _wrap_dim(dim, input.ndim)
     index = (slice(None),) * d
-    arrays = [input._data[index + (i, Ellipsis)] for i in range(input.shape[d])]
+    target = target_of(input._data)
+    arrays = [target.slice(input._data, index + (i, Ellipsis)) for i in range(input.shape[d])]
     fns = [lambda v, i=i: squeeze(narrow(v, d, i, 1), d) for i in range(len(arrays))]
     return _multi_view(input, arrays, UnbindBackward0, fns, dim=d)
 
@@ -500,7 +502,7 @@ class CatBackward0(Node):
         d, start, grads = self.dim, 0, []
         for n in self.sizes:
             if n is None:                           # a skipped legacy empty tensor
-                grads.append(Tensor._wrap(np.zeros((0,), grad._data.dtype)))
+                grads.append(Tensor._wrap(target_of(grad._data).zeros((0,), grad._data.dtype)))
                 continue
             grads.append(narrow(grad, d, start, n))
             start += n
@@ -536,14 +538,15 @@ def cat(tensors, dim=0):
                                    f"{ref.shape[j]} but got size {x.shape[j]} for tensor number {i} in the list.")
         total += x.shape[d]
     shape = ref.shape[:d] + (total,) + ref.shape[d + 1:]
-    result = np.empty(shape, dtype)
+    target = common_target([x._data for x in tensors])
+    result = target.empty(shape, dtype)
     sizes, start, index = [], 0, (slice(None),) * d
     for x in tensors:
         if _skipped(x) and x is not ref:
             sizes.append(None)
             continue
         n = x.shape[d]
-        OPS["copy"](result[index + (slice(start, start + n),)], x._data, fresh_out=True)
+        target.run("copy", target.slice(result, index + (slice(start, start + n),)), x._data, fresh_out=True)
         sizes.append(n)
         start += n
     return record(CatBackward0, result, tensors, dim=d, sizes=sizes)
@@ -571,10 +574,11 @@ def stack(tensors, dim=0):
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(shape)} at entry 0 "
                                f"and {list(x.shape)} at entry {i}")
     d = _wrap_dim(dim, len(shape) + 1)
-    result = np.empty(shape[:d] + (len(tensors),) + shape[d:], result_type(tensors).numpy)
+    target = common_target([x._data for x in tensors])
+    result = target.empty(shape[:d] + (len(tensors),) + shape[d:], result_type(tensors).numpy)
     index = (slice(None),) * d
     for i, x in enumerate(tensors):
-        OPS["copy"](result[index + (i, Ellipsis)], x._data, fresh_out=True)
+        target.run("copy", target.slice(result, index + (i, Ellipsis)), x._data, fresh_out=True)
     return record(StackBackward0, result, tensors, dim=d)
 
 
@@ -588,8 +592,9 @@ def flip(input, *dims):
     dims = tuple(_wrap_dim(d, input.ndim) for d in _sizes(dims))
     _check_unique(dims)
     data = input._data
-    result = np.empty(data.shape, data.dtype)
-    _kernels.flip(result, data if data.flags.c_contiguous else copy_of(data), dims)
+    target = target_of(data)
+    result = target.empty(data.shape, data.dtype)
+    target.shape.flip(result, target.contiguous(data), dims)
     return record(FlipBackward0, result, (input,), dims=dims)
 
 
@@ -611,6 +616,8 @@ def repeat(input, *repeats):
         raise RuntimeError(f"Trying to create tensor with negative dimension {bad}: {list(result_shape)}")
     tiled = sum(((r, n) for r, n in zip(repeats, shape)), ())
     single = sum(((1, n) for n in shape), ())
-    result = np.empty(result_shape, input._data.dtype)
-    OPS["copy"](result.reshape(tiled), input._data.reshape(single), fresh_out=True)
+    data = input._data
+    target = target_of(data)
+    result = target.empty(result_shape, data.dtype)
+    target.run("copy", target.reshape(result, tiled), target.reshape(data, single), fresh_out=True)
     return record(RepeatBackward0, result, (input,), tiled=tiled, single=single, shape=input.shape)

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from nbgrad.ops import loss as kernels
+from nbgrad.ops.targets import target_of
 
 from .. import _dtype
 from ..autograd.grad_mode import is_grad_enabled
@@ -160,6 +160,8 @@ def linear(input, weight, bias=None):
     """``input @ weight.T + bias``: ``weight.t()`` is a view that the matmul kernel reads
     transposed in place, so no copy of the weight is made. A batch of vectors with a bias
     is one ``addmm``, as in PyTorch."""
+    if not isinstance(input, Tensor):          # traced by nbgrad.compile
+        return input._linear(weight, bias)
     if bias is not None and input.dim() == 2:
         return addmm(bias, input, weight.t())
     out = input.matmul(weight.t())
@@ -239,7 +241,7 @@ class _NllLossBackwardBackward(Node):
         target, weight = self.saved_tensors
         need = self.needs_input_grad
         return (_nll(grad, target, weight, self.reduction, self.ignore_index, self.forward_node) if need[0] else None,
-                Tensor._wrap(np.zeros(*self._input_meta[1])) if need[1] else None)
+                Tensor._wrap(target_of(grad._data).zeros(*self._input_meta[1])) if need[1] else None)
 
 
 class NllLossBackwardBackward0(_NllLossBackwardBackward):
@@ -254,11 +256,11 @@ class _NllLossBackward(Node):
     def backward(self, grad):
         input, target, weight = self.saved_tensors
         g = grad._data
-        if self.reduction == "mean":
-            with np.errstate(divide="ignore", invalid="ignore"):       # every target ignored: 0/0
-                g = g / self.total_weight
-        data = kernels.nll_backward(input._data.shape, input._data.dtype, target._data,
-                                    None if weight is None else weight._data, g, self.ignore_index)
+        if self.reduction == "mean":                 # every target ignored: 0/0, NaN
+            g = target_of(g).launch("div", (g, float(self.total_weight)), g.shape, g.dtype)
+        data = target_of(input._data).loss.nll_backward(input._data.shape, input._data.dtype, target._data,
+                                                        None if weight is None else weight._data, g,
+                                                        self.ignore_index)
         return (record(self.backward_node, data, (grad, input), saved=(target, weight), reduction=self.reduction,
                        ignore_index=self.ignore_index),)
 
@@ -279,15 +281,15 @@ NllLoss2DBackwardBackward0.forward_node = NllLoss2DBackward0
 
 def _nll(input, target, weight, reduction, ignore_index, node_cls):
     """The op on checked operands: ``input`` 1-D, 2-D or 4-D, ``target`` of the loss's shape."""
-    losses, total, total_weight = kernels.nll_forward(input._data, target._data,
-                                                      None if weight is None else weight._data, ignore_index)
+    losses, total, total_weight = target_of(input._data).loss.nll_forward(
+        input._data, target._data, None if weight is None else weight._data, ignore_index)
     if reduction == "none":
         data = losses
     elif reduction == "sum":
-        data = np.array(total)
+        data = target_of(losses).scalar(total, losses.dtype)
     else:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            data = np.array(total / total_weight)
+        with np.errstate(divide="ignore", invalid="ignore"):        # host numbers
+            data = target_of(losses).scalar(total / total_weight, losses.dtype)
     return record(node_cls, data, (input,), saved=(input, target, weight), reduction=reduction,
                   ignore_index=ignore_index, total_weight=total_weight)
 
@@ -359,6 +361,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     PyTorch, which also runs a 3-D or more than 4-D input as 4-D: ``(N, C, 1, -1)``."""
     reduction = _reduction(size_average, reduce, reduction)
     _check_batch(input, target)
+    if not isinstance(input, Tensor):          # traced by nbgrad.compile
+        return input._nll_loss(target, weight, reduction, ignore_index)
     if input.dim() <= 2:
         _check_weight_grad(weight, "nll_loss_forward")
         return _nll_1d_2d(input, target, weight, reduction, ignore_index)
@@ -437,6 +441,14 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
         return -picked.sum() / (input.numel() // n_classes) if input.numel() else -picked.sum() * math.nan
     return -picked.sum() if reduction == "sum" else -picked.sum(cdim)
 
+
+# -- layers whose functional forms live in their own modules ------------------------------------------
+from ._attention import scaled_dot_product_attention  # noqa: E402
+from ._embedding import embedding  # noqa: E402
+from .dropout import alpha_dropout, dropout1d, dropout2d, dropout3d, feature_alpha_dropout  # noqa: E402
+
+__all__ += ["embedding", "scaled_dot_product_attention", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+            "feature_alpha_dropout"]
 
 # more losses, composed (at the end: they use this module's reduction helpers)
 from ._losses import *  # noqa: E402,F401,F403

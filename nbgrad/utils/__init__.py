@@ -1,0 +1,4 @@
+"""``nbgrad.utils``: helpers outside the tensor core (``nbgrad.utils.data``)."""
+from . import data
+
+__all__ = ["data"]
