@@ -1,16 +1,14 @@
 """``Optimizer``: parameter groups, per-parameter state, and their ``state_dict``.
 
 Subclasses implement ``step``: under ``no_grad``, each parameter with a gradient is updated
-in place, with its state, by one fused kernel call (``nbgrad.ops.optim``, through
-``fused_update``), so a parameter keeps its identity, memory and place in the module, the
+in place, with its state, by one fused kernel call (the target's ``optim`` family,
+``nbgrad.ops.optim`` on the CPU, through ``fused_update``), so a parameter keeps its identity, memory and place in the module, the
 update is not recorded in any graph, and its version counter moves as for an in-place op."""
 import copy
 from collections import defaultdict
 from itertools import chain
 
-import numpy as np
-
-from nbgrad.ops import optim as kernels
+from nbgrad.ops.targets import target_for, target_of
 
 from .. import _dtype
 from ..autograd.grad_mode import enable_grad
@@ -175,7 +173,7 @@ def _scalar_dtype():
 
 def new_step(value=0.0):
     """A 0-d tensor holding a step count (or another per-parameter scalar)."""
-    return Tensor._wrap(np.array(value, _scalar_dtype().numpy))
+    return Tensor._wrap(target_for().scalar(value, _scalar_dtype().numpy))      # host-side, as in PyTorch
 
 
 def advance(state, key="step", by=None):
@@ -192,7 +190,7 @@ def advance(state, key="step", by=None):
 def fused_update(family, p, grad, states, hyper):
     """Update ``p`` and its ``states`` (tensors, or None for unused ones) in place by one call
     of ``family``'s kernel; their version counters move as for an in-place op."""
-    kernels.step(family, p._data, grad._data, [None if s is None else s._data for s in states], hyper)
+    target_of(p._data).optim.step(family, p._data, grad._data, [None if s is None else s._data for s in states], hyper)
     p._version_counter.value += 1
     for s in states:
         if s is not None:
