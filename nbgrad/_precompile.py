@@ -66,8 +66,17 @@ def _nn(nbgrad, x, y):
         x.mul_(0.9)
 
 
+def _optim(nbgrad, x, y):
+    """One step of each optimizer family's kernel (with its optional states in use)."""
+    x.grad = y.detach()
+    O = nbgrad.optim
+    for opt in (O.SGD([x], lr=1e-3, momentum=0.9), O.Adam([x], amsgrad=True), O.NAdam([x]), O.RAdam([x]),
+                O.Adamax([x]), O.RMSprop([x], momentum=0.9, centered=True), O.Adagrad([x]), O.Adadelta([x])):
+        opt.step()
+
+
 FAMILIES = [("pointwise", _pointwise), ("reductions", _reductions),
-            ("matmul, shapes, indexing", _linalg_shape_index), ("nn", _nn)]
+            ("matmul, shapes, indexing", _linalg_shape_index), ("nn", _nn), ("optim", _optim)]
 
 
 def workloads():

@@ -1,5 +1,5 @@
 """``nbgrad.nn``: layers, losses and initialisers, built only on the public Tensor API."""
-from . import functional, init
+from . import functional, init, utils
 from ._embedding import Embedding
 from .attention import MultiheadAttention
 from .dropout import AlphaDropout, Dropout1d, Dropout2d, Dropout3d, FeatureAlphaDropout
@@ -15,6 +15,6 @@ from .rnn import *  # noqa: F401,F403
 from .rnn import __all__ as _rnn
 from .parameter import Parameter
 
-__all__ = ["Module", "Parameter", "functional", "init", "parallel"] + _container + _layers + _loss + _rnn
+__all__ = ["Module", "Parameter", "functional", "init", "parallel", "utils"] + _container + _layers + _loss + _rnn
 __all__ += ["Embedding", "MultiheadAttention", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
             "FeatureAlphaDropout"]

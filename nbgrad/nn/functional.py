@@ -449,3 +449,9 @@ from .dropout import alpha_dropout, dropout1d, dropout2d, dropout3d, feature_alp
 
 __all__ += ["embedding", "scaled_dot_product_attention", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
             "feature_alpha_dropout"]
+
+# more losses, composed (at the end: they use this module's reduction helpers)
+from ._losses import *  # noqa: E402,F401,F403
+from ._losses import __all__ as _losses  # noqa: E402
+
+__all__ += _losses

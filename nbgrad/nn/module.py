@@ -2,11 +2,14 @@
 three ordered dicts, filled by plain attribute assignment, so that a model's state can be
 walked (``parameters()``, ``state_dict()``, ``train()``, ``to()``) without the layer
 listing it."""
+import warnings
 from collections import OrderedDict, namedtuple
 
 from .. import _dtype
 from ..autograd.grad_mode import no_grad
+from ..autograd.graph import add_hook
 from ..tensor import Tensor
+from ._hooks import BackwardHook
 from .parameter import Parameter
 
 __all__ = ["Module"]
@@ -36,11 +39,18 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
     __str__ = __repr__
 
 
+class _Hooks(OrderedDict):
+    """A module's hooks of one kind, by handle id: ordered (``prepend`` moves one to the
+    front), and weakly referable by their handles."""
+
+
 class Module:
     """Base class of all layers: subclasses assign parameters and submodules in ``__init__``
     (after ``super().__init__()``) and compute in ``forward``; call the module, not ``forward``."""
 
     training: bool
+    # hooks by kind, made on first registration (the usual module has none: one check per call)
+    _forward_pre_hooks = _forward_hooks = _backward_pre_hooks = _backward_hooks = None
 
     def __init__(self, *args, **kwargs):
         """Takes no arguments; accepts (empty) ``*args, **kwargs`` for cooperative ``super()``."""
@@ -61,7 +71,87 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
+        if self._forward_pre_hooks or self._forward_hooks or self._backward_hooks or self._backward_pre_hooks:
+            return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
+
+    # -- hooks (PyTorch's order: forward pre-hooks, backward hook set-up, forward, forward hooks) ---
+    def _call_with_hooks(self, args, kwargs):
+        result = None
+        called = set()
+        try:
+            for fn, with_kwargs in (self._forward_pre_hooks or {}).values():
+                if with_kwargs:
+                    out = fn(self, args, kwargs)
+                    if out is not None:
+                        if not (isinstance(out, tuple) and len(out) == 2):
+                            raise RuntimeError("forward pre-hook must return None or a tuple of (new_args, "
+                                               f"new_kwargs), but got {out}.")
+                        args, kwargs = out
+                else:
+                    out = fn(self, args)
+                    if out is not None:
+                        args = out if isinstance(out, tuple) else (out,)
+            bw_hook = None
+            if self._backward_hooks or self._backward_pre_hooks:
+                bw_hook = BackwardHook(self, list((self._backward_hooks or {}).values()),
+                                       list((self._backward_pre_hooks or {}).values()))
+                args = bw_hook.setup_input_hook(args)
+            result = self.forward(*args, **kwargs)
+            for hook_id, (fn, with_kwargs, always_call) in list((self._forward_hooks or {}).items()):
+                if always_call:
+                    called.add(hook_id)
+                out = fn(self, args, kwargs, result) if with_kwargs else fn(self, args, result)
+                if out is not None:
+                    result = out
+            if bw_hook is not None:
+                if not isinstance(result, (Tensor, tuple)):
+                    warnings.warn("For backward hooks to be called, module output should be a Tensor or a tuple of "
+                                  f"Tensors but received {type(result)}", stacklevel=2)
+                result = bw_hook.setup_output_hook(result)
+            return result
+        except Exception:
+            for hook_id, (fn, with_kwargs, always_call) in list((self._forward_hooks or {}).items()):
+                if always_call and hook_id not in called:
+                    try:
+                        out = fn(self, args, kwargs, result) if with_kwargs else fn(self, args, result)
+                        if out is not None:
+                            result = out
+                    except Exception as e:
+                        warnings.warn("module forward hook with ``always_call=True`` raised an exception that was "
+                                      f"silenced as another error was raised in forward: {e}", stacklevel=2)
+            raise
+
+    def _add_hook(self, kind, entry, prepend):
+        hooks = self.__dict__.get(kind)
+        if hooks is None:
+            hooks = _Hooks()
+            object.__setattr__(self, kind, hooks)
+        handle = add_hook(hooks, entry)
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """``hook(module, args)`` (or ``hook(module, args, kwargs)``) before ``forward``; what
+        it returns (not None) replaces the arguments. Returns a handle with ``remove()``."""
+        return self._add_hook("_forward_pre_hooks", (hook, with_kwargs), prepend)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """``hook(module, args, output)`` (or ``hook(module, args, kwargs, output)``) after
+        ``forward``; what it returns (not None) replaces the output. ``always_call``: also
+        when ``forward`` raises."""
+        return self._add_hook("_forward_hooks", (hook, with_kwargs, always_call), prepend)
+
+    def register_full_backward_pre_hook(self, hook, prepend=False):
+        """``hook(module, grad_output)`` when the gradients with respect to the module's
+        outputs are known; what it returns (not None) replaces them."""
+        return self._add_hook("_backward_pre_hooks", hook, prepend)
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        """``hook(module, grad_input, grad_output)`` once the gradients with respect to the
+        module's inputs are known; what it returns (not None) replaces ``grad_input``."""
+        return self._add_hook("_backward_hooks", hook, prepend)
 
     # -- registration --------------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -176,6 +266,25 @@ class Module:
             if not isinstance(mod, Module):
                 raise AttributeError("`" + item + "` is not an nn.Module")
         return mod
+
+    def get_parameter(self, target):
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(mod._get_name() + " has no attribute `" + name + "`")
+        param = getattr(mod, name)
+        if not isinstance(param, Parameter):
+            raise AttributeError("`" + name + "` is not an nn.Parameter")
+        return param
+
+    def get_buffer(self, target):
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(mod._get_name() + " has no attribute `" + name + "`")
+        if name not in mod._buffers:
+            raise AttributeError("`" + name + "` is not a buffer")
+        return getattr(mod, name)
 
     # -- walking the tree ----------------------------------------------------------------------
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):

@@ -1,8 +1,7 @@
 """Adam and AdamW: steps scaled by running estimates of the gradient's first and second moments."""
-from .. import _dtype
 from ..autograd.grad_mode import no_grad
-from ..factories import tensor, zeros_like
-from .optimizer import Optimizer
+from ..factories import zeros_like
+from .optimizer import Optimizer, advance, fused_update, new_step
 
 __all__ = ["Adam", "AdamW"]
 
@@ -36,7 +35,7 @@ class Adam(Optimizer):
     def _state(self, p, amsgrad):
         state = self.state[p]
         if not state:
-            state["step"] = tensor(0.0, dtype=_dtype.float32)
+            state["step"] = new_step()
             state["exp_avg"] = zeros_like(p)
             state["exp_avg_sq"] = zeros_like(p)
             if amsgrad:
@@ -51,22 +50,13 @@ class Adam(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = -p.grad if group["maximize"] else p.grad
                 state = self._state(p, group["amsgrad"])
-                state["step"] += 1
-                step = state["step"].item()
-                if wd != 0:
-                    if group["decoupled_weight_decay"]:
-                        p.mul_(1 - lr * wd)
-                    else:
-                        grad = grad.add(p, alpha=wd)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.add_(grad - exp_avg, alpha=1 - beta1)          # lerp towards grad
-                exp_avg_sq.mul_(beta2).add_(grad * grad, alpha=1 - beta2)
-                if group["amsgrad"]:
-                    exp_avg_sq = state["max_exp_avg_sq"].maximum_(exp_avg_sq)
-                denom = (exp_avg_sq.sqrt() / (1 - beta2 ** step) ** 0.5).add_(eps)
-                p.add_(exp_avg / denom, alpha=-lr / (1 - beta1 ** step))
+                step = advance(state)
+                hyper = [1 - lr * wd, 1 - beta1, beta2, 1 - beta2, (1 - beta2 ** step) ** 0.5, eps,
+                         -(lr / (1 - beta1 ** step)), wd, group["decoupled_weight_decay"], group["amsgrad"],
+                         group["maximize"]]
+                fused_update("adam", p, p.grad, [state["exp_avg"], state["exp_avg_sq"],
+                                                 state.get("max_exp_avg_sq") if group["amsgrad"] else None], hyper)
         return loss
 
 

@@ -1,18 +1,22 @@
 """``Optimizer``: parameter groups, per-parameter state, and their ``state_dict``.
 
-Subclasses implement ``step``; its updates run under ``no_grad`` as in-place tensor ops on
-the parameters (``p.add_(d_p, alpha=-lr)``), so a parameter keeps its identity, memory and
-place in the module, and the update is not recorded in any graph."""
+Subclasses implement ``step``: under ``no_grad``, each parameter with a gradient is updated
+in place, with its state, by one fused kernel call (the target's ``optim`` family,
+``nbgrad.ops.optim`` on the CPU, through ``fused_update``), so a parameter keeps its identity, memory and place in the module, the
+update is not recorded in any graph, and its version counter moves as for an in-place op."""
 import copy
 from collections import defaultdict
 from itertools import chain
 
+from nbgrad.ops.targets import target_for, target_of
+
+from .. import _dtype
 from ..autograd.grad_mode import enable_grad
 from ..nn.module import _typename
 from ..nn.module import _zero_grad as zero_param_grad
 from ..tensor import Tensor
 
-__all__ = ["Optimizer", "required"]
+__all__ = ["Optimizer", "required", "fused_update", "new_step", "advance"]
 
 
 class _RequiredParameter:
@@ -158,3 +162,36 @@ def _cast(param, key, value):
     if key != "step" and param.is_floating_point() and value.is_floating_point():
         return value.to(param.dtype, copy=True)
     return value.clone()
+
+
+# -- what every step uses -------------------------------------------------------------------------
+def _scalar_dtype():
+    """The dtype of ``step`` counts (and NAdam's ``mu_product``): float64 under a float64
+    default dtype, else float32, as PyTorch keeps them."""
+    return _dtype.float64 if _dtype.get_default_dtype() is _dtype.float64 else _dtype.float32
+
+
+def new_step(value=0.0):
+    """A 0-d tensor holding a step count (or another per-parameter scalar)."""
+    return Tensor._wrap(target_for().scalar(value, _scalar_dtype().numpy))      # host-side, as in PyTorch
+
+
+def advance(state, key="step", by=None):
+    """``state[key] += 1`` (or ``*= by``) in the counter's own dtype, returned as a float."""
+    data = state[key]._data
+    if by is None:
+        data += 1
+    else:
+        data *= data.dtype.type(by)
+    state[key]._version_counter.value += 1
+    return float(data)
+
+
+def fused_update(family, p, grad, states, hyper):
+    """Update ``p`` and its ``states`` (tensors, or None for unused ones) in place by one call
+    of ``family``'s kernel; their version counters move as for an in-place op."""
+    target_of(p._data).optim.step(family, p._data, grad._data, [None if s is None else s._data for s in states], hyper)
+    p._version_counter.value += 1
+    for s in states:
+        if s is not None:
+            s._version_counter.value += 1

@@ -1,6 +1,7 @@
 """Stochastic gradient descent, with optional momentum (heavy-ball or Nesterov) and weight decay."""
 from ..autograd.grad_mode import no_grad
-from .optimizer import Optimizer
+from ..factories import empty_like
+from .optimizer import Optimizer, fused_update
 
 __all__ = ["SGD"]
 
@@ -29,20 +30,18 @@ class SGD(Optimizer):
     def step(self, closure=None):
         loss = self._closure_loss(closure)
         for group in self.param_groups:
-            lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+            momentum = group["momentum"]
+            hyper = [-group["lr"], group["weight_decay"], momentum, 1 - group["dampening"], group["nesterov"],
+                     group["maximize"], 0]
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                d_p = -p.grad if group["maximize"] else p.grad
-                if group["weight_decay"] != 0:
-                    d_p = d_p.add(p, alpha=group["weight_decay"])
+                buf = None
                 if momentum != 0:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
+                    hyper[6] = buf is None          # the first step sets the buffer to the gradient
                     if buf is None:
-                        buf = state["momentum_buffer"] = d_p.clone().detach()
-                    else:
-                        buf.mul_(momentum).add_(d_p, alpha=1 - dampening)
-                    d_p = d_p.add(buf, alpha=momentum) if group["nesterov"] else buf
-                p.add_(d_p, alpha=-lr)
+                        buf = state["momentum_buffer"] = empty_like(p)
+                fused_update("sgd", p, p.grad, [buf], hyper)
         return loss

@@ -8,14 +8,14 @@ numbers) that skips all of that. The quick path keeps the one cache of serial lo
 one cache of number arrays; nothing else keeps copies of them.
 
 A CUDA target has the same methods over ``numba.cuda`` device arrays; hand-written kernel
-families (``reduce``, ``index``, ``linalg``, ``loss``, ``shape``) are reached through the
-target too, so that each target brings its own.
+families (``reduce``, ``index``, ``linalg``, ``loss``, ``shape``, ``optim``) are reached
+through the target too, so that each target brings its own.
 """
 import sys
 
 import numpy as np
 
-from .. import index, linalg, loss, reduce, shape
+from .. import index, linalg, loss, optim, reduce, shape
 from ..elementwise import OPS, PARALLEL_MIN, copy_of, element_strides, flat_buffer, strided_view
 
 __all__ = ["CpuTarget", "CPU"]
@@ -27,6 +27,7 @@ class CpuTarget:
     array_type = np.ndarray
     # the hand-written kernel families of this target
     reduce, index, linalg, loss, shape = reduce, index, linalg, loss, shape
+    optim = optim
 
     def __repr__(self):
         return "<nbgrad target cpu>"
