@@ -179,6 +179,9 @@ def test_modules_compile():
     x = nbgrad.tensor([0.5, -1.0])
     np.testing.assert_allclose(compiled(x).numpy(), np.tanh([0.5, -1.0]))
     assert compiled.training is model.training
+    model.compile(fullgraph=True)
+    np.testing.assert_allclose(model(x).numpy(), np.tanh([0.5, -1.0]))
+    assert type(model.forward).__name__ == "CompiledFunction"
 
 
 def test_in_place_change_before_backward_is_caught():

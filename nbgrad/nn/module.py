@@ -387,6 +387,12 @@ class Module:
                 self._buffers[name] = fn(b)
         return self
 
+    def compile(self, *args, **kwargs):
+        """Compile this module's ``forward`` in place with ``nbgrad.compile`` (its arguments), as
+        ``torch.nn.Module.compile`` does; hooks still run around it."""
+        from ..compiler import CompiledFunction
+        object.__setattr__(self, "forward", CompiledFunction(type(self).forward.__get__(self), *args, **kwargs))
+
     def to(self, *args, **kwargs):
         """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(tensor)``: floating point
         parameters and buffers take the dtype; integer ones keep theirs."""
