@@ -25,6 +25,9 @@ from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd import is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
 from ._formatting import get_printoptions, set_printoptions
 from . import nn, optim
+from . import accelerator, backends, cuda
+from ._device import *  # noqa: F401,F403
+from ._device import __all__ as _device
 
 __version__ = "0.1.0"
 
@@ -32,4 +35,4 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
            "long", "get_default_dtype", "set_default_dtype", "is_tensor", "autograd", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
            "set_detect_anomaly", "nn", "optim", "set_printoptions",
-           "get_printoptions"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
+           "get_printoptions", "cuda", "backends", "accelerator"] + _device + _factories + _pointwise + _reduction + _linalg + _shape + _indexing

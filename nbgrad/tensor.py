@@ -14,6 +14,8 @@ from . import _dtype
 from ._dtype import _BY_NUMPY, from_numpy_dtype, get_default_dtype, to_dtype
 from .autograd.graph import AccumulateGrad, HookDict, add_hook
 from .autograd.grad_mode import _state as _grad_mode
+from .autograd import forward_ad as _forward_ad
+from .autograd.forward_ad import _state as _fw
 
 __all__ = ["Tensor", "Size", "device", "record", "is_tensor"]
 
@@ -494,6 +496,8 @@ def record(node_cls, data, inputs, saved=(), **attrs):
     """The result of an operation: ``data`` wrapped, with a ``node_cls`` node as its
     ``grad_fn`` if any input requires grad and grad mode is on. Every operation passes
     here, so it is written out flat: one pass over the inputs finds the edges and metadata."""
+    if _fw.level is not None:            # forward-mode AD: the result gets its tangent too
+        return _forward_ad.record(node_cls, data, inputs, saved, attrs)
     out = object.__new__(Tensor)
     out._data = data
     out._version_counter = _Version()
@@ -539,6 +543,8 @@ def make_view(base, data, node_cls, view_fn, **attrs):
     """A tensor over part of ``base``'s memory, sharing its version counter. ``view_fn``
     makes the same view of another tensor of ``base``'s shape (used by in-place updates
     of views and by the backward of views)."""
+    if _fw.level is not None:            # forward-mode AD: the same view of the tangent
+        return _forward_ad.make_view(base, data, node_cls, view_fn, attrs)
     out = record(node_cls, data, (base,), **attrs)
     root = base._base
     if root is None:

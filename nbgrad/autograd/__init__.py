@@ -6,7 +6,7 @@ from .graph import Node
 
 __all__ = ["backward", "grad", "Variable", "Function", "gradcheck", "gradgradcheck", "no_grad",
            "enable_grad", "set_grad_enabled", "is_grad_enabled", "Node", "detect_anomaly", "set_detect_anomaly",
-           "is_anomaly_enabled", "is_anomaly_check_nan_enabled"]
+           "is_anomaly_enabled", "is_anomaly_check_nan_enabled", "forward_ad", "functional"]
 
 
 def _as_tuple(x):
@@ -110,3 +110,4 @@ def Variable(data, requires_grad=False, volatile=False):
 
 from .function import Function  # noqa: E402  (needs the names above)
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
+from . import forward_ad, functional  # noqa: E402,F401

@@ -307,6 +307,7 @@ def _node_class(rec, name, inputs):
     backward = _exec(source, f"<nbgrad node {name}>", {"gradients": gradients})["backward"]
     doc = "; ".join(f"d{a} = {rec.grads[a]}" for a in inputs if a in rec.grads)
     attrs = {"backward": backward, "__module__": __name__, "__qualname__": name,
+             "_table_op": rec.name, "_table_args": inputs,         # forward AD's rule (autograd/forward_ad.py)
              "__doc__": f"Backward of ``{rec.forward}`` (op table: {rec.name}): {doc}."}
     # a saved operand read by one input's gradient alone may change once that one is not wanted
     readers = [[a for a in rec.readers(n) if a in inputs] for n in saved if n != "y"]
@@ -328,7 +329,9 @@ def _recording(rec, key, names):
         keep = f", ({', '.join(kept)},)" if kept else ""
         return [f"return record({node}, data, ({ins},){keep}{attrs})"]
     save = f"save_for_backward({', '.join(kept)}, out)" if kept else "save_output(out)"
-    return [f"out = record({node}, data, ({ins},){attrs})", "if out.grad_fn is not None:",
+    # a number operand the gradient reads is passed to record as well (forward AD reads it there)
+    keep = f", ({', '.join(kept)},)" if any(a in key for a in saved) else ""
+    return [f"out = record({node}, data, ({ins},){keep}{attrs})", "if out.grad_fn is not None:",
             f"    out.grad_fn.{save}", "return out"]
 
 
