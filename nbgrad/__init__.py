@@ -6,6 +6,10 @@ from . import _runtime
 
 _runtime.configure()             # before BLAS loads: see _runtime.py
 from ._dtype import bool, double, dtype, float, float32, float64, get_default_dtype, int64, long, set_default_dtype
+from ._dtype import (bfloat16, float16, half, int, int8, int16, int32, promote_types, short,  # noqa: F401,A004
+                     uint8)
+from ._types import *  # noqa: F401,F403  (FloatTensor..., result_type)
+from ._types import __all__ as _types
 from .tensor import Size, Tensor, device, is_tensor
 from .factories import *  # noqa: F401,F403  (their __all__)
 from .factories import __all__ as _factories
@@ -35,4 +39,5 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
            "long", "get_default_dtype", "set_default_dtype", "is_tensor", "autograd", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
            "set_detect_anomaly", "nn", "optim", "set_printoptions",
-           "get_printoptions", "cuda", "backends", "accelerator"] + _device + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
+           "get_printoptions", "float16", "half", "bfloat16", "int32", "int", "int16", "short", "int8", "uint8",
+           "promote_types", "cuda", "backends", "accelerator"] + _device + _types + _factories + _pointwise + _reduction + _linalg + _shape + _indexing

@@ -366,11 +366,6 @@ class Tensor:
         from .functional.pointwise import cast
         return cast(self, to_dtype(dtype))
 
-    def type(self, dtype=None):
-        if dtype is None:
-            return f"torch.{self.dtype.legacy}Tensor"
-        return self.to(dtype)
-
     def float(self):
         return self.to(_dtype.float32)
 
@@ -381,7 +376,7 @@ class Tensor:
         return self.to(_dtype.int64)
 
     def int(self):
-        return self.to(_dtype.int64)
+        return self.to(_dtype.int32)
 
     def bool(self):
         return self.to(_dtype.bool)

@@ -15,7 +15,7 @@ from nbgrad.ops.elementwise import OPS, PARALLEL_MIN
 from nbgrad.ops.table import TABLE
 
 from .. import _dtype
-from .._dtype import result_type
+from .._dtype import HALF, result_type
 from ..autograd.graph import NoDerivative, Node
 from ..autograd.grad_mode import _state as _grad_mode
 from ..factories import full_like, zeros_like
@@ -63,6 +63,8 @@ def _as_array(x, np_dtype):
     if isinstance(x, Tensor):
         data = x._data
         if data.dtype != np_dtype:
+            if data.dtype in HALF or np_dtype in HALF:     # Numba has no float16: NumPy converts
+                return data.astype(np_dtype)
             out = np.empty(data.shape, np_dtype)
             OPS["copy"](out, data, fresh_out=True)
             return out
@@ -127,6 +129,8 @@ def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
 def _compute_any(kernel, operands, dtype, out_dtype, out):
     if dtype is None:
         dtype = promote(operands)
+    if dtype.numpy in HALF:
+        return _compute_half(kernel, operands, dtype, out_dtype, out)
     np_dtype = dtype.numpy
     arrays = []
     shapes = []
@@ -144,6 +148,21 @@ def _compute_any(kernel, operands, dtype, out_dtype, out):
     out = np.empty(shapes[0] if len(shapes) == 1 else broadcast_shapes(*shapes), (out_dtype or dtype).numpy)
     OPS[kernel](out, *arrays, fresh_out=True)
     return out
+
+
+def _compute_half(kernel, operands, dtype, out_dtype, out):
+    """A float16 (bfloat16) op computed in float32 and stored in 2 bytes, as PyTorch does on the CPU."""
+    half = dtype.numpy              # tensor operands are first converted to it (70000 -> inf), as in PyTorch
+    with np.errstate(over="ignore"):
+        operands = tuple([Tensor._wrap(x._data.astype(half)) if isinstance(x, Tensor) and x._data.dtype != half
+                          else x for x in operands])
+    result = _compute_any(kernel, operands, _dtype.float32,
+                          _dtype.float32 if out_dtype is None or out_dtype is dtype else out_dtype, None)
+    target = (out_dtype or dtype).numpy
+    if out is not None:
+        out[...] = result
+        return out
+    return result.astype(target) if result.dtype != target else result
 
 
 def _compute_alike(kernel, operands, dtype, out_dtype, floating=False):
@@ -174,6 +193,8 @@ def _compute_alike(kernel, operands, dtype, out_dtype, floating=False):
         return None
     np_dtype = data.dtype
     if dtype is not None and dtype.numpy != np_dtype:
+        return None
+    if np_dtype in HALF:
         return None
     if floating and np_dtype.kind != "f":
         return None
@@ -631,7 +652,10 @@ def clone(input, *, memory_format=None):
 
 def cast(input, dtype):
     out = np.empty(input._data.shape, dtype.numpy)
-    OPS["copy"](out, input._data)
+    if out.dtype in HALF or input._data.dtype in HALF:
+        out[...] = input._data                  # Numba has no float16: NumPy converts
+    else:
+        OPS["copy"](out, input._data)
     if dtype.is_floating_point:
         return record(ToCopyBackward0, out, (input,))
     return Tensor._wrap(out)

@@ -113,7 +113,12 @@ class ExpandBackward0(Node):
 
 def _sum(x, dims, out_shape, node, out_dtype=None, scale=1, **attrs):
     """``x`` summed over ``dims`` (times ``scale``), given ``out_shape``; recorded as ``node``."""
-    data = kernels.sum(x._data, dims, out_dtype or _sum_dtype(x), scale)
+    data = x._data
+    if data.dtype in _dtype.HALF:      # summed in float32, stored in 2 bytes (PyTorch's CPU way)
+        half = out_dtype or data.dtype
+        data = kernels.sum(data.astype(np.float32), dims, np.dtype(np.float32), scale).astype(half)
+    else:
+        data = kernels.sum(data, dims, out_dtype or _sum_dtype(x), scale)
     return record(node, data.reshape(out_shape), (x,), keep=data.shape, in_shape=x._data.shape, **attrs)
 
 
