@@ -10,6 +10,7 @@ from ._dtype import (bfloat16, float16, half, int, int8, int16, int32, promote_t
                      uint8)
 from ._types import *  # noqa: F401,F403  (FloatTensor..., result_type)
 from ._types import __all__ as _types
+from ._interop import from_dlpack  # noqa: F401  (and the Tensor's __dlpack__, __array__, __array_ufunc__)
 from .tensor import Size, Tensor, device, is_tensor
 from .factories import *  # noqa: F401,F403  (their __all__)
 from .factories import __all__ as _factories
@@ -40,4 +41,4 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
            "set_detect_anomaly", "nn", "optim", "set_printoptions",
            "get_printoptions", "float16", "half", "bfloat16", "int32", "int", "int16", "short", "int8", "uint8",
-           "promote_types", "cuda", "backends", "accelerator"] + _device + _types + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
+           "promote_types", "from_dlpack", "cuda", "backends", "accelerator"] + _device + _types + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
