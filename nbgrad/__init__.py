@@ -27,10 +27,11 @@ from .functional.indexing import __all__ as _indexing
 from .functional import inplace  # noqa: F401  (attaches the in-place methods)
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import inference_mode, is_inference_mode_enabled
 from .autograd import is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
 from ._formatting import get_printoptions, set_printoptions
 from . import nn, optim
-from . import accelerator, backends, cuda
+from . import accelerator, backends, cuda, utils
 from ._device import *  # noqa: F401,F403
 from ._device import __all__ as _device
 
@@ -41,4 +42,4 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
            "set_detect_anomaly", "nn", "optim", "set_printoptions",
            "get_printoptions", "float16", "half", "bfloat16", "int32", "int", "int16", "short", "int8", "uint8",
-           "promote_types", "from_dlpack", "cuda", "backends", "accelerator"] + _device + _types + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
+           "promote_types", "from_dlpack", "inference_mode", "is_inference_mode_enabled", "cuda", "backends", "accelerator", "utils"] + _device + _types + _factories + _pointwise + _reduction + _linalg + _shape + _indexing

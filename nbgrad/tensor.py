@@ -12,12 +12,19 @@ import numpy as np
 
 from . import _dtype
 from ._dtype import _BY_NUMPY, from_numpy_dtype, get_default_dtype, to_dtype
-from .autograd.graph import AccumulateGrad, HookDict, add_hook
+from .autograd.graph import AccumulateGrad, HookDict, _saved_hooks, add_hook
 from .autograd.grad_mode import _state as _grad_mode
 from .autograd import forward_ad as _forward_ad
 from .autograd.forward_ad import _state as _fw
 
 __all__ = ["Tensor", "Size", "device", "record", "is_tensor"]
+
+
+_NON_LEAF_GRAD = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad attribute won't be "
+    "populated during autograd.backward(). If you indeed want the .grad field to be populated for a non-leaf Tensor, "
+    "use .retain_grad() on the non-leaf Tensor. If you access the non-leaf Tensor by mistake, make sure you access "
+    "the leaf Tensor instead. See github.com/pytorch/pytorch/pull/30531 for more information.")
 
 
 class Size(tuple):
@@ -84,7 +91,6 @@ class Tensor:
     __slots__ = ("_data", "_version_counter", "_requires_grad", "grad_fn", "__dict__", "__weakref__")
     __array_priority__ = 1000          # ndarray op Tensor defers to Tensor's reflected op
     # Set on few tensors: class defaults, so that making a tensor sets four attributes only.
-    grad = None
     _output_nr = 0
     _base = None                       # the tensor whose memory a view shows
     _view_fn = None                    # makes the same view of another tensor of _base's shape
@@ -198,6 +204,28 @@ class Tensor:
             raise RuntimeError("only Tensors of floating point dtype can require gradients")
         self.requires_grad = requires_grad
         return self
+
+    @property
+    def grad(self):
+        """The gradient backward accumulated here (leaves, and non-leaves that ``retain_grad``).
+        Read on a non-leaf that keeps none, it warns as PyTorch does."""
+        g = self.__dict__.get("grad")
+        if g is None and self.grad_fn is not None and not self.retains_grad:
+            import warnings
+            warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
+        return g
+
+    @grad.setter
+    def grad(self, value):
+        self.__dict__["grad"] = value
+
+    @grad.deleter
+    def grad(self):
+        self.__dict__.pop("grad", None)
+
+    def is_inference(self):
+        """Whether this tensor was made by an op under ``inference_mode``."""
+        return "_is_inference" in self.__dict__
 
     @property
     def is_leaf(self):
@@ -493,6 +521,8 @@ def record(node_cls, data, inputs, saved=(), **attrs):
     out._requires_grad = False
     out.grad_fn = None
     if not _grad_mode.enabled:
+        if _grad_mode.inference:
+            out._is_inference = True
         return out
     edges = []
     meta = []
@@ -518,14 +548,28 @@ def record(node_cls, data, inputs, saved=(), **attrs):
         if attrs:
             node.__dict__.update(attrs)
         if saved:            # inputs, never this node's own output: no cycle to break
-            node._saved = saved
-            node._saved_versions = tuple([x._version_counter.value if isinstance(x, Tensor) else None
-                                          for x in saved])
+            if _grad_mode.inference_made:
+                _check_not_inference(saved)
+            if _saved_hooks:
+                node._pack(saved)
+            else:
+                node._saved = saved
+                node._saved_versions = tuple([x._version_counter.value if isinstance(x, Tensor) else None
+                                              for x in saved])
         out.grad_fn = node
     return out
 
 
 _NO_EDGE = (None, 0)
+
+
+def _check_not_inference(saved):
+    for x in saved:
+        if isinstance(x, Tensor) and "_is_inference" in x.__dict__:
+            raise RuntimeError(
+                "Inference tensors cannot be saved for backward. Please do not use Tensors created in inference mode "
+                "in computation tracked by autograd. To work around this, you can make a clone to get a normal "
+                "tensor and use it in autograd, or use `torch.no_grad()` instead of `torch.inference_mode()`.")
 
 
 def make_view(base, data, node_cls, view_fn, **attrs):

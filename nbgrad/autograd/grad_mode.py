@@ -7,6 +7,8 @@ __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
 
 class _State(threading.local):
     enabled = True
+    inference = False             # inside inference_mode (autograd/inference_mode.py)
+    inference_made = False        # inference_mode was ever entered: saved tensors are checked
 
 
 _state = _State()

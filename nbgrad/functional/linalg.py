@@ -22,6 +22,8 @@ _C_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "bool"
 
 
 class MmBackward0(Node):
+    _saved_names = ("self", "mat2")           # grad_fn._saved_self...
+
     def backward(self, grad):
         a, b = self.saved_tensors
         need = self.needs_input_grad
@@ -31,6 +33,7 @@ class MmBackward0(Node):
 class AddmmBackward0(Node):
     """``beta * input + alpha * mat1 @ mat2``: the engine sums ``input``'s gradient down to
     its (broadcast) shape."""
+    _saved_names = ("mat1", "mat2")           # grad_fn._saved_self...
     alpha = beta = 1
 
     def backward(self, grad):
@@ -55,6 +58,8 @@ def _mm_grads(grad, a, b, need_a, need_b, transposed):
 
 
 class BmmBackward0(Node):
+    _saved_names = ("self", "mat2")           # grad_fn._saved_self...
+
     def backward(self, grad):
         a, b = self.saved_tensors
         need = self.needs_input_grad
@@ -62,6 +67,8 @@ class BmmBackward0(Node):
 
 
 class MvBackward0(Node):
+    _saved_names = ("self", "vec")           # grad_fn._saved_self...
+
     def backward(self, grad):
         a, v = self.saved_tensors
         need = self.needs_input_grad
@@ -69,6 +76,8 @@ class MvBackward0(Node):
 
 
 class DotBackward0(Node):
+    _saved_names = ("self", "tensor")           # grad_fn._saved_self...
+
     def backward(self, grad):
         a, b = self.saved_tensors
         need = self.needs_input_grad

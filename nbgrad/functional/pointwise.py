@@ -329,6 +329,7 @@ def _node_class(rec, name, inputs):
     doc = "; ".join(f"d{a} = {rec.grads[a]}" for a in inputs if a in rec.grads)
     attrs = {"backward": backward, "__module__": __name__, "__qualname__": name,
              "_table_op": rec.name, "_table_args": inputs,         # forward AD's rule (autograd/forward_ad.py)
+             "_saved_names": tuple(_torch_name(rec, n) for n in saved),   # grad_fn._saved_self...
              "__doc__": f"Backward of ``{rec.forward}`` (op table: {rec.name}): {doc}."}
     # a saved operand read by one input's gradient alone may change once that one is not wanted
     readers = [[a for a in rec.readers(n) if a in inputs] for n in saved if n != "y"]
@@ -336,6 +337,14 @@ def _node_class(rec, name, inputs):
     if any(k is not None for k in saved_for):
         attrs["_saved_for"] = saved_for + (None,) * ("y" in saved)
     return type(name, (Node,), attrs)
+
+
+def _torch_name(rec, name):
+    """PyTorch's name of a saved operand: ``self`` for the first input, ``result`` for the output."""
+    if name == "y":
+        return "result"
+    name = rec.inputs[rec.args.index(name)]
+    return "self" if name == "input" else name
 
 
 def _recording(rec, key, names):

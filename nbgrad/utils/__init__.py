@@ -1,0 +1,2 @@
+"""``nbgrad.utils``: ``checkpoint`` (activation checkpointing)."""
+from . import checkpoint  # noqa: F401
