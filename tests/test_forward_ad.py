@@ -162,3 +162,18 @@ def test_op_without_rule_raises():
         d = fwAD.make_dual(nbgrad.tensor([1.0, 3.0, 2.0]), nbgrad.ones(3))
         with pytest.raises(NotImplementedError, match="Trying to use forward AD with max that does not support it"):
             d.max()
+
+
+def test_inplace_updates_carry_tangents_through_views():
+    x = np.random.default_rng(7).normal(size=(3, 4))
+
+    def f(lib):
+        def run(t):
+            y = t * 2
+            y.mul_(t)
+            y[0].add_(t[1])          # through a view: the view's tangent is a view of y's
+            y.sin_()
+            y[:, 1] = 0.5            # filled with a number: zero tangent there
+            return y
+        return run
+    _check(f(nbgrad), f(torch), [x])

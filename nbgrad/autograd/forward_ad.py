@@ -142,6 +142,34 @@ def make_view(base, data, node_cls, view_fn, attrs):
     return out
 
 
+def inplace(self, functional, recorded, write, rebase_history):
+    """An in-place update while a level is open and a tensor involved has a tangent: the op
+    runs out of place on a copy of the old values carrying ``self``'s tangent, and the new
+    tangent is written into ``self``'s tangent in place (so that the tangents of views of the
+    same memory, views of one tangent, follow), or becomes its tangent if it had none."""
+    from ..autograd.grad_mode import no_grad
+    from ..tensor import Tensor
+    old = Tensor._wrap(self._data.copy())
+    old.grad_fn, old._output_nr, old._requires_grad = self.grad_fn, self._output_nr, self._requires_grad
+    own = _tangent(self)
+    if own is not None:
+        _attach(old, own.clone())
+    new = functional(old)
+    write(self, new)
+    self._version_counter.value += 1
+    if recorded:
+        rebase_history(self, new)
+    tangent = _tangent(new)
+    with _suspended():
+        tangent = _conform(tangent, self)
+        if own is not None:
+            with no_grad():
+                own.copy_(tangent)
+        else:
+            _attach(self, tangent)
+    return self
+
+
 def _conform(tangent, out):
     """A tangent of the output's shape and dtype (a sum of broadcast terms may be smaller)."""
     from ..factories import zeros_like
@@ -277,6 +305,11 @@ def _masked_fill(node_cls, out, inputs, tangents, saved, attrs):
     return where(mask, value_tangent, t)
 
 
+def _filled(node_cls, out, inputs, tangents, saved, attrs):
+    """fill_/zero_: the old values' tangent is gone; a 0-d tensor value's tangent everywhere."""
+    return tangents[1] if len(tangents) > 1 and tangents[1] is not None else None
+
+
 def _linalg(name):
     def fn(a, b):
         from ..functional import linalg
@@ -297,4 +330,5 @@ _RULES = {
     "TakeBackward0": _gathered, "GatherBackward0": _gather,
     "SoftmaxBackward0": _softmax, "LogSoftmaxBackward0": _log_softmax,
     "MaskedFillBackward0": _masked_fill, "MaskedFillBackward1": _masked_fill,
+    "FillBackward2": _filled, "FillBackward3": _filled, "ZeroBackward0": _filled,
 }
