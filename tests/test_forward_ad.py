@@ -177,3 +177,29 @@ def test_inplace_updates_carry_tangents_through_views():
             return y
         return run
     _check(f(nbgrad), f(torch), [x])
+
+
+def test_custom_function_jvp():
+    class Cube(nbgrad.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_forward(x)
+            return x ** 3
+
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            return 3 * x * x * t
+
+    class NoJvp(nbgrad.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+    with fwAD.dual_level():
+        d = fwAD.make_dual(nbgrad.tensor([1.0, 2.0]), nbgrad.tensor([1.0, 0.5]))
+        out = Cube.apply(d)
+        assert out.tolist() == [1.0, 8.0]
+        assert fwAD.unpack_dual(out).tangent.tolist() == [3.0, 6.0]
+        with pytest.raises(NotImplementedError, match="You must implement the jvp function"):
+            NoJvp.apply(d)

@@ -102,6 +102,51 @@ class _suspended:
         _state.level = self.level
 
 
+def suspended(flag=True):
+    """``_suspended()`` when ``flag``, else a context that does nothing."""
+    return _suspended() if flag else _NOTHING
+
+
+class _Nothing:
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NOTHING = _Nothing()
+
+
+def custom_jvp(cls, ctx, args, output):
+    """A custom Function's outputs get their tangents from its ``jvp(ctx, *input_tangents)``
+    (a tensor input without a tangent passes zeros, a non-tensor None), in which
+    ``ctx.saved_tensors`` gives what ``save_for_forward`` kept."""
+    from ..factories import zeros_like
+    from ..tensor import Tensor
+    tangents = [None if not isinstance(a, Tensor) else _tangent(a) if _tangent(a) is not None else zeros_like(a)
+                for a in args]
+    kept = ctx.__dict__.get("saved_for_forward")
+    previous = {k: ctx.__dict__[k] for k in ("_saved", "_saved_versions", "_saved_outputs", "_unpack_hook")
+                if k in ctx.__dict__}
+    if kept is not None:
+        ctx._saved, ctx._saved_versions, ctx._saved_outputs, ctx._unpack_hook = tuple(kept), (None,) * len(kept), \
+            None, None
+    try:
+        with _suspended():
+            result = cls.jvp(ctx, *tangents)
+    finally:
+        for k in ("_saved", "_saved_versions", "_saved_outputs", "_unpack_hook"):
+            ctx.__dict__.pop(k, None)
+        ctx.__dict__.update(previous)
+    outputs = output if isinstance(output, tuple) else (output,)
+    results = result if isinstance(result, tuple) else (result,)
+    for o, t in zip(outputs, results):
+        if isinstance(o, Tensor) and t is not None and o.is_floating_point():
+            with _suspended():
+                _attach(o, _conform(t, o))
+
+
 def _tangent(x):
     d = getattr(x, "__dict__", None)
     return d.get("_fw_grad") if d else None
