@@ -355,6 +355,59 @@ def _filled(node_cls, out, inputs, tangents, saved, attrs):
     return tangents[1] if len(tangents) > 1 and tangents[1] is not None else None
 
 
+def _kept(t, keep, dims):
+    """``t`` reduced over ``dims`` kept as size-1 dims (the shape ``keep``) by ``sum``."""
+    return t.sum(dim=list(dims), keepdim=True) if dims else t
+
+
+def _even(node_cls, out, inputs, tangents, saved, attrs):
+    """max/min/amax/amin over dims: the tangent averaged over the tied extremes (as their
+    backward splits the gradient evenly)."""
+    (x,), (t,) = inputs, tangents
+    dims, keep = attrs["dims"], attrs["keep"]
+    hit = (x == out.reshape(keep)).to(out.dtype)
+    return (_kept(t * hit, keep, dims) / _kept(hit, keep, dims)).reshape(out.shape)
+
+
+def _along(node_cls, out, inputs, tangents, saved, attrs):
+    """max/min along a dim with indices: the tangent at the chosen index."""
+    (x,), (t,) = inputs, tangents
+    d, keep = attrs["dim"], attrs["keep"]
+    if not x.ndim:
+        return t
+    index = (x.argmin if "Min" in node_cls.__name__ else x.argmax)(d, keepdim=True)
+    return t.gather(d, index).reshape(out.shape)
+
+
+def _logsumexp(node_cls, out, inputs, tangents, saved, attrs):
+    (x,), (t,) = inputs, tangents
+    keep, dims = attrs["keep"], attrs["dims"]
+    return _kept((x - out.reshape(keep)).exp() * t, keep, dims).reshape(out.shape)
+
+
+def _var(node_cls, out, inputs, tangents, saved, attrs):
+    """var: 2/dof * sum((x - mean) * t); std: that over 2 std."""
+    (x,), (t,) = inputs, tangents
+    keep, dims = attrs["keep"], attrs["dims"]
+    centred = x - _kept(x, keep, dims) / max(x.numel() // max(out.numel(), 1), 1) if dims else x * 0
+    dvar = (_kept(centred * t, keep, dims) * (2.0 / attrs["dof"])).reshape(out.shape)
+    return dvar / (2 * out) if node_cls.__name__.startswith("Std") else dvar
+
+
+def _copied(node_cls, out, inputs, tangents, saved, attrs):
+    """copy_: the source's tangent (broadcast); the old values' is gone."""
+    return tangents[1]
+
+
+def _index_put(node_cls, out, inputs, tangents, saved, attrs):
+    """x[idx] = v (or += with accumulate): the same put on the tangents."""
+    from ..factories import zeros_like
+    from ..functional.indexing import _put
+    (x, v), (tx, tv) = inputs, tangents
+    return _put(tx if tx is not None else zeros_like(x), attrs["index"], tv if tv is not None else zeros_like(v),
+                attrs["accumulate"])
+
+
 def _linalg(name):
     def fn(a, b):
         from ..functional import linalg
@@ -376,4 +429,8 @@ _RULES = {
     "SoftmaxBackward0": _softmax, "LogSoftmaxBackward0": _log_softmax,
     "MaskedFillBackward0": _masked_fill, "MaskedFillBackward1": _masked_fill,
     "FillBackward2": _filled, "FillBackward3": _filled, "ZeroBackward0": _filled,
+    "MaxBackward1": _even, "MinBackward1": _even, "AmaxBackward0": _even, "AminBackward0": _even,
+    "MaxBackward0": _along, "MinBackward0": _along, "LogsumexpBackward0": _logsumexp,
+    "VarBackward0": _var, "StdBackward0": _var, "CopyBackwards": _copied,
+    "IndexPutBackward0": _index_put, "IndexPutImplBackward0": _index_put,
 }
