@@ -15,7 +15,7 @@ from nbgrad.ops.elementwise import OPS, PARALLEL_MIN
 from nbgrad.ops.table import TABLE
 
 from .. import _dtype
-from .._dtype import HALF, result_type
+from .._dtype import BF16, F16, HALF, result_type
 from ..autograd.graph import NoDerivative, Node
 from ..autograd.grad_mode import _state as _grad_mode
 from ..factories import full_like, zeros_like
@@ -129,7 +129,7 @@ def compute(kernel, operands, dtype=None, out_dtype=None, out=None):
 def _compute_any(kernel, operands, dtype, out_dtype, out):
     if dtype is None:
         dtype = promote(operands)
-    if dtype.numpy in HALF:
+    if dtype is _dtype.float16 or dtype is _dtype.bfloat16:
         return _compute_half(kernel, operands, dtype, out_dtype, out)
     np_dtype = dtype.numpy
     arrays = []
@@ -194,7 +194,7 @@ def _compute_alike(kernel, operands, dtype, out_dtype, floating=False):
     np_dtype = data.dtype
     if dtype is not None and dtype.numpy != np_dtype:
         return None
-    if np_dtype in HALF:
+    if np_dtype is F16 or np_dtype is BF16:
         return None
     if floating and np_dtype.kind != "f":
         return None
