@@ -14,6 +14,7 @@ from . import _dtype
 from ._dtype import _BY_NUMPY, from_numpy_dtype, get_default_dtype, to_dtype
 from .autograd.graph import AccumulateGrad, HookDict, _saved_hooks, add_hook
 from .autograd.grad_mode import _state as _grad_mode
+from .autograd.grad_mode import shared as _shared_mode
 from .autograd import forward_ad as _forward_ad
 from .autograd.forward_ad import _state as _fw
 
@@ -548,7 +549,7 @@ def record(node_cls, data, inputs, saved=(), **attrs):
         if attrs:
             node.__dict__.update(attrs)
         if saved:            # inputs, never this node's own output: no cycle to break
-            if _grad_mode.inference_made:
+            if _shared_mode.inference_made:
                 _check_not_inference(saved)
             if _saved_hooks:
                 node._pack(saved)

@@ -389,7 +389,7 @@ def _var(node_cls, out, inputs, tangents, saved, attrs):
     """var: 2/dof * sum((x - mean) * t); std: that over 2 std."""
     (x,), (t,) = inputs, tangents
     keep, dims = attrs["keep"], attrs["dims"]
-    centred = x - _kept(x, keep, dims) / max(x.numel() // max(out.numel(), 1), 1) if dims else x * 0
+    centred = x - x.mean(dim=list(dims), keepdim=True) if dims else x * 0
     dvar = (_kept(centred * t, keep, dims) * (2.0 / attrs["dof"])).reshape(out.shape)
     return dvar / (2 * out) if node_cls.__name__.startswith("Std") else dvar
 

@@ -4,7 +4,7 @@ does. PyTorch also marks factory results and skips version counting inside; nbgr
 op results only (the cheap part), and inside it behaves exactly as ``no_grad``."""
 import functools
 
-from .grad_mode import _State, _state
+from .grad_mode import _state, shared
 
 __all__ = ["inference_mode", "is_inference_mode_enabled"]
 
@@ -28,7 +28,7 @@ class inference_mode:
     def __enter__(self):
         self._prev = (_state.enabled, _state.inference)
         if self.mode:
-            _State.inference_made = True    # shared by all threads: from now on, saved tensors are checked
+            shared.inference_made = True    # from now on (in all threads), saved tensors are checked
             _state.enabled, _state.inference = False, True
         else:
             _state.inference = False
