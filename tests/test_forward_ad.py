@@ -122,6 +122,22 @@ def test_mlp_jvp_under_no_grad():
         _check(f(nbgrad), f(torch), [x, w1, w2])
 
 
+def test_losses():
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    target = [2, 0, 1, 2]
+    cases = [
+        lambda lib, a, b: lib.nn.functional.mse_loss(a, b),
+        lambda lib, a, b: lib.nn.functional.l1_loss(a, b, reduction="sum"),
+        lambda lib, a, b: lib.nn.functional.cross_entropy(a * b, lib.tensor(target)),
+        lambda lib, a, b: lib.nn.functional.nll_loss(a.log_softmax(1), lib.tensor(target), reduction="none",
+                                                     weight=lib.tensor([0.5, 1.0, 2.0], dtype=lib.float64)),
+        lambda lib, a, b: lib.nn.functional.binary_cross_entropy(a.sigmoid(), b.sigmoid()),
+    ]
+    for i, case in enumerate(cases):
+        _check(lambda a, b: case(nbgrad, a, b), lambda a, b: case(torch, a, b), [x, y], seed=i)
+
+
 def test_tangent_is_recorded_for_backward():
     """The tangent is a function of the primal: backward through it gives the second derivative."""
     x = nbgrad.tensor([0.3, -1.2], dtype=nbgrad.float64, requires_grad=True)

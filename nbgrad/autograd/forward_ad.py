@@ -408,6 +408,13 @@ def _index_put(node_cls, out, inputs, tangents, saved, attrs):
                 attrs["accumulate"])
 
 
+def _nll(node_cls, out, inputs, tangents, saved, attrs):
+    """nll_loss is linear in its input: the same loss of the tangent."""
+    from ..nn.functional import _nll as nll
+    _, target, weight = saved
+    return nll(tangents[0], target, weight, attrs["reduction"], attrs["ignore_index"], node_cls)
+
+
 def _linalg(name):
     def fn(a, b):
         from ..functional import linalg
@@ -433,4 +440,5 @@ _RULES = {
     "MaxBackward0": _along, "MinBackward0": _along, "LogsumexpBackward0": _logsumexp,
     "VarBackward0": _var, "StdBackward0": _var, "CopyBackwards": _copied,
     "IndexPutBackward0": _index_put, "IndexPutImplBackward0": _index_put,
+    "NllLossBackward0": _nll, "NllLoss2DBackward0": _nll,
 }
