@@ -4,11 +4,13 @@
 ``Tensor.type()`` returns PyTorch's name, ``'torch.FloatTensor'``: code written for PyTorch
 compares against that string. ``Tensor.type(name)`` accepts ``'torch.FloatTensor'``,
 ``'nbgrad.FloatTensor'``, a dtype or a legacy type."""
+import numpy as np
+
 from . import _dtype
 from ._dtype import to_dtype
 from .tensor import Tensor
 
-__all__ = ["result_type", "can_cast", "FloatTensor", "DoubleTensor", "HalfTensor", "BFloat16Tensor", "LongTensor",
+__all__ = ["result_type", "can_cast", "finfo", "iinfo", "FloatTensor", "DoubleTensor", "HalfTensor", "BFloat16Tensor", "LongTensor",
            "IntTensor", "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor"]
 
 
@@ -22,6 +24,40 @@ def result_type(tensor1, tensor2):
 def can_cast(from_, to):
     """Whether PyTorch's casting rules allow ``from_`` to ``to`` (no lowering of kind)."""
     return to_dtype(from_).kind <= to_dtype(to).kind
+
+
+class finfo:
+    """The limits of a floating dtype (default: the default dtype), as ``torch.finfo``."""
+
+    def __init__(self, type=None):
+        d = _dtype.get_default_dtype() if type is None else to_dtype(type)
+        if not d.is_floating_point:
+            raise TypeError("torch.finfo() requires a floating point input type. Use torch.iinfo to handle "
+                            "'torch.finfo'")
+        info = np.finfo(d.numpy)
+        self.dtype = d.name
+        self.bits = info.bits
+        self.eps, self.max, self.min = float(info.eps), float(info.max), float(info.min)
+        self.tiny = self.smallest_normal = float(info.smallest_normal)
+        self.resolution = 10.0 ** -info.precision
+
+    def __repr__(self):
+        return (f"finfo(resolution={self.resolution:g}, min={self.min:g}, max={self.max:g}, eps={self.eps:g}, "
+                f"smallest_normal={self.smallest_normal:g}, tiny={self.tiny:g}, dtype={self.dtype})")
+
+
+class iinfo:
+    """The limits of an integer dtype, as ``torch.iinfo``."""
+
+    def __init__(self, type):
+        d = to_dtype(type)
+        if d.kind != 1:
+            raise TypeError("torch.iinfo() requires an integer input type. Use torch.finfo to handle 'torch.iinfo'")
+        info = np.iinfo(d.numpy)
+        self.dtype, self.bits, self.min, self.max = d.name, info.bits, int(info.min), int(info.max)
+
+    def __repr__(self):
+        return f"iinfo(min={float(self.min):g}, max={float(self.max):g}, dtype={self.dtype})"   # as PyTorch prints
 
 
 class _LegacyType(type):

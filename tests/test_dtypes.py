@@ -129,3 +129,20 @@ def test_tolist_and_item_for_every_dtype():
         assert n.tolist() == t.tolist(), name
         assert n[0].item() == t[0].item(), name
         assert type(n[0].item()) is type(t[0].item()), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finfo_iinfo(name):
+    ours, theirs = getattr(nbgrad, name), getattr(torch, name)
+    kind = "finfo" if theirs.is_floating_point else "iinfo" if name != "bool" else None
+    if kind is None:
+        return
+    a, b = getattr(nbgrad, kind)(ours), getattr(torch, kind)(theirs)
+    assert repr(a) == repr(b)
+    for attr in ("bits", "max", "min") + (("eps", "tiny", "smallest_normal", "resolution") if kind == "finfo" else ()):
+        assert getattr(a, attr) == getattr(b, attr), attr
+    other = "iinfo" if kind == "finfo" else "finfo"
+    with pytest.raises(TypeError) as info:
+        getattr(torch, other)(theirs)
+    with pytest.raises(TypeError, match=str(info.value).replace("(", r"\(").replace(")", r"\)")):
+        getattr(nbgrad, other)(ours)
