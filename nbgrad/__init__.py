@@ -42,4 +42,6 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
            "set_detect_anomaly", "nn", "optim", "set_printoptions",
            "get_printoptions", "float16", "half", "bfloat16", "int32", "int", "int16", "short", "int8", "uint8",
-           "promote_types", "from_dlpack", "inference_mode", "is_inference_mode_enabled", "cuda", "backends", "accelerator", "utils"] + _device + _types + _factories + _pointwise + _reduction + _linalg + _shape + _indexing
+           "promote_types", "from_dlpack", "inference_mode", "is_inference_mode_enabled", "cuda", "backends",
+           "accelerator", "utils"] + _device + _types + _factories + _pointwise + _reduction + _linalg + _shape + \
+    _indexing

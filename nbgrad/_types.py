@@ -10,8 +10,8 @@ from . import _dtype
 from ._dtype import to_dtype
 from .tensor import Tensor
 
-__all__ = ["result_type", "can_cast", "finfo", "iinfo", "FloatTensor", "DoubleTensor", "HalfTensor", "BFloat16Tensor", "LongTensor",
-           "IntTensor", "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor"]
+__all__ = ["result_type", "can_cast", "finfo", "iinfo", "FloatTensor", "DoubleTensor", "HalfTensor", "BFloat16Tensor",
+           "LongTensor", "IntTensor", "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor"]
 
 
 def result_type(tensor1, tensor2):

@@ -94,7 +94,7 @@ def _product_data(node_cls, a, b, a3, b3, shape):
     if a.dtype is _dtype.bool:
         name = "dot" if node_cls is DotBackward0 else "addmm_impl_cpu_"
         raise NotImplementedError(f"\"{name}\" not implemented for 'Bool'")
-    if a3.dtype is _dtype.F16 or a3.dtype is _dtype.BF16:        # multiplied in float32, stored in 2 bytes (PyTorch's CPU way)
+    if a3.dtype is _dtype.F16 or a3.dtype is _dtype.BF16:   # multiplied in float32, stored in 2 bytes (as PyTorch)
         return _kernels.bmm(a3.astype(np.float32), b3.astype(np.float32)).astype(a3.dtype).reshape(shape)
     return _kernels.bmm(a3, b3).reshape(shape)
 

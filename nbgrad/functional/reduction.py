@@ -114,7 +114,7 @@ class ExpandBackward0(Node):
 def _sum(x, dims, out_shape, node, out_dtype=None, scale=1, **attrs):
     """``x`` summed over ``dims`` (times ``scale``), given ``out_shape``; recorded as ``node``."""
     data = x._data
-    if data.dtype is _dtype.F16 or data.dtype is _dtype.BF16:      # summed in float32, stored in 2 bytes (PyTorch's CPU way)
+    if data.dtype is _dtype.F16 or data.dtype is _dtype.BF16:    # summed in float32, stored in 2 bytes (as PyTorch)
         half = out_dtype or data.dtype
         data = kernels.sum(data.astype(np.float32), dims, np.dtype(np.float32), scale).astype(half)
     else:
