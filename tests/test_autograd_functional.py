@@ -133,3 +133,15 @@ def test_errors_match_torch(call):
     assert errors[0][0] is errors[1][0]
     if "type <class" not in errors[1][1]:
         assert errors[0][1] == errors[1][1]
+
+
+def test_jvp_falls_back_to_double_backward_for_ops_without_a_forward_rule():
+    f = lambda x: x.prod(0) * x.sum()                        # noqa: E731  (prod has no forward rule)
+    x, v = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    _same(F.jvp(f, nbgrad.tensor(x), nbgrad.tensor(v)), TF.jvp(f, torch.tensor(x), torch.tensor(v)))
+    res = F.jvp(f, nbgrad.tensor(x, requires_grad=True), nbgrad.tensor(v), create_graph=True)[1]
+    assert res.requires_grad
+
+
+def test_vectorize_gives_the_same_jacobian():
+    _same(F.jacobian(vector_fn(nbgrad), _pair(nbgrad), vectorize=True), TF.jacobian(vector_fn(torch), _pair(torch)))

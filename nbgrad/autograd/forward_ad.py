@@ -234,10 +234,14 @@ def _rule(node_cls):
     if rule is None:
         op = re.sub(r"Backward\d*$", "", node_cls.__name__)
         op = re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower()
-        raise NotImplementedError(f"Trying to use forward AD with {op} that does not support it because it has not "
+        raise NoForwardRule(f"Trying to use forward AD with {op} that does not support it because it has not "
                                   "been implemented yet.\nPlease file an issue to nbgrad so that we can prioritize "
                                   "its implementation.")
     return rule
+
+
+class NoForwardRule(NotImplementedError):
+    """An op without a forward AD rule was met (``autograd.functional.jvp`` then falls back)."""
 
 
 def _table_rule(node_cls, out, inputs, tangents, saved, attrs):

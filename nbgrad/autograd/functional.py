@@ -3,10 +3,11 @@ function of tensors, with PyTorch's signatures, output structure and errors.
 
 ``vjp``, ``vhp``, ``hvp``, ``jacobian`` (reverse mode) and ``hessian`` use the backward
 engine as PyTorch does; ``jvp`` uses forward-mode AD (``forward_ad``: one forward pass with
-tangents, no double backward), as does ``jacobian(strategy="forward-mode")``. nbgrad has no
+tangents, no double backward; PyTorch's double backward trick only where ``func`` meets an op
+without a forward rule), as does ``jacobian(strategy="forward-mode")``. nbgrad has no
 ``vmap``: ``vectorize=True`` computes the same result one row (or column) at a time.
 """
-from .forward_ad import dual_level, make_dual, unpack_dual
+from .forward_ad import NoForwardRule, dual_level, make_dual, unpack_dual
 from .grad_mode import enable_grad, is_grad_enabled, set_grad_enabled
 
 __all__ = ["vjp", "jvp", "jacobian", "hessian", "vhp", "hvp"]
@@ -179,17 +180,50 @@ def _forward(func, inputs, tangents, create_graph, strict):
 
 
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
-    """``(func(inputs), J v)``: the Jacobian-vector product, by one forward pass of forward AD."""
-    is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "jvp")
-    inputs = _grad_preprocess(inputs, create_graph, create_graph)
+    """``(func(inputs), J v)``: the Jacobian-vector product, by one forward pass of forward AD
+    (where ``func`` meets an op without a forward rule, by PyTorch's double backward trick)."""
+    try:
+        return _jvp_forward(func, inputs, v, create_graph, strict)
+    except NoForwardRule:
+        return _jvp_double_backward(func, inputs, v, create_graph, strict)
+
+
+def _jvp_double_backward(func, inputs, v, create_graph, strict):
+    """``J v`` as the gradient, with respect to ``u``, of ``u^T J`` (itself a backward pass)."""
+    from ..factories import zeros_like
+    with enable_grad():
+        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "jvp")
+        inputs = _grad_preprocess(inputs, create_graph, True)
+        v = _jvp_vector(v, inputs, is_inputs_tuple, create_graph)
+        outputs = func(*inputs)
+        is_outputs_tuple, outputs = _as_tuple(outputs, "outputs of the user-provided function", "jvp")
+        _check_requires_grad(outputs, "outputs", strict)
+        grad_outputs = tuple(zeros_like(out).requires_grad_(True) for out in outputs)
+        grad_inputs = _autograd_grad(outputs, inputs, grad_outputs, create_graph=True)
+        _check_requires_grad(grad_inputs, "grad_inputs", strict)
+    with set_grad_enabled(True if create_graph else is_grad_enabled()):
+        grad_res = _autograd_grad(grad_inputs, grad_outputs, v, create_graph=create_graph)
+        result = _fill_in_zeros(grad_res, outputs, strict, create_graph, "back_trick")
+    outputs = _grad_postprocess(outputs, create_graph)
+    result = _grad_postprocess(result, create_graph)
+    return _tuple_postprocess(outputs, is_outputs_tuple), _tuple_postprocess(result, is_outputs_tuple)
+
+
+def _jvp_vector(v, inputs, is_inputs_tuple, create_graph):
     if v is not None:
         _, v = _as_tuple(v, "v", "jvp")
         v = _grad_preprocess(v, create_graph, False)
         _validate_v(v, inputs, is_inputs_tuple)
-    else:
-        _single_element_v(inputs, "jvp")
-        from ..factories import ones_like
-        v = (ones_like(inputs[0]),)
+        return v
+    _single_element_v(inputs, "jvp")
+    from ..factories import ones_like
+    return (ones_like(inputs[0]),)
+
+
+def _jvp_forward(func, inputs, v, create_graph, strict):
+    is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "jvp")
+    inputs = _grad_preprocess(inputs, create_graph, create_graph)
+    v = _jvp_vector(v, inputs, is_inputs_tuple, create_graph)
     is_outputs_tuple, outputs, result = _forward(func, inputs, v, create_graph, strict)
     outputs = _grad_postprocess(outputs, create_graph)
     result = _grad_postprocess(result, create_graph)
