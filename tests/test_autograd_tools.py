@@ -168,3 +168,16 @@ def test_make_dot_show_saved_labels_like_torchviz():
     y = (x * x).exp()
     source = make_dot(y, params={"x": x}, show_saved=True).source
     assert "result\n (2)" in source             # exp's saved output, named as torchviz names it
+
+
+def test_saved_attributes_of_reductions_and_losses():
+    for lib in (nbgrad, torch):
+        x = lib.tensor([[0.5, 1.5, -1.0], [2.0, 0.0, 1.0]], requires_grad=True)
+        for y in (x.softmax(1), x.log_softmax(1), x.std(1), x.amax(1), x.logsumexp(1), x.max(), x.prod()):
+            np.testing.assert_allclose(y.grad_fn._saved_result.detach().numpy(), y.detach().numpy())
+        for y in (x.std(1), x.var(1), x.amax(1), x.logsumexp(1), x.max()):
+            assert y.grad_fn._saved_self is x
+        assert x.softmax(1).grad_fn._saved_dim == 1
+        loss = lib.nn.functional.nll_loss(x, lib.tensor([2, 0]))
+        assert loss.grad_fn._saved_self is x and loss.grad_fn._saved_target.tolist() == [2, 0]
+        assert lib.addmm(x[0], x.t(), x).grad_fn._saved_alpha == 1

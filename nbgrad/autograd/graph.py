@@ -169,10 +169,18 @@ class Node:
         return t
 
     def __getattr__(self, name):
-        """``_saved_self``, ``_saved_other``, ``_saved_result``...: a saved item by PyTorch's name."""
-        names = type(self)._saved_names
-        if names and name.startswith("_saved_") and name[7:] in names:
-            return self.saved_tensors[names.index(name[7:])]
+        """``_saved_self``, ``_saved_other``, ``_saved_result``...: a saved item by PyTorch's name;
+        ``_saved_dim``, ``_saved_alpha``...: the op's attribute of that name."""
+        if name.startswith("_saved_"):
+            names = type(self)._saved_names
+            if names and name[7:] in names:
+                return self.saved_tensors[names.index(name[7:])]
+            attr = name[7:]
+            if attr in self.__dict__:
+                return self.__dict__[attr]
+            default = getattr(type(self), attr, None)
+            if attr and not attr.startswith("_") and isinstance(default, (int, float, str, tuple)):
+                return default
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __dir__(self):

@@ -178,6 +178,7 @@ def sum_to_size(input, *size):
 class _ProdBackward(Node):
     """PyTorch's rule: g * (y / x) where x has no zero; else g times the product of the other
     elements (exact with zeros), or 0 everywhere for a whole-tensor prod with several zeros."""
+    _saved_names = ("self", "result")          # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         x, y = self.saved_tensors
@@ -255,6 +256,7 @@ class _EvenBackward(Node):
     """The gradient of an extreme value over ``dims``, shared evenly among the tied elements:
     amax/amin as ``mask * (g / count)``; max()/min() as PyTorch's ``evenly_distribute_backward``
     (``nan_too``: NaNs tie with a NaN maximum, and the other elements get exactly 0)."""
+    _saved_names = ("self", "result")          # grad_fn._saved_self... (PyTorch's names)
     nan_too = False
 
     def backward(self, grad):
@@ -287,6 +289,7 @@ class AminBackward0(_EvenBackward):
 class _IndexBackward(Node):
     """The gradient of values picked at ``indices`` along ``dim``: to those positions only,
     exact zeros elsewhere (PyTorch scatters into zeros)."""
+    _saved_names = ("indices",)          # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         idx, = self.saved_tensors
@@ -414,6 +417,7 @@ def _no_dof_backward(grad, x, node):
 
 class VarBackward0(Node):
     """(2 / dof) * g * (x - mean)."""
+    _saved_names = ("self",)          # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         x, = self.saved_tensors
@@ -430,6 +434,7 @@ class VarBackward0(Node):
 
 class StdBackward0(Node):
     """The variance's gradient with g / (2 * std), 0 where std is 0."""
+    _saved_names = ("self", "result")          # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         x, y = self.saved_tensors
@@ -492,6 +497,7 @@ def _float_input(input):
 
 class LogsumexpBackward0(Node):
     """g * exp(x - y)."""
+    _saved_names = ("self", "result")          # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         x, y = self.saved_tensors
@@ -519,6 +525,7 @@ def logsumexp(input, dim, keepdim=False):
 
 
 class SoftmaxBackward0(Node):
+    _saved_names = ("result",)          # grad_fn._saved_self... (PyTorch's names)
     def backward(self, grad):
         y, = self.saved_tensors
         if is_grad_enabled():
@@ -528,6 +535,7 @@ class SoftmaxBackward0(Node):
 
 
 class LogSoftmaxBackward0(Node):
+    _saved_names = ("result",)          # grad_fn._saved_self... (PyTorch's names)
     def backward(self, grad):
         y, = self.saved_tensors
         if is_grad_enabled():
