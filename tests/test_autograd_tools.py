@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nbgrad
-from nbgrad.autograd.graph import save_on_cpu, saved_tensors_hooks
+from nbgrad.autograd.graph import save_on_cpu
 from nbgrad.utils.checkpoint import checkpoint, checkpoint_sequential
 
 torch = pytest.importorskip("torch")

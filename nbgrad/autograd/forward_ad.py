@@ -284,7 +284,7 @@ def _bilinear(fn):
 
 def _addmm(node_cls, out, inputs, tangents, saved, attrs):
     from ..functional.linalg import mm
-    (c, a, b), (tc, ta, tb) = inputs, tangents
+    (_, a, b), (tc, ta, tb) = inputs, tangents
     alpha, beta = attrs.get("alpha", 1), attrs.get("beta", 1)
     product = _sum_terms(mm(ta, b) if ta is not None else None, mm(a, tb) if tb is not None else None)
     if product is not None and alpha != 1:
@@ -376,7 +376,7 @@ def _even(node_cls, out, inputs, tangents, saved, attrs):
 def _along(node_cls, out, inputs, tangents, saved, attrs):
     """max/min along a dim with indices: the tangent at the chosen index."""
     (x,), (t,) = inputs, tangents
-    d, keep = attrs["dim"], attrs["keep"]
+    d = attrs["dim"]
     if not x.ndim:
         return t
     index = (x.argmin if "Min" in node_cls.__name__ else x.argmax)(d, keepdim=True)
