@@ -105,6 +105,12 @@ def test_reductions_shapes_and_indexing():
         lambda lib, x: x.clone().copy_(x.sin()[0]),
         lambda lib, x: x.index_put((lib.tensor([0, 2]),), x[1] * 2),
         lambda lib, x: x.index_put((lib.tensor([0, 0]),), x[1], accumulate=True),
+        lambda lib, x: x.repeat(2, 1, 3),
+        lambda lib, x: x.prod(1),
+        lambda lib, x: (x * lib.tensor([1.0, 0.0, 1.0, 1.0], dtype=lib.float64)).prod(),
+        lambda lib, x: x.scatter(1, lib.tensor([[1], [0], [3]]), x[:, :1] * 2),
+        lambda lib, x: x.scatter(0, lib.tensor([[1, 2, 0, 1]]), 0.5),
+        lambda lib, x: x.scatter_add(1, lib.tensor([[1, 1], [0, 3], [3, 3]]), x[:, 1:3].exp()),
     ]
     for i, case in enumerate(cases):
         _check(lambda t: case(nbgrad, t), lambda t: case(torch, t), [x], seed=i)
@@ -187,8 +193,8 @@ def test_errors_match_torch():
 def test_op_without_rule_raises():
     with fwAD.dual_level():
         d = fwAD.make_dual(nbgrad.tensor([1.0, 3.0, 2.0]), nbgrad.ones(3))
-        with pytest.raises(NotImplementedError, match="Trying to use forward AD with prod that does not support it"):
-            d.prod()
+        with pytest.raises(NotImplementedError, match="Trying to use forward AD with masked_select that does not support it"):
+            d.masked_select(d > 1)
 
 
 def test_inplace_updates_carry_tangents_through_views():

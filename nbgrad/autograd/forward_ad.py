@@ -19,6 +19,8 @@ import collections
 import re
 import weakref
 
+import numpy as np
+
 __all__ = ["dual_level", "enter_dual_level", "exit_dual_level", "make_dual", "unpack_dual", "UnpackedDualTensor"]
 
 
@@ -412,6 +414,36 @@ def _index_put(node_cls, out, inputs, tangents, saved, attrs):
                 attrs["accumulate"])
 
 
+def _repeat(node_cls, out, inputs, tangents, saved, attrs):
+    """repeat is linear: the tangent tiled the same way (the sizes read from the shapes)."""
+    t = tangents[0]
+    lead = out.ndim - t.ndim
+    return t.repeat(*out.shape[:lead], *(n // m if m else n for n, m in zip(out.shape[lead:], t.shape)))
+
+
+def _scattered(node_cls, out, inputs, tangents, saved, attrs):
+    """scatter/scatter_add: the same scatter of the tangents (a number source's tangent is 0)."""
+    from ..factories import zeros_like
+    (index,), dim = saved, attrs["dim"]
+    t = tangents[0] if tangents[0] is not None else zeros_like(inputs[0])
+    if node_cls.__name__ == "ScatterBackward1":
+        return t.scatter(dim, index, 0.0)
+    src = tangents[1] if tangents[1] is not None else zeros_like(inputs[1])
+    return t.scatter_add(dim, index, src) if node_cls.__name__ == "ScatterAddBackward0" else t.scatter(dim, index, src)
+
+
+def _prod(node_cls, out, inputs, tangents, saved, attrs):
+    """sum over the reduced elements of t times the product of the others (exact with zeros)."""
+    from ..ops import reduce as kernels
+    from ..tensor import Tensor
+    (x,), (t,) = inputs, tangents
+    dims, keep = attrs["dims"], attrs["keep"]
+    if not dims:
+        return t
+    others = Tensor._wrap(kernels.prod_backward(np.ones(keep, x._data.dtype), x._data, dims))
+    return _kept(t * others, keep, dims).reshape(out.shape)
+
+
 def _nll(node_cls, out, inputs, tangents, saved, attrs):
     """nll_loss is linear in its input: the same loss of the tangent."""
     from ..nn.functional import _nll as nll
@@ -444,5 +476,7 @@ _RULES = {
     "MaxBackward0": _along, "MinBackward0": _along, "LogsumexpBackward0": _logsumexp,
     "VarBackward0": _var, "StdBackward0": _var, "CopyBackwards": _copied,
     "IndexPutBackward0": _index_put, "IndexPutImplBackward0": _index_put,
-    "NllLossBackward0": _nll, "NllLoss2DBackward0": _nll,
+    "NllLossBackward0": _nll, "NllLoss2DBackward0": _nll, "RepeatBackward0": _repeat,
+    "ScatterBackward0": _scattered, "ScatterBackward1": _scattered, "ScatterAddBackward0": _scattered,
+    "ProdBackward0": _prod, "ProdBackward1": _prod,
 }
