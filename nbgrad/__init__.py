@@ -6,6 +6,11 @@ from . import _runtime
 
 _runtime.configure()             # before BLAS loads: see _runtime.py
 from ._dtype import bool, double, dtype, float, float32, float64, get_default_dtype, int64, long, set_default_dtype
+from ._dtype import (bfloat16, float16, half, int, int8, int16, int32, promote_types, short,  # noqa: F401,A004
+                     uint8)
+from ._types import *  # noqa: F401,F403  (FloatTensor..., result_type)
+from ._types import __all__ as _types
+from ._interop import from_dlpack  # noqa: F401  (and the Tensor's __dlpack__, __array__, __array_ufunc__)
 from .tensor import Size, Tensor, device, is_tensor
 from .factories import *  # noqa: F401,F403  (their __all__)
 from .factories import __all__ as _factories
@@ -22,6 +27,7 @@ from .functional.indexing import __all__ as _indexing
 from .functional import inplace  # noqa: F401  (attaches the in-place methods)
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import inference_mode, is_inference_mode_enabled
 from .autograd import is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
 from ._formatting import get_printoptions, set_printoptions
 from . import nn, optim
@@ -30,6 +36,9 @@ from .compiler import compile
 from .serialization import load, save
 from . import utils
 from . import distributed  # imports no MPI until init_process_group
+from . import accelerator, backends, cuda
+from ._device import *  # noqa: F401,F403
+from ._device import __all__ as _device
 
 __version__ = "0.1.0"
 
@@ -42,3 +51,6 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
 __all__ += ["compile", "compiler"]
 __all__ += ["utils", "save", "load"]
 __all__ += ["distributed"]
+__all__ += ["float16", "half", "bfloat16", "int32", "int", "int16", "short", "int8", "uint8", "promote_types",
+            "from_dlpack", "inference_mode", "is_inference_mode_enabled", "cuda", "backends", "accelerator"]
+__all__ += _device + _types

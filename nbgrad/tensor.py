@@ -16,10 +16,20 @@ from nbgrad.ops.targets import target_for, target_of
 
 from . import _dtype
 from ._dtype import _BY_NUMPY, from_numpy_dtype, get_default_dtype, to_dtype
-from .autograd.graph import AccumulateGrad, HookDict, add_hook
+from .autograd.graph import AccumulateGrad, HookDict, _saved_hooks, add_hook
 from .autograd.grad_mode import _state as _grad_mode
+from .autograd.grad_mode import shared as _shared_mode
+from .autograd import forward_ad as _forward_ad
+from .autograd.forward_ad import _state as _fw
 
 __all__ = ["Tensor", "Size", "device", "record", "is_tensor"]
+
+
+_NON_LEAF_GRAD = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad attribute won't be "
+    "populated during autograd.backward(). If you indeed want the .grad field to be populated for a non-leaf Tensor, "
+    "use .retain_grad() on the non-leaf Tensor. If you access the non-leaf Tensor by mistake, make sure you access "
+    "the leaf Tensor instead. See github.com/pytorch/pytorch/pull/30531 for more information.")
 
 
 class Size(tuple):
@@ -95,7 +105,6 @@ class Tensor:
     __slots__ = ("_data", "_version_counter", "_requires_grad", "grad_fn", "__dict__", "__weakref__")
     __array_priority__ = 1000          # ndarray op Tensor defers to Tensor's reflected op
     # Set on few tensors: class defaults, so that making a tensor sets four attributes only.
-    grad = None
     _output_nr = 0
     _base = None                       # the tensor whose memory a view shows
     _view_fn = None                    # makes the same view of another tensor of _base's shape
@@ -215,6 +224,28 @@ class Tensor:
         return self
 
     @property
+    def grad(self):
+        """The gradient backward accumulated here (leaves, and non-leaves that ``retain_grad``).
+        Read on a non-leaf that keeps none, it warns as PyTorch does."""
+        g = self.__dict__.get("grad")
+        if g is None and self.grad_fn is not None and not self.retains_grad:
+            import warnings
+            warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
+        return g
+
+    @grad.setter
+    def grad(self, value):
+        self.__dict__["grad"] = value
+
+    @grad.deleter
+    def grad(self):
+        self.__dict__.pop("grad", None)
+
+    def is_inference(self):
+        """Whether this tensor was made by an op under ``inference_mode``."""
+        return "_is_inference" in self.__dict__
+
+    @property
     def is_leaf(self):
         return self.grad_fn is None
 
@@ -312,12 +343,6 @@ class Tensor:
                                "Use tensor.detach().numpy() instead.")
         return target_of(self._data).to_host(self._data)
 
-    def __array__(self, dtype=None, copy=None):
-        host = self.numpy()            # the same refusal: np.asarray(t) would be a writable alias
-        if dtype is not None and np.dtype(dtype) != host.dtype:
-            return host.astype(dtype)
-        return host.copy() if copy else host
-
     def __len__(self):
         if self._data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
@@ -393,11 +418,6 @@ class Tensor:
         from .functional.pointwise import cast
         return cast(self, to_dtype(dtype))
 
-    def type(self, dtype=None):
-        if dtype is None:
-            return f"torch.{self.dtype.legacy}Tensor"
-        return self.to(dtype)
-
     def float(self):
         return self.to(_dtype.float32)
 
@@ -408,7 +428,7 @@ class Tensor:
         return self.to(_dtype.int64)
 
     def int(self):
-        return self.to(_dtype.int64)
+        return self.to(_dtype.int32)
 
     def bool(self):
         return self.to(_dtype.bool)
@@ -533,12 +553,16 @@ def record(node_cls, data, inputs, saved=(), **attrs):
     """The result of an operation: ``data`` wrapped, with a ``node_cls`` node as its
     ``grad_fn`` if any input requires grad and grad mode is on. Every operation passes
     here, so it is written out flat: one pass over the inputs finds the edges and metadata."""
+    if _fw.level is not None:            # forward-mode AD: the result gets its tangent too
+        return _forward_ad.record(node_cls, data, inputs, saved, attrs)
     out = object.__new__(Tensor)
     out._data = data
     out._version_counter = _Version()
     out._requires_grad = False
     out.grad_fn = None
     if not _grad_mode.enabled:
+        if _grad_mode.inference:
+            out._is_inference = True
         return out
     edges = []
     meta = []
@@ -564,9 +588,14 @@ def record(node_cls, data, inputs, saved=(), **attrs):
         if attrs:
             node.__dict__.update(attrs)
         if saved:            # inputs, never this node's own output: no cycle to break
-            node._saved = saved
-            node._saved_versions = tuple([x._version_counter.value if isinstance(x, Tensor) else None
-                                          for x in saved])
+            if _shared_mode.inference_made:
+                _check_not_inference(saved)
+            if _saved_hooks:
+                node._pack(saved)
+            else:
+                node._saved = saved
+                node._saved_versions = tuple([x._version_counter.value if isinstance(x, Tensor) else None
+                                              for x in saved])
         out.grad_fn = node
     return out
 
@@ -574,10 +603,21 @@ def record(node_cls, data, inputs, saved=(), **attrs):
 _NO_EDGE = (None, 0)
 
 
+def _check_not_inference(saved):
+    for x in saved:
+        if isinstance(x, Tensor) and "_is_inference" in x.__dict__:
+            raise RuntimeError(
+                "Inference tensors cannot be saved for backward. Please do not use Tensors created in inference mode "
+                "in computation tracked by autograd. To work around this, you can make a clone to get a normal "
+                "tensor and use it in autograd, or use `torch.no_grad()` instead of `torch.inference_mode()`.")
+
+
 def make_view(base, data, node_cls, view_fn, **attrs):
     """A tensor over part of ``base``'s memory, sharing its version counter. ``view_fn``
     makes the same view of another tensor of ``base``'s shape (used by in-place updates
     of views and by the backward of views)."""
+    if _fw.level is not None:            # forward-mode AD: the same view of the tangent
+        return _forward_ad.make_view(base, data, node_cls, view_fn, attrs)
     out = record(node_cls, data, (base,), **attrs)
     root = base._base
     if root is None:

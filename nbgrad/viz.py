@@ -127,9 +127,10 @@ def make_dot(var, params=None, show_attrs=False, show_saved=False, max_attr_char
         fns[id(fn)] = fn
         if show_saved or isinstance(fn, BackwardCFunction):
             custom = isinstance(fn, BackwardCFunction)
+            labels = type(fn)._saved_names or ()       # torchviz labels them by PyTorch's names: self, other
             for i, t in enumerate(getattr(fn, "_saved", None) or ()):
                 if isinstance(t, Tensor):
-                    add_tensor(t, _SAVED, None if custom else f"saved[{i}]")
+                    add_tensor(t, _SAVED, None if custom else labels[i] if i < len(labels) else f"saved[{i}]")
                     ends = (id(t), id(fn)) if custom else (id(fn), id(t))
                     edges.append((*ends, {"dir": "none"}))
         variable = getattr(fn, "variable", None)

@@ -96,7 +96,7 @@ def test_show_saved_and_show_attrs():
     saved = [key for key, (_, colour) in nodes.items() if colour == "orange"]
     assert len(saved) == 2                         # b and c, saved by x3 * b and x4 * c
     for key in saved:
-        assert nodes[key][0] == "saved[1]\n (5, 5)"
+        assert nodes[key][0] == "other\n (5, 5)"             # torchviz labels saved tensors by PyTorch's names
         assert sum(1 for e in edges if e[1] == key and e[2] == "dir=none") == 1
     # saved leaves keep their blue box and name, and get an undirected edge
     a = str(id(params["a"]))

@@ -2,11 +2,13 @@
 from .anomaly_mode import detect_anomaly, is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
 from .engine import run_backward
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .inference_mode import inference_mode, is_inference_mode_enabled
 from .graph import Node
 
 __all__ = ["backward", "grad", "Variable", "Function", "gradcheck", "gradgradcheck", "no_grad",
            "enable_grad", "set_grad_enabled", "is_grad_enabled", "Node", "detect_anomaly", "set_detect_anomaly",
-           "is_anomaly_enabled", "is_anomaly_check_nan_enabled"]
+           "is_anomaly_enabled", "is_anomaly_check_nan_enabled", "forward_ad", "functional", "graph",
+           "inference_mode", "is_inference_mode_enabled"]
 
 
 def _as_tuple(x):
@@ -110,3 +112,4 @@ def Variable(data, requires_grad=False, volatile=False):
 
 from .function import Function  # noqa: E402  (needs the names above)
 from .gradcheck import gradcheck, gradgradcheck  # noqa: E402
+from . import forward_ad, functional, graph  # noqa: E402,F401

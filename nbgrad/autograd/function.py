@@ -16,6 +16,7 @@ import inspect
 import itertools
 import warnings
 
+from . import forward_ad
 from .grad_mode import is_grad_enabled, no_grad
 from .graph import Node
 
@@ -174,13 +175,17 @@ class Function(metaclass=FunctionMeta):
                                 tuple(_meta(t) for t in tensors))
         ctx._is_tensor_input = is_tensor
         ctx._needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        with no_grad():
+        dual = forward_ad.has_tangent(tensors)       # forward AD: forward runs without it, then jvp
+        with no_grad(), forward_ad.suspended(dual):
             if new_style:
                 output = cls.forward(*args)
                 cls.setup_context(ctx, args, output)
             else:
                 output = cls.forward(ctx, *args)
-        return _wrap_outputs(ctx, tensors, output, recording)
+        output = _wrap_outputs(ctx, tensors, output, recording)
+        if dual:
+            forward_ad.custom_jvp(cls, ctx, args, output)
+        return output
 
 
 def _wrap_outputs(ctx, inputs, output, recording):

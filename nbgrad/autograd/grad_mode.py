@@ -7,6 +7,15 @@ __all__ = ["no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
 
 class _State(threading.local):
     enabled = True
+    inference = False             # inside inference_mode (autograd/inference_mode.py)
+
+
+class _Shared:
+    """Flags of all threads, read on hot paths (a plain object: cheaper than a thread-local)."""
+    inference_made = False        # inference_mode was ever entered: saved tensors are checked
+
+
+shared = _Shared()
 
 
 _state = _State()

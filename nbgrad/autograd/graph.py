@@ -13,7 +13,7 @@ import weakref
 from .anomaly_mode import _state as _anomaly, forward_trace
 from .grad_mode import is_grad_enabled
 
-__all__ = ["Node", "AccumulateGrad", "NoDerivative", "RemovableHandle"]
+__all__ = ["Node", "AccumulateGrad", "NoDerivative", "RemovableHandle", "saved_tensors_hooks", "save_on_cpu"]
 
 _sequence = itertools.count()
 
@@ -72,6 +72,8 @@ class Node:
     # the other factor of a product only for this factor's gradient)
     _saved_for = None
     _multi_output = False         # one of several views made at once (split, unbind)
+    _unpack_hook = None           # set when the saved tensors were packed by saved_tensors_hooks
+    _saved_names = None           # PyTorch's names of the saved items: ``_saved_self``, ``_saved_result``...
 
     def __init__(self, next_functions=(), input_meta=()):
         self.next_functions = next_functions
@@ -98,6 +100,8 @@ class Node:
         reference cycle that would keep both alive) and a weak reference to the output;
         unpacking gives the output itself while it lives, else a tensor of its data with
         this node as ``grad_fn``, so that a recorded backward differentiates through it."""
+        if _saved_hooks:
+            return self._pack(items)
         saved = []
         versions = []
         for i, t in enumerate(items):
@@ -119,15 +123,29 @@ class Node:
         """``save_for_backward(output)`` for this node's one output (exp, tanh...), which
         every unary op whose derivative is written in its result does: its output branch
         without the loop, on the path of every small op."""
+        if _saved_hooks:
+            return self._pack((output,))
         self._saved_outputs = {0: (output._output_nr, weakref.ref(output))}
         self._saved = (output.detach(),)
         self._saved_versions = (output._version_counter.value,)
+
+    def _pack(self, items):
+        """Save ``items`` through the innermost ``saved_tensors_hooks``: tensors are kept as
+        what ``pack_hook`` returns, and given back by ``unpack_hook`` (no version check: the
+        hooks decide what is kept)."""
+        pack, self._unpack_hook = _saved_hooks[-1]
+        self._saved = tuple([_Packed(pack(t.detach() if t.grad_fn is self else t))
+                             if hasattr(t, "_version_counter") else t for t in items])
+        self._saved_versions = (None,) * len(items)
 
     @property
     def saved_tensors(self):
         saved = self._saved
         if saved is None:
             raise RuntimeError(_FREED_MESSAGE)
+        if self._unpack_hook is not None:
+            unpack = self._unpack_hook
+            return tuple([unpack(t.value) if isinstance(t, _Packed) else t for t in saved])
         outputs = self._saved_outputs
         for i, (item, version) in enumerate(zip(saved, self._saved_versions)):
             if version is not None and item._version_counter.value != version:
@@ -149,6 +167,24 @@ class Node:
         t = data.detach()
         t.grad_fn, t._output_nr = self, output_nr
         return t
+
+    def __getattr__(self, name):
+        """``_saved_self``, ``_saved_other``, ``_saved_result``...: a saved item by PyTorch's name;
+        ``_saved_dim``, ``_saved_alpha``...: the op's attribute of that name."""
+        if name.startswith("_saved_"):
+            names = type(self)._saved_names
+            if names and name[7:] in names:
+                return self.saved_tensors[names.index(name[7:])]
+            attr = name[7:]
+            if attr in self.__dict__:
+                return self.__dict__[attr]
+            default = getattr(type(self), attr, None)
+            if attr and not attr.startswith("_") and isinstance(default, (int, float, str, tuple)):
+                return default
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __dir__(self):
+        return [*super().__dir__(), *(f"_saved_{n}" for n in type(self)._saved_names or ())]
 
     def release_saved(self):
         if self._saved:
@@ -194,6 +230,46 @@ class Node:
         raise RuntimeError(f"{self.name()} has no backward step")
 
 
+class _Packed:
+    """What a pack hook returned for one saved tensor (which may be anything, even a tensor)."""
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+_saved_hooks = []          # the (pack, unpack) pairs in force, innermost last
+
+
+class saved_tensors_hooks:
+    """``with saved_tensors_hooks(pack_hook, unpack_hook):`` every tensor an operation saves
+    for backward is kept as ``pack_hook(tensor)`` and given back as ``unpack_hook(packed)``."""
+
+    def __init__(self, pack_hook, unpack_hook):
+        self.pack_hook, self.unpack_hook = pack_hook, unpack_hook
+
+    def __enter__(self):
+        _saved_hooks.append((self.pack_hook, self.unpack_hook))
+        return self
+
+    def __exit__(self, *exc):
+        _saved_hooks.pop()
+        return False
+
+
+class save_on_cpu(saved_tensors_hooks):
+    """Keep saved tensors in CPU memory (copies), as PyTorch's ``save_on_cpu`` does to free
+    GPU memory; nbgrad's tensors are already on the CPU, so this only copies them."""
+
+    def __init__(self, pin_memory=False, device_type="cuda"):
+        def pack(tensor):
+            return tensor.device, tensor.detach().clone()
+
+        def unpack(packed):
+            return packed[1]
+        super().__init__(pack, unpack)
+
+
 class NoDerivative(Node):
     """An op PyTorch records without a derivative (``floor_divide``, ``scatter`` with
     ``reduce``): backward through it fails with PyTorch's text. Named as PyTorch names it,
@@ -235,7 +311,7 @@ def accumulate_into(variable, grad, fresh=False):
     engine knows nobody else holds it (``fresh``), else copied. With ``create_graph``
     the sum is recorded."""
     with _accumulate_lock:
-        if variable.grad is None:
+        if variable.__dict__.get("grad") is None:      # (not .grad: it warns on a non-leaf input)
             variable.grad = grad if fresh and not is_grad_enabled() else grad.clone()
         elif is_grad_enabled():
             variable.grad = variable.grad + grad

@@ -657,6 +657,7 @@ def _at_least_1d(arr):
 # Changed without a version bump (through ``.data`` or a NumPy alias), it is checked again as
 # PyTorch checks it: its shape here, its values by the kernels.
 class GatherBackward0(Node):
+    _saved_names = ("index",)          # grad_fn._saved_self... (PyTorch's names)
     def backward(self, grad):
         index, = self.saved_tensors
         zeros = Tensor._wrap(target_of(grad._data).zeros(self._input_meta[0][0], grad._data.dtype))

@@ -21,6 +21,8 @@ from nbgrad.ops.targets import target_of
 from nbgrad.ops.table import TABLE
 
 from .._dtype import result_type
+from ..autograd import forward_ad
+from ..autograd.forward_ad import _state as _fw
 from ..autograd.graph import Node
 from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..factories import zeros_like
@@ -80,7 +82,11 @@ def apply_inplace(self, functional, operands=(), direct=None, overlap_ok=False):
     check_writable(self)
     if not overlap_ok:
         check_no_internal_overlap(self)
-    if not needs_grad((self, *operands)):
+    recorded = needs_grad((self, *operands))
+    dual = _fw.level is not None and forward_ad.has_tangent((self, *operands))
+    if dual:                    # forward AD: the op runs out of place on a dual copy (forward_ad.inplace)
+        return forward_ad.inplace(self, functional, recorded, _write, _rebase_history)
+    if not recorded:
         if direct is not None:
             direct()
         else:

@@ -19,6 +19,8 @@ _C_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "bool"
 
 
 class MmBackward0(Node):
+    _saved_names = ("self", "mat2")           # grad_fn._saved_self...
+
     def backward(self, grad):
         a, b = self.saved_tensors
         need = self.needs_input_grad
@@ -28,6 +30,7 @@ class MmBackward0(Node):
 class AddmmBackward0(Node):
     """``beta * input + alpha * mat1 @ mat2``: the engine sums ``input``'s gradient down to
     its (broadcast) shape."""
+    _saved_names = ("mat1", "mat2")           # grad_fn._saved_self...
     alpha = beta = 1
 
     def backward(self, grad):
@@ -52,6 +55,8 @@ def _mm_grads(grad, a, b, need_a, need_b, transposed):
 
 
 class BmmBackward0(Node):
+    _saved_names = ("self", "mat2")           # grad_fn._saved_self...
+
     def backward(self, grad):
         a, b = self.saved_tensors
         need = self.needs_input_grad
@@ -59,6 +64,8 @@ class BmmBackward0(Node):
 
 
 class MvBackward0(Node):
+    _saved_names = ("self", "vec")           # grad_fn._saved_self...
+
     def backward(self, grad):
         a, v = self.saved_tensors
         need = self.needs_input_grad
@@ -66,6 +73,8 @@ class MvBackward0(Node):
 
 
 class DotBackward0(Node):
+    _saved_names = ("self", "tensor")           # grad_fn._saved_self...
+
     def backward(self, grad):
         a, b = self.saved_tensors
         need = self.needs_input_grad
@@ -83,6 +92,10 @@ def _product_data(node_cls, a, b, a3, b3, shape):
         name = "dot" if node_cls is DotBackward0 else "addmm_impl_cpu_"
         raise NotImplementedError(f"\"{name}\" not implemented for 'Bool'")
     target = common_target([a3, b3])
+    if a3.dtype.itemsize == 2 and a3.dtype.kind != "i":    # float16: multiplied in float32, stored in 2 bytes (as PyTorch)
+        f32 = _dtype.float32.numpy
+        product = target.linalg.bmm(target.astype(a3, f32), target.astype(b3, f32))
+        return target.reshape(target.astype(product, a3.dtype), shape)
     return target.reshape(target.linalg.bmm(a3, b3), shape)
 
 

@@ -100,6 +100,8 @@ def _compute_any(kernel, operands, dtype, out_dtype, out):
     of the operands' data casts, allocates and runs."""
     if dtype is None:
         dtype = promote(operands)
+    if dtype is _dtype.float16 or dtype is _dtype.bfloat16:
+        return _compute_half(kernel, operands, dtype, out_dtype, out)
     arrays = []
     shapes = []
     for x in operands:
@@ -120,6 +122,20 @@ def _compute_any(kernel, operands, dtype, out_dtype, out):
 
 
 _alike = CPU.alike       # the small-tensor quick path is the CPU target's; other targets' arrays fail it
+
+
+def _compute_half(kernel, operands, dtype, out_dtype, out):
+    """A float16 (bfloat16) op computed in float32 and stored in 2 bytes, as PyTorch does on the CPU."""
+    half = dtype.numpy              # tensor operands are first converted to it (70000 -> inf), as in PyTorch
+    with np.errstate(over="ignore"):
+        operands = tuple([Tensor._wrap(target_of(x._data).astype(x._data, half))
+                          if isinstance(x, Tensor) and x._data.dtype != half else x for x in operands])
+    result = _compute_any(kernel, operands, _dtype.float32,
+                          _dtype.float32 if out_dtype is None or out_dtype is dtype else out_dtype, None)
+    target = target_of(result)
+    if out is not None:
+        return target.copy_into(out, result)
+    return target.astype(result, (out_dtype or dtype).numpy)
 
 
 def _compute_alike(kernel, operands, dtype, out_dtype, floating=False):
@@ -241,6 +257,8 @@ def _node_class(rec, name, inputs):
     backward = _exec(source, f"<nbgrad node {name}>", {"gradients": gradients})["backward"]
     doc = "; ".join(f"d{a} = {rec.grads[a]}" for a in inputs if a in rec.grads)
     attrs = {"backward": backward, "__module__": __name__, "__qualname__": name,
+             "_table_op": rec.name, "_table_args": inputs,         # forward AD's rule (autograd/forward_ad.py)
+             "_saved_names": tuple(_torch_name(rec, n) for n in saved),   # grad_fn._saved_self...
              "__doc__": f"Backward of ``{rec.forward}`` (op table: {rec.name}): {doc}."}
     # a saved operand read by one input's gradient alone may change once that one is not wanted
     readers = [[a for a in rec.readers(n) if a in inputs] for n in saved if n != "y"]
@@ -248,6 +266,14 @@ def _node_class(rec, name, inputs):
     if any(k is not None for k in saved_for):
         attrs["_saved_for"] = saved_for + (None,) * ("y" in saved)
     return type(name, (Node,), attrs)
+
+
+def _torch_name(rec, name):
+    """PyTorch's name of a saved operand: ``self`` for the first input, ``result`` for the output."""
+    if name == "y":
+        return "result"
+    name = rec.inputs[rec.args.index(name)]
+    return "self" if name == "input" else name
 
 
 def _recording(rec, key, names):
@@ -262,7 +288,9 @@ def _recording(rec, key, names):
         keep = f", ({', '.join(kept)},)" if kept else ""
         return [f"return record({node}, data, ({ins},){keep}{attrs})"]
     save = f"save_for_backward({', '.join(kept)}, out)" if kept else "save_output(out)"
-    return [f"out = record({node}, data, ({ins},){attrs})", "if out.grad_fn is not None:",
+    # a number operand the gradient reads is passed to record as well (forward AD reads it there)
+    keep = f", ({', '.join(kept)},)" if any(a in key for a in saved) else ""
+    return [f"out = record({node}, data, ({ins},){keep}{attrs})", "if out.grad_fn is not None:",
             f"    out.grad_fn.{save}", "return out"]
 
 
@@ -583,7 +611,7 @@ def clone(input, *, memory_format=None):
 def cast(input, dtype):
     data = input._data
     target = target_of(data)
-    out = target.run("copy", target.empty(data.shape, dtype.numpy), data, fresh_out=True)
+    out = target.copy_into(target.empty(data.shape, dtype.numpy), data, fresh_out=True)
     if dtype.is_floating_point:
         return record(ToCopyBackward0, out, (input,))
     return Tensor._wrap(out)

@@ -141,7 +141,12 @@ class ExpandBackward0(Node):
 
 def _sum(x, dims, out_shape, node, out_dtype=None, scale=1, **attrs):
     """``x`` summed over ``dims`` (times ``scale``), given ``out_shape``; recorded as ``node``."""
-    data = kernels.sum(x._data, dims, out_dtype or _sum_dtype(x), scale)
+    data = x._data
+    if data.dtype is _dtype.F16 or data.dtype is _dtype.BF16:    # summed in float32, stored in 2 bytes (as PyTorch)
+        half = out_dtype or data.dtype
+        data = kernels.sum(data.astype(np.float32), dims, np.dtype(np.float32), scale).astype(half)
+    else:
+        data = kernels.sum(data, dims, out_dtype or _sum_dtype(x), scale)
     return record(node, data.reshape(out_shape), (x,), keep=data.shape, in_shape=x._data.shape, **attrs)
 
 
@@ -203,6 +208,7 @@ class _ProdBackward(Node):
     of the other elements (exact with zeros), or 0 everywhere for a whole-tensor prod with
     several zeros."""
     op = "prod"
+    _saved_names = ("self", "result")     # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         x, y = self.saved_tensors
@@ -275,6 +281,7 @@ class _EvenBackward(Node):
     """The gradient of an extreme value over ``dims``, shared evenly among the tied elements:
     amax/amin as ``mask * (g / count)``; max()/min() as PyTorch's ``evenly_distribute_backward``
     (``nan_too``: NaNs tie with a NaN maximum, and the other elements get exactly 0)."""
+    _saved_names = ("self", "result")          # grad_fn._saved_self... (PyTorch's names)
     nan_too = False
 
     def backward(self, grad):
@@ -307,6 +314,7 @@ class AminBackward0(_EvenBackward):
 class _IndexBackward(Node):
     """The gradient of values picked at ``indices`` along ``dim``: to those positions only,
     exact zeros elsewhere (PyTorch scatters into zeros)."""
+    _saved_names = ("indices",)          # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         idx, = self.saved_tensors
@@ -434,6 +442,7 @@ def _no_dof_backward(grad, x, node):
 
 class VarBackward0(Node):
     op = "var"
+    _saved_names = ("self",)     # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         x, = self.saved_tensors
@@ -445,6 +454,7 @@ class VarBackward0(Node):
 
 class StdBackward0(Node):
     op = "std"
+    _saved_names = ("self", "result")     # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         x, y = self.saved_tensors
@@ -499,6 +509,7 @@ def _float_input(input):
 
 class LogsumexpBackward0(Node):
     op = "logsumexp"
+    _saved_names = ("self", "result")     # grad_fn._saved_self... (PyTorch's names)
 
     def backward(self, grad):
         x, y = self.saved_tensors
@@ -524,6 +535,7 @@ class _SoftmaxBackward(Node):
     """The kernel's gradient, recorded (under ``create_graph``) as the op PyTorch calls
     ``_softmax_backward_data``, whose own backward is below: the formula is the kernel's
     alone."""
+    _saved_names = ("result",)          # grad_fn._saved_result (PyTorch's name)
 
     def backward(self, grad):
         y, = self.saved_tensors
@@ -540,6 +552,7 @@ class LogSoftmaxBackward0(_SoftmaxBackward):
 
 class SoftmaxBackwardDataBackward0(Node):
     """gx = y * (g - sum(g * y)): to g, the same op again; to y, gg * (g - sum(g * y)) - g * sum(gg * y)."""
+    _saved_names = ("grad_output", "output")     # PyTorch's names
 
     def backward(self, gg):
         g, y = self.saved_tensors
@@ -552,6 +565,7 @@ class SoftmaxBackwardDataBackward0(Node):
 
 class LogSoftmaxBackwardDataBackward0(Node):
     """gx = g - exp(y) * sum(g): to g, gg - sum(gg * exp(y)); to y, -gg * exp(y) * sum(g)."""
+    _saved_names = ("grad_output", "output")     # PyTorch's names
 
     def backward(self, gg):
         g, y = self.saved_tensors

@@ -253,6 +253,7 @@ class NllLoss2DBackwardBackward0(_NllLossBackwardBackward):
 
 
 class _NllLossBackward(Node):
+    _saved_names = ("self", "target", "weight")          # grad_fn._saved_self... (PyTorch's names)
     def backward(self, grad):
         input, target, weight = self.saved_tensors
         g = grad._data

@@ -1,4 +1,5 @@
-"""``nbgrad.utils``: helpers outside the tensor core (``nbgrad.utils.data``)."""
-from . import data
+"""``nbgrad.utils``: helpers outside the tensor core: ``data`` (datasets and loading) and
+``checkpoint`` (activation checkpointing)."""
+from . import checkpoint, data
 
-__all__ = ["data"]
+__all__ = ["checkpoint", "data"]

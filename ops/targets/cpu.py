@@ -105,6 +105,8 @@ class CpuTarget:
         """``arr``'s values in ``dtype``: ``arr`` itself if it has that dtype, else a new array."""
         if arr.dtype == dtype:
             return arr
+        if _half(arr.dtype) or _half(np.dtype(dtype)):    # Numba has no 2-byte floats: NumPy converts
+            return arr.astype(dtype)
         out = np.empty(arr.shape, dtype)
         OPS["copy"](out, arr, fresh_out=True)
         return out
@@ -113,6 +115,9 @@ class CpuTarget:
     def copy_into(out, src, fresh_out=False):
         """Write ``src`` (broadcast to ``out``'s shape, any dtype) into ``out``; overlapping
         memory is read from a copy first (``fresh_out``: ``out`` is new, nothing overlaps)."""
+        if _half(out.dtype) or _half(src.dtype):          # Numba has no 2-byte floats: NumPy converts
+            np.copyto(out, src if fresh_out or not np.may_share_memory(out, src) else src.copy(), casting="unsafe")
+            return out
         return OPS["copy"](out, src, fresh_out=fresh_out)
 
     # -- views ----------------------------------------------------------------------------------
@@ -238,6 +243,8 @@ class CpuTarget:
         np_dtype = data.dtype
         if dtype is not None and dtype != np_dtype:
             return None
+        if np_dtype.itemsize == 2 and np_dtype.kind != "i":    # float16, bfloat16: the general path converts
+            return None
         if floating and np_dtype.kind != "f":
             return None
         if "s" in pattern:
@@ -264,6 +271,11 @@ class CpuTarget:
 
 _NUMBERS = {}
 _SERIAL_LOOPS = {}
+
+
+def _half(dtype):
+    """float16 or bfloat16 (ml_dtypes), which Numba's loops cannot take."""
+    return dtype.itemsize == 2 and dtype.kind in "fV"
 
 
 def _probe(arr):
