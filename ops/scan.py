@@ -1,0 +1,103 @@
+"""Scans along the last axis of a C-contiguous 2-D block: cumulative sum, product,
+maximum and minimum, and the backward of the cumulative product.
+
+Sums and products accumulate in ``zero``'s type (float64 for floats, int64 for integers),
+as PyTorch's CPU kernels do, and are stored in the output's dtype. Rows run in parallel
+from ``PARALLEL_MIN`` elements on.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ._cache import guard
+from .elementwise import PARALLEL_MIN, parallel_lock
+
+__all__ = ["cumulative", "cumextreme", "cumprod_backward"]
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+
+
+@njit(inline="always", error_model="numpy")
+def _scan_row(x, out, zero, product):
+    acc = zero + 1 if product else zero
+    for i in range(x.shape[0]):
+        if product:
+            acc = acc * x[i]
+        else:
+            acc = acc + x[i]
+        out[i] = acc
+
+
+@njit(**_JIT)
+def _scan_serial(x, out, zero, product):
+    for r in range(x.shape[0]):
+        _scan_row(x[r], out[r], zero, product)
+
+
+@njit(parallel=True, **_JIT)
+def _scan_parallel(x, out, zero, product):
+    for r in prange(x.shape[0]):
+        _scan_row(x[r], out[r], zero, product)
+
+
+def cumulative(x, out, product):
+    """``out[r, i]`` = sum (or product) of ``x[r, :i + 1]``."""
+    zero = np.float64(0) if out.dtype.kind == "f" else np.int64(0)
+    if x.size >= PARALLEL_MIN and x.shape[0] > 1:
+        with parallel_lock:
+            _scan_parallel(x, out, zero, product)
+    elif x.size:
+        _scan_serial(x, out, zero, product)
+    return out
+
+
+@njit(**_JIT)
+def cumextreme(x, smallest):
+    """Running maximum (minimum) and the position it was last taken from; a NaN, once met,
+    is the running value (PyTorch's rule: ``x >= best`` or ``x`` is NaN takes over)."""
+    values = np.empty_like(x)
+    indices = np.empty(x.shape, np.int64)
+    for r in range(x.shape[0]):
+        if x.shape[1] == 0:
+            continue
+        best = x[r, 0]
+        at = 0
+        for i in range(x.shape[1]):
+            v = x[r, i]
+            if best == best and (v != v or (v <= best if smallest else v >= best)):
+                best = v
+                at = i
+            values[r, i] = best
+            indices[r, i] = at
+    return values, indices
+
+
+@njit(**_JIT)
+def cumprod_backward(g, x, y):
+    """dx[i] = sum over k >= i of g[k] * prod(x[j] for j <= k, j != i), per row, exact with
+    zeros: before the first zero z it is (sum over i <= k < z of g[k] y[k]) / x[i]; at z, a
+    running product that skips x[z]; after z, 0."""
+    out = np.zeros_like(x)
+    n = x.shape[1]
+    for r in range(x.shape[0]):
+        z = n
+        for i in range(n):
+            if x[r, i] == 0:
+                z = i
+                break
+        acc = 0.0
+        for i in range(z - 1, -1, -1):
+            acc += g[r, i] * y[r, i]
+            out[r, i] = acc / x[r, i]
+        if z < n:
+            before = 1.0 if z == 0 else y[r, z - 1]
+            run = before
+            total = 0.0
+            for k in range(z, n):
+                if k > z:
+                    run *= x[r, k]
+                total += g[r, k] * run
+            out[r, z] = total
+    return out
+
+
+guard(globals())
