@@ -29,6 +29,8 @@ from .functional.scan import __all__ as _scan
 from .functional.arrange import *  # noqa: F401,F403
 from .functional.arrange import __all__ as _arrange
 from .functional.einsum import einsum
+from .functional.index_ops import *  # noqa: F401,F403
+from .functional.index_ops import __all__ as _index_ops
 from .functional.linalg_norms import norm
 from . import linalg
 from . import autograd
@@ -43,4 +45,4 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
            "long", "get_default_dtype", "set_default_dtype", "is_tensor", "autograd", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
            "set_detect_anomaly", "nn", "optim", "set_printoptions",
-           "get_printoptions"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing + _sorting + _misc + _scan + _arrange + ["einsum", "norm", "linalg"]
+           "get_printoptions"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing + _sorting + _misc + _scan + _arrange + _index_ops + ["einsum", "norm", "linalg"]
