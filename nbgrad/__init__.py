@@ -34,7 +34,7 @@ from .functional.index_ops import __all__ as _index_ops
 from .functional.random import *  # noqa: F401,F403
 from .functional.random import __all__ as _random
 from .functional.linalg_norms import norm
-from . import linalg
+from . import linalg, testing
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd import is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
@@ -47,4 +47,4 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
            "long", "get_default_dtype", "set_default_dtype", "is_tensor", "autograd", "no_grad", "enable_grad",
            "set_grad_enabled", "is_grad_enabled", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
            "set_detect_anomaly", "nn", "optim", "set_printoptions",
-           "get_printoptions"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing + _sorting + _misc + _scan + _arrange + _index_ops + _random + ["einsum", "norm", "linalg"]
+           "get_printoptions"] + _factories + _pointwise + _reduction + _linalg + _shape + _indexing + _sorting + _misc + _scan + _arrange + _index_ops + _random + ["einsum", "norm", "linalg", "testing"]
