@@ -229,3 +229,8 @@ _op("isinf", "x", "(x == x) & (x - x != x - x)")
 _op("isfinite", "x", "x - x == x - x")
 _op("nan_to_num", "x", "where(x != x, nan, where(x - x != x - x, where(x > 0, posinf, neginf), x))",
     params=[("nan", 0), ("posinf", 0), ("neginf", 0)], x="where(x - x == x - x, g, 0)")
+# bitwise ops of integer (and bool) tensors
+_op("bitwise_and", "ab", "a & b")
+_op("bitwise_or", "ab", "a | b")
+_op("bitwise_xor", "ab", "a ^ b")
+_op("bitwise_not", "x", "~x")

@@ -590,24 +590,33 @@ def logical_not(input):
 
 def _bitwise(kernel, name):
     def op(input, other):
-        if input.dtype.kind == 2 or (isinstance(other, Tensor) and other.dtype.kind == 2):
-            raise RuntimeError(f'"{name}_cpu" not implemented for \'Float\'')
-        if input.dtype is _dtype.bool and (not isinstance(other, Tensor) or other.dtype is _dtype.bool):
+        if not isinstance(input, Tensor):            # number & tensor
+            input, other = other, input
+        _check_operand(other)
+        dtype = promote((input, other))
+        if dtype.is_floating_point:
+            raise RuntimeError(f'"{name}_cpu" not implemented for \'{dtype.legacy}\'')
+        if dtype is _dtype.bool:
             return _logical(kernel, input, other)
-        raise RuntimeError(f"{name} is only supported on bool tensors in nbgrad")
+        return Tensor._wrap(compute(name, (input, other), dtype))
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"Elementwise {name} of integer or bool tensors (bools: the logical op)."
     return op
 
 
-Tensor.__and__ = Tensor.__rand__ = _bitwise("logical_and", "bitwise_and")
-Tensor.__or__ = Tensor.__ror__ = _bitwise("logical_or", "bitwise_or")
-Tensor.__xor__ = Tensor.__rxor__ = _bitwise("logical_xor", "bitwise_xor")
+bitwise_and = Tensor.__and__ = Tensor.__rand__ = Tensor.bitwise_and = _bitwise("logical_and", "bitwise_and")
+bitwise_or = Tensor.__or__ = Tensor.__ror__ = Tensor.bitwise_or = _bitwise("logical_or", "bitwise_or")
+bitwise_xor = Tensor.__xor__ = Tensor.__rxor__ = Tensor.bitwise_xor = _bitwise("logical_xor", "bitwise_xor")
+__all__ += ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not"]
 
 
 @tensor_method("__invert__", "bitwise_not")
-def _invert(input):
-    if input.dtype is not _dtype.bool:
-        raise RuntimeError("~ (bitwise_not) is only supported on bool tensors in nbgrad")
-    return logical_not(input)
+def bitwise_not(input):
+    if input.dtype is _dtype.bool:
+        return logical_not(input)
+    if input.dtype.is_floating_point:
+        raise RuntimeError(f"\"bitwise_not_cpu\" not implemented for '{input.dtype.legacy}'")
+    return Tensor._wrap(compute("bitwise_not", (input,)))
 
 
 # -- copies and casts ------------------------------------------------------------------------------
