@@ -35,11 +35,14 @@ from .functional.random import *  # noqa: F401,F403
 from .functional.random import __all__ as _random
 from .functional.linalg_norms import norm
 from . import linalg, testing
+from .functional.aliases import install as _install_aliases
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd import is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
 from ._formatting import get_printoptions, set_printoptions
 from . import nn, optim
+
+_install_aliases(globals())       # axis=/keepdims=/out= on the functions above
 
 __version__ = "0.1.0"
 
