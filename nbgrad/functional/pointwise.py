@@ -332,11 +332,17 @@ def _recording(rec, key, names):
             f"    out.grad_fn.{save}", "return out"]
 
 
+def _write_out(out, result, name):
+    from .out import write_out
+    return write_out(out, result, name)
+
+
 def _generate(rec):
     """``RUN[op]`` and ``RECORD[op]`` (and the node classes) of table record ``rec``."""
     names = dict(zip(rec.args, rec.inputs))
     namespace = {"Tensor": Tensor, "record": record, "_compute_alike": _compute_alike,
-                 "_compute_any": _compute_any, "_float_dtype": _float_dtype, "_check": CHECKS.get(rec.name)}
+                 "_compute_any": _compute_any, "_float_dtype": _float_dtype, "_check": CHECKS.get(rec.name),
+                 "_write_out": _write_out}
     NODES[rec.name] = {}
     for key, name in {"": rec.node, **rec.numbers}.items():
         cls = NODES[rec.name][key] = namespace[f"_node_{key}"] = \
@@ -349,12 +355,16 @@ def _generate(rec):
     body += _recording(rec, "", names)
     params = [f"{p}={default!r}" for p, default in rec.params]
     signature = ", ".join([*rec.inputs, *(["*", *params] if params else [])])
+    public = ", ".join([*rec.inputs, "*", *params, "out=None"])         # out=: the result written into a tensor
+    call = ", ".join([*rec.inputs, *(f"{p}={p}" for p, _ in rec.params)])
     operands = ", ".join([*rec.inputs, *(p for p, _ in rec.params)])
     floating = rec.result == "float"
     name = rec.api[0] if rec.api else f"_{rec.name}"
     source = "\n    ".join([
-        f"def {name}({signature}):",
+        f"def {name}({public}):",
         f'"""``{rec.forward}``, elementwise (generated from ops/table.py)."""',
+        "if out is not None:",
+        f"    return _write_out(out, {name}({call}), {name!r})",
         *([f"_check({', '.join(rec.inputs)})"] if namespace["_check"] else []),
         f"operands = ({operands},)",
         f"data = _compute_alike({rec.name!r}, operands, None, None{', True' if floating else ''})",
