@@ -53,7 +53,7 @@ def cumulative(x, out, product):
 @njit(**_JIT)
 def cumextreme(x, smallest):
     """Running maximum (minimum) and the position it was last taken from; a NaN, once met,
-    is the running value (PyTorch's rule: ``x >= best`` or ``x`` is NaN takes over)."""
+    is the running value (PyTorch's rule: a NaN, or ``x >= best`` while best is no NaN, takes over)."""
     values = np.empty_like(x)
     indices = np.empty(x.shape, np.int64)
     for r in range(x.shape[0]):
@@ -63,7 +63,7 @@ def cumextreme(x, smallest):
         at = 0
         for i in range(x.shape[1]):
             v = x[r, i]
-            if best == best and (v != v or (v <= best if smallest else v >= best)):
+            if v != v or (best == best and (v <= best if smallest else v >= best)):
                 best = v
                 at = i
             values[r, i] = best

@@ -109,7 +109,10 @@ def rows(x, dim):
     """``x`` with ``dim`` moved last, as a C-contiguous 2-D block (a copy unless it already is one)."""
     moved = np.moveaxis(x, dim, -1) if x.ndim else x.reshape(1)
     n = moved.shape[-1]
-    return np.ascontiguousarray(moved).reshape(-1, n), moved.shape
+    count = 1
+    for m in moved.shape[:-1]:
+        count *= m
+    return np.ascontiguousarray(moved).reshape(count, n), moved.shape
 
 
 @njit(**_JIT)

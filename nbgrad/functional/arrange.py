@@ -102,8 +102,6 @@ def _diagonal_scatter(values, shape, offset, d1, d2):
 def diagonal(input, offset=0, dim1=0, dim2=1):
     """The diagonal of dims ``dim1``/``dim2`` (a view, appended as the last dim)."""
     n = input.ndim
-    if n < 2:
-        raise RuntimeError(f"diagonal dimensions requires ndim larger than 1, but got {n}")
     d1, d2 = _wrap_dim(dim1, n), _wrap_dim(dim2, n)
     if d1 == d2:
         raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
@@ -169,7 +167,7 @@ def roll(input, shifts, dims=None):
     shifts = tuple(int(s) for s in _as_tuple(shifts))
     if dims is None:
         if len(shifts) != 1:
-            raise RuntimeError(f"`shifts` required to be of size 1 when `dims` is not given, but got {len(shifts)}")
+            raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:0")
         return roll(input.flatten(), shifts, 0).view(input.shape)
     dims = tuple(_wrap_dim(int(d), input.ndim) for d in _as_tuple(dims))
     if len(shifts) != len(dims):

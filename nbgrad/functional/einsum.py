@@ -91,13 +91,13 @@ def _sum_unneeded(x, labels, needed):
 
 def _sizes(pairs):
     sizes = {}
-    for x, labels in pairs:
+    for i, (x, labels) in enumerate(pairs):
         for c, n in zip(labels, x.shape):
             if sizes.get(c, 1) == 1:
                 sizes[c] = n
             elif n != 1 and n != sizes[c]:
-                raise RuntimeError(f"einsum(): subscript {c} has size {n} which does not broadcast with previously "
-                                   f"seen size {sizes[c]}")
+                raise RuntimeError(f"einsum(): subscript {c} has size {n} for operand {i} which does not broadcast "
+                                   f"with previously seen size {sizes[c]}")
     return sizes
 
 

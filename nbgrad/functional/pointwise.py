@@ -605,7 +605,7 @@ def _bitwise(kernel, name):
         _check_operand(other)
         dtype = promote((input, other))
         if dtype.is_floating_point:
-            raise RuntimeError(f'"{name}_cpu" not implemented for \'{dtype.legacy}\'')
+            raise NotImplementedError(f'"{name}_cpu" not implemented for \'{dtype.legacy}\'')
         if dtype is _dtype.bool:
             return _logical(kernel, input, other)
         return Tensor._wrap(compute(name, (input, other), dtype))
@@ -625,7 +625,7 @@ def bitwise_not(input):
     if input.dtype is _dtype.bool:
         return logical_not(input)
     if input.dtype.is_floating_point:
-        raise RuntimeError(f"\"bitwise_not_cpu\" not implemented for '{input.dtype.legacy}'")
+        raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type tensors")
     return Tensor._wrap(compute("bitwise_not", (input,)))
 
 

@@ -46,6 +46,7 @@ class _PickedBackward(Node):
 
 
 SortBackward0 = type("SortBackward0", (_PickedBackward,), {})
+SortBackward1 = type("SortBackward1", (_PickedBackward,), {})      # sort(..., stable=...)
 TopkBackward0 = type("TopkBackward0", (_PickedBackward,), {})
 KthvalueBackward0 = type("KthvalueBackward0", (_PickedBackward,), {})
 MedianBackward1 = type("MedianBackward1", (_PickedBackward,), {})
@@ -82,18 +83,18 @@ def _picked(node, input, values, indices, dim, keepdim, result):
 
 
 @tensor_method()
-def sort(input, dim=-1, descending=False, stable=False):
+def sort(input, dim=-1, descending=False, stable=None):
     """Values and indices along ``dim``; always stable (ties keep their order, NaN largest)."""
     if isinstance(dim, bool):              # sort(input, stable=..., ...) written positionally
         raise TypeError("sort(): argument 'dim' must be int, not bool")
     d = _check_dim(dim, input.ndim, "sort")
     values, order, moved = _sorted_rows(input, d, descending)
     values, order = _restore(values, moved, d, input.ndim), _restore(order, moved, d, input.ndim)
-    return _picked(SortBackward0, input, values, order, d, True, _SORT)
+    return _picked(SortBackward0 if stable is None else SortBackward1, input, values, order, d, True, _SORT)
 
 
 @tensor_method()
-def argsort(input, dim=-1, descending=False, stable=False):
+def argsort(input, dim=-1, descending=False, stable=None):
     return sort(input, dim, descending, stable).indices
 
 
