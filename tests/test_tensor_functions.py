@@ -697,3 +697,23 @@ def test_bitwise_ops_and_in_place_forms():
         _same(x_n, x_t)
     _raises_like(lambda m: m.tensor([1.0]) & 1)
     _raises_like(lambda m: ~m.tensor([1.0]))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda m: m.tensor([1.0, 2.0, 3.0]).cumsum_(0), lambda m: m.tensor([[1.0, 2.0], [3.0, 4.0]]).cumprod_(1),
+    lambda m: m.tensor([5, 3, 12]).bitwise_and_(m.tensor([3, 6, 10])), lambda m: m.tensor([5, 3]).bitwise_or_(2),
+    lambda m: m.tensor([5, 3]).bitwise_xor_(m.tensor([1, 1])), lambda m: m.tensor([5, -3]).bitwise_not_(),
+    lambda m: m.tensor([True, False]).logical_not_(), lambda m: m.tensor([True, False]).logical_and_(m.tensor([True, True])),
+    lambda m: m.tensor([1.0, 0.0]).logical_or_(m.tensor([0.0, 0.0])), lambda m: m.clamp_min_(m.tensor([-1.0, 2.0]), 0),
+    lambda m: m.clamp_max_(m.tensor([-1.0, 2.0]), 0), lambda m: m.tensor([1.0, 2.0]).diag_embed(),
+])
+def test_more_in_place_forms(fn):
+    _same(fn(nbgrad), fn(torch))
+
+
+def test_in_place_scan_records_its_gradient():
+    a, b = _pair(X34)
+    y_n, y_t = a * 2, b * 2
+    y_n.cumsum_(1)
+    y_t.cumsum_(1)
+    _same(nbgrad.autograd.grad(y_n.sum(), a)[0], torch.autograd.grad(y_t.sum(), b)[0])

@@ -119,6 +119,7 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
                      dim1=d1, dim2=d2, in_shape=data.shape)
 
 
+@tensor_method()
 def diag_embed(input, offset=0, dim1=-2, dim2=-1):
     """Each last-dim vector of ``input`` as the diagonal of a square matrix in dims ``dim1``/``dim2``."""
     n = input.ndim + 1

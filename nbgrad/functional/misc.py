@@ -230,3 +230,20 @@ def aminmax(input, *, dim=None, keepdim=False):
     if dim is None and keepdim:
         dims = tuple(range(input.ndim))
     return _MinMax(reduction.amin(input, dims, keepdim), reduction.amax(input, dims, keepdim))
+
+
+def _inplace_of(functional, name):
+    """``name``: ``functional`` written back into the tensor (an in-place update like any other)."""
+    def method(self, *args, **kwargs):
+        operands = tuple(a for a in args if isinstance(a, Tensor))
+        return inplace.apply_inplace(self, lambda old: functional(old, *args, **kwargs), operands)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"In-place ``{functional.__name__}``."
+    setattr(Tensor, name, method)
+    return method
+
+
+for _name in ("bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "logical_and", "logical_or", "logical_xor",
+              "logical_not"):
+    _inplace_of(getattr(pointwise, _name), _name + "_")
+__all__ += ["clamp_min_", "clamp_max_"]

@@ -144,3 +144,15 @@ def cummax(input, dim):
 def cummin(input, dim):
     """Running minimum along ``dim`` and the index it was last taken from."""
     return _cumextreme(input, dim, True, "cummin", CumminBackward0, return_types.cummin)
+
+
+@tensor_method()
+def cumsum_(self, dim, *, dtype=None):
+    from .inplace import apply_inplace
+    return apply_inplace(self, lambda old: cumsum(old, dim, dtype=dtype))
+
+
+@tensor_method()
+def cumprod_(self, dim, *, dtype=None):
+    from .inplace import apply_inplace
+    return apply_inplace(self, lambda old: cumprod(old, dim, dtype=dtype))
