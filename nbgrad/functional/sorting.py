@@ -110,10 +110,14 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     size = input._data.shape[d] if input.ndim else 1
     if not 0 <= k <= size:
         raise RuntimeError("selected index k out of range")
-    values, order, moved = _sorted_rows(input, d, largest)
+    block, moved = kernels.rows(input._data, d)
+    if k <= 64 and k * 8 <= size:           # a selection: about one comparison per element
+        order = kernels.topk_rows(block, k, bool(largest))
+    else:
+        order = np.ascontiguousarray(kernels.argsort_rows(block, bool(largest))[:, :k])
+    values = np.take_along_axis(block, order, axis=1)
     moved = moved[:-1] + (k,)
-    values = _restore(np.ascontiguousarray(values[:, :k]), moved, d, input.ndim)
-    order = _restore(np.ascontiguousarray(order[:, :k]), moved, d, input.ndim)
+    values, order = _restore(values, moved, d, input.ndim), _restore(order, moved, d, input.ndim)
     return _picked(TopkBackward0, input, values, order, d, True, _TOPK)
 
 
