@@ -12,7 +12,7 @@ from numba import njit, prange
 from ._cache import guard
 from .elementwise import PARALLEL_MIN, parallel_lock
 
-__all__ = ["argsort_rows", "topk_rows", "rows", "unique_runs", "mode_rows"]
+__all__ = ["argsort_rows", "topk_rows", "rows", "unique_runs", "mode_rows", "unique_slices"]
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 _RUN = 16          # rows are first sorted in runs of this length by insertion
@@ -202,6 +202,76 @@ def mode_rows(sorted_values, order):
                 last = i
         indices[r] = order[r, last]
     return values, indices
+
+
+@njit(inline="always", error_model="numpy")
+def _row_before(x, a, b):
+    """Whether row ``a`` of ``x`` goes strictly before row ``b`` (lexicographic, NaN largest)."""
+    for j in range(x.shape[1]):
+        u, v = x[a, j], x[b, j]
+        if _before(u, v, False):
+            return True
+        if _before(v, u, False):
+            return False
+    return False
+
+
+@njit(inline="always", error_model="numpy")
+def _rows_equal(x, a, b):
+    for j in range(x.shape[1]):
+        if x[a, j] != x[b, j]:
+            return False
+    return True
+
+
+@njit(**_JIT)
+def unique_slices(x, consecutive):
+    """The distinct rows of the 2-D ``x`` (in lexicographic order, or runs as given with
+    ``consecutive``): the position of each kept row, each row's group, and the group sizes.
+    A stable bottom-up merge sort of the row positions."""
+    n = x.shape[0]
+    order = np.arange(n)
+    if not consecutive:
+        tmp = np.empty(n, np.int64)
+        width = 1
+        while width < n:
+            for lo in range(0, n, 2 * width):
+                mid = min(lo + width, n)
+                hi = min(lo + 2 * width, n)
+                i, j, k = lo, mid, lo
+                while i < mid and j < hi:
+                    if _row_before(x, order[j], order[i]):
+                        tmp[k] = order[j]
+                        j += 1
+                    else:
+                        tmp[k] = order[i]
+                        i += 1
+                    k += 1
+                while i < mid:
+                    tmp[k] = order[i]
+                    i += 1
+                    k += 1
+                while j < hi:
+                    tmp[k] = order[j]
+                    j += 1
+                    k += 1
+            order, tmp = tmp, order
+            width *= 2
+    firsts = np.empty(n, np.int64)
+    inverse = np.empty(n, np.int64)
+    starts = np.empty(n + 1, np.int64)
+    m = 0
+    for i in range(n):
+        if i == 0 or not _rows_equal(x, order[i], order[i - 1]):
+            firsts[m] = order[i]
+            starts[m] = i
+            m += 1
+        inverse[order[i]] = m - 1
+    starts[m] = n
+    counts = np.empty(m, np.int64)
+    for g in range(m):
+        counts[g] = starts[g + 1] - starts[g]
+    return firsts[:m].copy(), inverse, counts
 
 
 guard(globals())

@@ -160,6 +160,20 @@ def test_unique():
     _same(nbgrad.unique(nbgrad.zeros(0)), torch.unique(torch.zeros(0)))
 
 
+@pytest.mark.parametrize("name", ["unique", "unique_consecutive"])
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_unique_along_a_dim(name, dim):
+    x = np.random.default_rng(4).integers(0, 2, (6, 3, 2))
+    x[3] = x[1]
+    for data in (x, x.astype(np.float64)):
+        r_n = getattr(nbgrad, name)(nbgrad.tensor(data), dim=dim, return_inverse=True, return_counts=True)
+        r_t = getattr(torch, name)(torch.tensor(data), dim=dim, return_inverse=True, return_counts=True)
+        for a, b in zip(r_n, r_t):
+            _same(a, b)
+    _same(getattr(nbgrad, name)(nbgrad.zeros(0, 2), dim=0), getattr(torch, name)(torch.zeros(0, 2), dim=0))
+    _raises_like(lambda m: getattr(m, name)(m.zeros(2, 0), dim=0))
+
+
 @pytest.mark.parametrize("fn", [
     lambda m: m.sort(m.ones(2, 3), 2),
     lambda m: m.topk(m.ones(3), 4),

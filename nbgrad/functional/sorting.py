@@ -226,19 +226,40 @@ def _unique_result(input, firsts, inverse, counts, return_inverse, return_counts
     return out[0] if len(out) == 1 else tuple(out)
 
 
+def _unique_dim(input, dim, consecutive, return_inverse, return_counts, name):
+    d = _check_dim(dim, input.ndim, name)
+    if any(n == 0 for k, n in enumerate(input._data.shape) if k != d):
+        raise RuntimeError(f"There are 0 sized dimensions, and they aren't selected, so unique cannot be applied")
+    data = input._data if input.ndim else input._data.reshape(1)
+    moved = np.moveaxis(data, d, 0)
+    block = np.ascontiguousarray(moved).reshape(moved.shape[0], int(np.prod(moved.shape[1:], dtype=np.int64)))
+    if block.shape[0] == 0:
+        firsts, inverse, counts = (np.zeros(0, np.int64),) * 3
+    else:
+        firsts, inverse, counts = kernels.unique_slices(block, consecutive)
+    values = np.ascontiguousarray(np.moveaxis(moved[firsts], 0, d))
+    out = [Tensor._wrap(values)]
+    if return_inverse:
+        out.append(Tensor._wrap(inverse))
+    if return_counts:
+        out.append(Tensor._wrap(counts))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
 @tensor_method()
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
-    """The distinct values, ascending (always sorted, which ``sorted=False`` allows too)."""
+    """The distinct values (or slices along ``dim``), ascending (always sorted, which
+    ``sorted=False`` allows too)."""
     if dim is not None:
-        raise NotImplementedError("unique(dim=...) is not supported by nbgrad yet")
+        return _unique_dim(input, dim, False, return_inverse, return_counts, "unique")
     firsts, inverse, counts = _unique_flat(input._data, sorted, False)
     return _unique_result(input, firsts, inverse, counts, return_inverse, return_counts)
 
 
 @tensor_method()
 def unique_consecutive(input, return_inverse=False, return_counts=False, dim=None):
-    """Each run of equal consecutive values (of the flattened input) kept once."""
+    """Each run of equal consecutive values (or slices along ``dim``) kept once."""
     if dim is not None:
-        raise NotImplementedError("unique_consecutive(dim=...) is not supported by nbgrad yet")
+        return _unique_dim(input, dim, True, return_inverse, return_counts, "unique_consecutive")
     firsts, inverse, counts = _unique_flat(input._data, True, True)
     return _unique_result(input, firsts, inverse, counts, return_inverse, return_counts)
