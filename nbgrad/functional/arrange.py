@@ -67,11 +67,13 @@ def triu(input, diagonal=0):
 
 @tensor_method()
 def tril_(self, diagonal=0):
+    """In-place ``tril``."""
     return inplace.apply_inplace(self, lambda old: tril(old, diagonal))
 
 
 @tensor_method()
 def triu_(self, diagonal=0):
+    """In-place ``triu``."""
     return inplace.apply_inplace(self, lambda old: triu(old, diagonal))
 
 
@@ -207,6 +209,7 @@ def rot90(input, k=1, dims=(0, 1)):
 
 @tensor_method()
 def fliplr(input):
+    """Reversed along dim 1 (left/right)."""
     if input.ndim < 2:
         raise RuntimeError("Input must be >= 2-d.")
     return flip(input, 1)
@@ -214,6 +217,7 @@ def fliplr(input):
 
 @tensor_method()
 def flipud(input):
+    """Reversed along dim 0 (up/down)."""
     if input.ndim < 1:
         raise RuntimeError("Input must be >= 1-d.")
     return flip(input, 0)

@@ -33,16 +33,19 @@ isnan, isinf, isfinite = _test("isnan"), _test("isinf"), _test("isfinite")
 
 @tensor_method()
 def isposinf(input):
+    """Elementwise: is +inf."""
     return isinf(input) & (input > 0)
 
 
 @tensor_method()
 def isneginf(input):
+    """Elementwise: is -inf."""
     return isinf(input) & (input < 0)
 
 
 @tensor_method()
 def isreal(input):
+    """Elementwise: has no imaginary part (always True: nbgrad has no complex dtypes)."""
     return Tensor._wrap(np.ones(input._data.shape, np.bool_))
 
 
@@ -72,6 +75,7 @@ _nan_to_num_inplace = inplace._elementwise_inplace("nan_to_num", RUN["nan_to_num
 
 @tensor_method()
 def nan_to_num_(self, nan=0.0, posinf=None, neginf=None):
+    """In-place ``nan_to_num``."""
     if not self.dtype.is_floating_point:
         return self
     return _nan_to_num_inplace(self, **_nan_to_num_values(self, nan, posinf, neginf))
@@ -155,21 +159,25 @@ def equal(input, other):
 
 @tensor_method()
 def clamp_min(input, min):
+    """``clamp(input, min=min)``."""
     return pointwise.clamp(input, min=min)
 
 
 @tensor_method()
 def clamp_max(input, max):
+    """``clamp(input, max=max)``."""
     return pointwise.clamp(input, max=max)
 
 
 @tensor_method()
 def clamp_min_(self, min):
+    """In-place ``clamp_min``."""
     return self.clamp_(min=min)
 
 
 @tensor_method()
 def clamp_max_(self, max):
+    """In-place ``clamp_max``."""
     return self.clamp_(max=max)
 
 

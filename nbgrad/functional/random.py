@@ -52,6 +52,7 @@ def uniform_(self, from_=0.0, to=1.0, *, generator=None, **kwargs):
 
 @tensor_method()
 def normal_(self, mean=0.0, std=1.0, *, generator=None):
+    """Samples of N(``mean``, ``std``), in place."""
     _need_float(self, "normal_kernel_cpu")
     if std < 0:
         raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
@@ -61,6 +62,7 @@ def normal_(self, mean=0.0, std=1.0, *, generator=None):
 
 @tensor_method()
 def exponential_(self, lambd=1.0, *, generator=None):
+    """Samples of Exp(``lambd``), in place."""
     _need_float(self, "exponential_cpu")
     if not lambd > 0:
         raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")

@@ -148,11 +148,13 @@ def cummin(input, dim):
 
 @tensor_method()
 def cumsum_(self, dim, *, dtype=None):
+    """In-place ``cumsum``."""
     from .inplace import apply_inplace
     return apply_inplace(self, lambda old: cumsum(old, dim, dtype=dtype))
 
 
 @tensor_method()
 def cumprod_(self, dim, *, dtype=None):
+    """In-place ``cumprod``."""
     from .inplace import apply_inplace
     return apply_inplace(self, lambda old: cumprod(old, dim, dtype=dtype))

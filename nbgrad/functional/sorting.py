@@ -95,11 +95,13 @@ def sort(input, dim=-1, descending=False, stable=None):
 
 @tensor_method()
 def argsort(input, dim=-1, descending=False, stable=None):
+    """The indices that sort ``input`` along ``dim`` (``sort(...).indices``)."""
     return sort(input, dim, descending, stable).indices
 
 
 @tensor_method()
 def msort(input):
+    """``input`` sorted along its first dim (values only)."""
     return sort(input, 0).values
 
 
