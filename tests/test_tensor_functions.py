@@ -511,6 +511,7 @@ def test_index_ops_in_place(fn):
     lambda m: m.zeros(2, 3).masked_scatter(m.ones(2, 3), m.ones(6)),
     lambda m: m.zeros(2, 3).put(m.tensor([1]), m.ones(2)),
     lambda m: m.zeros(2, requires_grad=True).index_add_(0, m.tensor([0]), m.ones(1)),
+    lambda m: m.zeros(2, dtype=m.float64).masked_scatter(m.tensor([True, False]), m.ones(2)),
 ])
 def test_index_op_errors_as_pytorch(fn):
     _raises_like(fn)
@@ -731,3 +732,19 @@ def test_in_place_scan_records_its_gradient():
     y_n.cumsum_(1)
     y_t.cumsum_(1)
     _same(nbgrad.autograd.grad(y_n.sum(), a)[0], torch.autograd.grad(y_t.sum(), b)[0])
+
+
+def test_index_ops_in_place_through_views_record_gradients():
+    results = []
+    for m in (nbgrad, torch):
+        x = m.zeros(3, 4)
+        x.t().index_add_(0, m.tensor([0, 0, 2]), m.ones(3, 3))
+        x[:, 1:].put_(m.tensor([0, 4]), m.tensor([1.0, 2.0]))
+        a = m.tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
+        y = a * 1
+        y.t().index_fill_(0, m.tensor([1]), 0.0)
+        y[0].masked_scatter_(m.tensor([True, False, True, False]), m.tensor([7.0, 8.0], dtype=m.float64))
+        y.sum().backward()
+        results.append((x, y, a.grad))
+    for ours, theirs in zip(*results):
+        _same(ours, theirs)

@@ -90,6 +90,9 @@ def _mask_and_count(input, mask, source):
     if not isinstance(mask, Tensor) or mask.dtype is not _dtype.bool:
         dtype = mask.dtype.legacy if isinstance(mask, Tensor) else type(mask).__name__
         raise RuntimeError(f"masked_scatter_ only supports boolean masks, but got mask with dtype {dtype}")
+    if source.dtype is not input.dtype:
+        raise RuntimeError(f"masked_scatter: expected self and source to have same dtypes but got"
+                           f"{input.dtype.legacy} and {source.dtype.legacy}")
     mask = mask.expand(*input.shape) if mask.shape != input.shape else mask
     count = int(mask._data.sum())
     if source.numel() < count:
