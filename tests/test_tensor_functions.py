@@ -213,6 +213,10 @@ def test_cumprod_gradient_with_zeros_as_pytorch():
         g_t, = torch.autograd.grad(out_t, b, torch.tensor(weight))
         _same(g_n, g_t)
         assert gradcheck(lambda t: t.cumprod(dim), [nbgrad.tensor(x, requires_grad=True)])
+        assert gradgradcheck(lambda t: t.cumprod(dim), [nbgrad.tensor(x, requires_grad=True)])
+        g_n, = nbgrad.autograd.grad(nbgrad.cumprod(a, dim).pow(2).sum(), a, create_graph=True)
+        g_t, = torch.autograd.grad(torch.cumprod(b, dim).pow(2).sum(), b, create_graph=True)
+        _same(nbgrad.autograd.grad((g_n * g_n).sum(), a)[0], torch.autograd.grad((g_t * g_t).sum(), b)[0])
 
 
 def test_scan_dtypes_0d_empty_and_cummax_ties_and_nan():

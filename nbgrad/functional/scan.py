@@ -3,7 +3,7 @@
 Backward rules are Tensor programs where that is natural, so they record for double
 backward: cumsum's gradient is the reversed cumulative sum of the gradient; cumprod's is
 PyTorch's (``sum_{k>=i} g_k y_k / x_i`` without zeros; with zeros a kernel computes the
-products that skip the zero, which a recorded backward does not support); cummax/cummin
+products that skip the zero, or, when recorded, an O(n^2) product of differentiable ops); cummax/cummin
 put the gradient back at the positions the running value came from.
 """
 import numpy as np
@@ -13,11 +13,14 @@ from nbgrad.ops.sort import rows
 
 from .. import _dtype
 from ..autograd.graph import Node
+from ..factories import ones_like
 from ..tensor import Tensor, _wrap_dim, needs_grad, record
 from . import tensor_method
 from .indexing import _scatter
 from .reduction import _result, _ValuesIndices, return_types
-from .shape import flip
+from .linalg import matmul
+from .pointwise import where
+from .shape import cat, flip
 
 __all__ = ["cumsum", "cumprod", "cummax", "cummin"]
 
@@ -74,8 +77,7 @@ class CumprodBackward0(Node):
         has_zero = not np.all(x._data)
         if needs_grad((grad, x)):
             if has_zero:
-                raise NotImplementedError("a recorded (create_graph) backward of cumprod with zeros in the "
-                                          "input is not supported")
+                return (_cumprod_backward_recorded(grad, x, self.dim),)
             y = _result(self, y)               # the output, recorded: second derivatives flow through it
             return (flip(cumsum(flip(grad * y, self.dim), self.dim), self.dim) / x,)
         d = self.dim
@@ -89,6 +91,20 @@ class CumprodBackward0(Node):
             kernels.cumulative(np.ascontiguousarray((g_block * y_block)[:, ::-1]), acc, False)
             dx = acc[:, ::-1] / x_block
         return (Tensor._wrap(_block_back(np.ascontiguousarray(dx), moved, d, x.ndim)),)
+
+
+def _cumprod_backward_recorded(grad, x, dim):
+    """dx_i = prod(x_j, j < i) * sum_{k >= i} g_k prod(x_j, i < j <= k), exact with zeros and
+    made of differentiable ops (O(n^2) per row, as PyTorch's recorded rule): row i of the
+    (n, n) matrix ``C`` is the running product of x with the entries j <= i set to 1."""
+    x, g = x.movedim(dim, -1), grad.movedim(dim, -1)
+    n = x.shape[-1]
+    exclusive = cat([ones_like(x.narrow(-1, 0, 1)), cumprod(x.narrow(-1, 0, n - 1), -1)], -1)
+    upto = Tensor._wrap(np.tri(n, n, 0, dtype=np.bool_))             # [i, j]: j <= i
+    rows = where(upto, 1.0, x.unsqueeze(-2).expand(*x.shape[:-1], n, n))
+    after = cumprod(rows, -1).triu()                                   # [i, k]: prod(x_j, i < j <= k), k >= i
+    total = matmul(after, g.unsqueeze(-1)).squeeze(-1)
+    return (exclusive * total).movedim(-1, dim)
 
 
 @tensor_method()
