@@ -752,3 +752,56 @@ def test_index_ops_in_place_through_views_record_gradients():
         results.append((x, y, a.grad))
     for ours, theirs in zip(*results):
         _same(ours, theirs)
+
+
+# -- one sweep over 0-d, size-0 and non-contiguous inputs: the same values, or the same error --------------
+SWEEP = {
+    "sort": lambda m, t: m.sort(t, -1), "argsort": lambda m, t: m.argsort(t, 0, descending=True),
+    "topk": lambda m, t: m.topk(t, 1, 0), "kthvalue": lambda m, t: m.kthvalue(t, 1, -1),
+    "median": lambda m, t: m.median(t, -1), "median_all": lambda m, t: m.median(t), "mode": lambda m, t: m.mode(t, 0),
+    "unique": lambda m, t: m.unique(t, return_counts=True), "msort": lambda m, t: m.msort(t),
+    "cumsum": lambda m, t: m.cumsum(t, 0), "cumprod": lambda m, t: m.cumprod(t, -1), "cummax": lambda m, t: m.cummax(t, 0),
+    "isnan": lambda m, t: m.isnan(t), "nan_to_num": lambda m, t: m.nan_to_num(t), "all": lambda m, t: m.all(t, -1),
+    "any": lambda m, t: m.any(t), "count_nonzero": lambda m, t: m.count_nonzero(t, 0),
+    "aminmax": lambda m, t: m.aminmax(t, dim=0), "std_mean": lambda m, t: m.std_mean(t, 0),
+    "vector_norm": lambda m, t: m.linalg.vector_norm(t, 2, 0), "norm": lambda m, t: m.norm(t, 1),
+    "matrix_norm": lambda m, t: m.linalg.matrix_norm(t, 1), "einsum": lambda m, t: m.einsum("...->", t),
+    "tril": lambda m, t: m.tril(t, -1), "diagonal": lambda m, t: m.diagonal(t), "trace": lambda m, t: m.trace(t),
+    "roll": lambda m, t: m.roll(t, 1, 0), "rot90": lambda m, t: m.rot90(t), "tile": lambda m, t: m.tile(t, (2,)),
+    "repeat_interleave": lambda m, t: m.repeat_interleave(t, 2, 0), "fliplr": lambda m, t: m.fliplr(t),
+    "index_add": lambda m, t: t.index_add(0, m.tensor([0]), t.narrow(0, 0, 1) if t.ndim else t),
+    "index_fill": lambda m, t: t.index_fill(-1, m.tensor([0]), 1.5) if t.numel() else t,
+    "histc": lambda m, t: m.histc(t, 4),
+    "pad": lambda m, t: m.nn.functional.pad(t, (1, 1)),
+}
+SWEEP_INPUTS = {
+    "0-d": lambda: np.array(1.5),
+    "size-0 rows": lambda: np.zeros((0, 3)),
+    "size-0 cols": lambda: np.zeros((3, 0)),
+    "transposed": lambda: X34.T,
+    "sliced": lambda: X345[:, ::2, 1],
+}
+
+
+def _results(r):
+    return list(r) if isinstance(r, tuple) else [r]
+
+
+@pytest.mark.parametrize("kind", sorted(SWEEP_INPUTS))
+@pytest.mark.parametrize("name", sorted(SWEEP))
+def test_edge_shapes_and_layouts(name, kind):
+    data = SWEEP_INPUTS[kind]()
+    base = np.ascontiguousarray(X345[:, ::2, 1]) if kind == "sliced" else None
+    t_n = nbgrad.tensor(X345)[:, ::2, 1] if kind == "sliced" else (
+        nbgrad.tensor(np.ascontiguousarray(data.T)).t() if kind == "transposed" else nbgrad.tensor(data))
+    t_t = torch.tensor(base if base is not None else data)
+    assert kind != "transposed" or not t_n.is_contiguous()
+    try:
+        expected = SWEEP[name](torch, t_t)
+    except Exception as error:
+        with pytest.raises(type(error)) as ours:
+            SWEEP[name](nbgrad, t_n)
+        assert str(ours.value) == str(error)
+        return
+    for a, b in zip(_results(SWEEP[name](nbgrad, t_n)), _results(expected)):
+        _same(a, b)

@@ -172,6 +172,8 @@ def roll(input, shifts, dims=None):
         if len(shifts) != 1:
             raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:0")
         return roll(input.flatten(), shifts, 0).view(input.shape)
+    if not input.ndim:
+        raise IndexError(f"Dimension specified as {_as_tuple(dims)[0]} but tensor has no dimensions")
     dims = tuple(_wrap_dim(int(d), input.ndim) for d in _as_tuple(dims))
     if len(shifts) != len(dims):
         raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
@@ -241,6 +243,8 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
         return Tensor._wrap(np.repeat(np.arange(counts.size, dtype=np.int64), counts))
     if dim is None:
         input, d = input.reshape(-1), 0
+    elif not input.ndim:                      # PyTorch's text for a 0-d input given a dim
+        raise IndexError("Dimension out of range (expected to be in range of [-1, 0], but got 1)")
     else:
         d = _wrap_dim(dim, input.ndim)
     n = input._data.shape[d] if input.ndim else 1

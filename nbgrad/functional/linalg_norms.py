@@ -112,7 +112,11 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None, out=No
     summed, over = (r, c) if abs(ord) == 1 else (c, r)     # column sums for 1, row sums for inf
     sums = _sum(A.abs(), summed, keepdim=True)
     extreme = amax if ord > 0 else amin
-    value = extreme(sums, over, keepdim=True)
+    if ord > 0 and sums.shape[over] == 0:      # the largest of no sums: 0, as PyTorch gives
+        sums = _sum(sums, over, keepdim=True)
+        value = sums
+    else:
+        value = extreme(sums, over, keepdim=True)
     if not keepdim:
         value = value.squeeze((r, c))
     return _out(value, out)

@@ -234,6 +234,9 @@ def aminmax(input, *, dim=None, keepdim=False):
     if input._data.size == 0 and dim is None:
         raise RuntimeError("aminmax(): cannot compute aminmax over an empty dimension as the operation has "
                            "no identity.")
+    if dim is not None and input.ndim and input._data.shape[reduction._one_dim(dim, input.ndim, "aminmax")] == 0:
+        raise IndexError(f"aminmax: Expected reduction dim {reduction._one_dim(dim, input.ndim, 'aminmax')} to have "
+                         "non-zero size.")
     dims = () if dim is None else dim
     if dim is None and keepdim:
         dims = tuple(range(input.ndim))

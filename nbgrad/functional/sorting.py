@@ -127,7 +127,7 @@ def _select(input, dim, keepdim, pick, node, result, name):
     """One value per row along ``dim``: ``pick(sorted_values, order)`` gives the chosen
     values and indices of the block's rows."""
     d = _check_dim(dim, input.ndim, name)
-    if input._data.size == 0 or (input.ndim and input._data.shape[d] == 0):
+    if input.ndim and input._data.shape[d] == 0:
         raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
     values, order, moved = _sorted_rows(input, d, False)
     v, i = pick(values, order)
@@ -142,6 +142,8 @@ def kthvalue(input, k, dim=-1, keepdim=False):
     """The ``k``-th smallest value along ``dim`` (1-based) and its index."""
     d = _check_dim(dim, input.ndim, "kthvalue")
     size = input._data.shape[d] if input.ndim else 1
+    if size == 0:
+        raise IndexError(f"kthvalue(): Expected reduction dim {d} to have non-zero size.")
     if not 1 <= k <= size:
         raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {d}")
     return _select(input, d, keepdim, lambda v, o: (v[:, k - 1].copy(), o[:, k - 1].copy()), KthvalueBackward0,
