@@ -469,6 +469,7 @@ INDEX_OPS = {
     "index_add_dim1": lambda m, t, s: t.index_add(1, m.tensor([3, 0]), s.t()[:3]),
     "index_copy": lambda m, t, s: t.index_copy(0, m.tensor([2, 0]), s),
     "index_fill": lambda m, t, s: t.index_fill(1, m.tensor([1, 3]), -1.0) * s.sum(),
+    "index_fill_tensor_value": lambda m, t, s: t.index_fill(0, m.tensor([2, 0]), s[1, 2]),
     "masked_scatter": lambda m, t, s: t.masked_scatter(m.tensor(MASK), s.reshape(-1)),
     "masked_scatter_broadcast": lambda m, t, s: t.masked_scatter(m.tensor(MASK[0]), m.cat([s.reshape(-1)] * 2)),
     "put": lambda m, t, s: t.put(m.tensor([0, 5, 11, 3, 2, 1, 4, 6]), s.reshape(-1)),

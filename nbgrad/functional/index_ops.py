@@ -15,6 +15,7 @@ from .. import _dtype
 from ..tensor import Tensor, _wrap_dim
 from . import inplace, tensor_method
 from .indexing import index_put, scatter, scatter_add
+from .pointwise import where
 
 __all__ = ["index_add", "index_copy", "index_fill", "masked_scatter", "put", "bincount", "histc"]
 
@@ -78,7 +79,9 @@ def index_fill(input, dim, index, value):
         if value.ndim:
             raise RuntimeError(f"index_fill_ only supports a 0-dimensional value tensor, but got tensor with "
                                f"{value.ndim} dimension(s).")
-        value = value.item()
+        # a tensor value is differentiable: it goes where the filled positions are
+        mask = index_fill(Tensor._wrap(np.zeros(input._data.shape, np.bool_)), d, index, True)
+        return where(mask, value.to(input.dtype), input)
     shape = list(input.shape)
     if input.ndim:
         shape[d] = flat.size
