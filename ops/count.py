@@ -4,7 +4,6 @@ Every value is checked where it is used: a negative value stops ``bincount`` (it
 position is returned, the caller raises PyTorch's error), and ``histc`` skips values
 outside ``[lo, hi]`` and NaNs, as PyTorch does.
 """
-import numpy as np
 from numba import njit
 
 from ._cache import guard

@@ -681,7 +681,7 @@ def test_numpy_keyword_aliases(fn):
 def test_out(fn):
     o_n, o_t = nbgrad.empty(0, dtype=nbgrad.float64), torch.empty(0, dtype=torch.float64)
     r_n, r_t = fn(nbgrad, nbgrad.tensor(X34), o_n), fn(torch, torch.tensor(X34), o_t)
-    assert r_n is o_n
+    assert r_n is o_n and r_t is o_t
     _same(o_n, o_t)
     full_n = nbgrad.zeros(tuple(o_t.shape), dtype=nbgrad.float64)
     assert fn(nbgrad, nbgrad.tensor(X34), full_n) is full_n

@@ -8,7 +8,6 @@ operators (``x + y``) are not wrapped.
 import functools
 
 from ..tensor import Tensor
-from . import linalg, pointwise, reduction, shape
 from .out import write_out
 
 __all__ = []

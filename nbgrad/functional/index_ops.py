@@ -5,8 +5,6 @@ The index ops are the scatter family with the index laid out along one dim (PyTo
 checks first, with its texts), so their gradients are scatter's and index_put's. The
 counts run Numba kernels from ``ops.count``.
 """
-import numbers
-
 import numpy as np
 
 from nbgrad.ops import count as kernels

@@ -9,13 +9,10 @@ sums and amax/amin. 'nuc' and the spectral norms (2, -2) need an SVD, which nbgr
 import math
 import numbers
 
-import numpy as np
-
 from ..autograd.graph import Node
 from ..autograd.grad_mode import no_grad
-from ..tensor import Tensor, record
+from ..tensor import record
 from . import tensor_method
-from .misc import count_nonzero
 from .pointwise import where
 from .reduction import _dims, _result, amax, amin, keep_shape, sum as _sum
 

@@ -2,11 +2,9 @@
 the paired reductions (std_mean, var_mean, aminmax): thin layers over the op table's kernels
 and the existing reductions, so their gradients are those ops' gradients."""
 import math
-import numbers
+import warnings
 
 import numpy as np
-
-from nbgrad.ops.elementwise import OPS
 
 from .. import _dtype
 from ..tensor import Tensor
@@ -190,24 +188,26 @@ def count_nonzero(input, dim=None):
     return reduction.sum(nonzero, dim)
 
 
-def _dim_and_correction(dim, unbiased, correction):
+def _paired(spread, name, input, dim, unbiased, keepdim, correction):
+    """(spread, mean): the spread's warnings name the paired function, as PyTorch's do."""
     if isinstance(dim, bool):
         dim, unbiased = None, dim
-    return dim, unbiased, correction
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = spread(input, dim, unbiased, keepdim, correction=correction)
+    for w in caught:
+        warnings.warn(str(w.message).replace(f"{spread.__name__}()", f"{name}()"), w.category, stacklevel=3)
+    return first, reduction.mean(input, dim, keepdim)
 
 
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """(std, mean) over ``dim``, as a tuple."""
-    dim, unbiased, correction = _dim_and_correction(dim, unbiased, correction)
-    return (reduction.std(input, dim, unbiased, keepdim, correction=correction),
-            reduction.mean(input, dim, keepdim))
+    return _paired(reduction.std, "std_mean", input, dim, unbiased, keepdim, correction)
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """(var, mean) over ``dim``, as a tuple."""
-    dim, unbiased, correction = _dim_and_correction(dim, unbiased, correction)
-    return (reduction.var(input, dim, unbiased, keepdim, correction=correction),
-            reduction.mean(input, dim, keepdim))
+    return _paired(reduction.var, "var_mean", input, dim, unbiased, keepdim, correction)
 
 
 class _MinMax(tuple):

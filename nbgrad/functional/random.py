@@ -4,9 +4,6 @@ normal, multinomial and randperm, drawing from nbgrad's generator (``manual_seed
 A fill is an in-place update like any other (refused on a leaf that requires grad, version
 bumped); when recorded, its node passes no gradient, as PyTorch's ``UniformBackward0`` etc.
 """
-import math
-import numbers
-
 import numpy as np
 
 from .. import _dtype

@@ -9,7 +9,6 @@ import numpy as np
 
 from nbgrad.ops import sort as kernels
 
-from .. import _dtype
 from ..autograd.graph import Node
 from ..tensor import Tensor, _wrap_dim, record
 from . import tensor_method
@@ -233,7 +232,7 @@ def _unique_result(input, firsts, inverse, counts, return_inverse, return_counts
 def _unique_dim(input, dim, consecutive, return_inverse, return_counts, name):
     d = _check_dim(dim, input.ndim, name)
     if any(n == 0 for k, n in enumerate(input._data.shape) if k != d):
-        raise RuntimeError(f"There are 0 sized dimensions, and they aren't selected, so unique cannot be applied")
+        raise RuntimeError("There are 0 sized dimensions, and they aren't selected, so unique cannot be applied")
     data = input._data if input.ndim else input._data.reshape(1)
     moved = np.moveaxis(data, d, 0)
     block = np.ascontiguousarray(moved).reshape(moved.shape[0], int(np.prod(moved.shape[1:], dtype=np.int64)))
