@@ -806,3 +806,24 @@ def test_edge_shapes_and_layouts(name, kind):
         return
     for a, b in zip(_results(SWEEP[name](nbgrad, t_n)), _results(expected)):
         _same(a, b)
+
+
+NAMES = ("all any allclose isclose equal isnan isinf isfinite isposinf isneginf nan_to_num nan_to_num_ norm cumsum "
+         "cumsum_ cumprod cumprod_ sort argsort topk kthvalue median nanmedian mode msort unique unique_consecutive "
+         "einsum tril triu tril_ triu_ diag diagonal diag_embed trace roll rot90 tile repeat_interleave fliplr "
+         "flipud index_add index_add_ index_copy index_copy_ index_fill index_fill_ masked_scatter masked_scatter_ "
+         "put put_ bincount histc clamp_min clamp_max clamp_min_ clamp_max_ std_mean var_mean aminmax cummax cummin "
+         "count_nonzero uniform_ normal_ bernoulli bernoulli_ random_ exponential_ multinomial randperm normal "
+         "poisson bitwise_and bitwise_or bitwise_xor bitwise_not bitwise_and_ bitwise_or_ bitwise_xor_ "
+         "bitwise_not_ logical_and_ logical_or_ logical_xor_ logical_not_").split()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_function_and_method_wherever_pytorch_has_them(name):
+    assert hasattr(nbgrad, name) == hasattr(torch, name) or not hasattr(torch, name)
+    assert hasattr(nbgrad.Tensor, name) or not hasattr(torch.Tensor, name)
+    for f in (getattr(nbgrad, name, None), getattr(nbgrad.Tensor, name, None)):
+        assert f is None or (f.__doc__ or "").strip(), f"{name} has no docstring"
+    for sub in ("vector_norm", "matrix_norm", "norm"):
+        assert callable(getattr(nbgrad.linalg, sub))
+    assert callable(nbgrad.nn.functional.pad) and callable(nbgrad.nn.functional.one_hot)

@@ -622,6 +622,7 @@ __all__ += ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not"]
 
 @tensor_method("__invert__", "bitwise_not")
 def bitwise_not(input):
+    """Elementwise bitwise not of an integer tensor (bools: logical not)."""
     if input.dtype is _dtype.bool:
         return logical_not(input)
     if input.dtype.is_floating_point:
