@@ -80,29 +80,38 @@ def _sort_row(v, idx, tmp, descending):
             idx[i] = tmp[i]
 
 
+@njit(inline="always", error_model="numpy")
+def _take(v, idx, out):
+    for i in range(idx.shape[0]):
+        out[i] = v[idx[i]]
+
+
 @njit(**_JIT)
-def _argsort_serial(x, idx, descending):
+def _argsort_serial(x, idx, values, descending):
     tmp = np.empty(x.shape[1], np.int64)
     for r in range(x.shape[0]):
         _sort_row(x[r], idx[r], tmp, descending)
+        _take(x[r], idx[r], values[r])
 
 
 @njit(parallel=True, **_JIT)
-def _argsort_parallel(x, idx, descending):
+def _argsort_parallel(x, idx, values, descending):
     for r in prange(x.shape[0]):
         tmp = np.empty(x.shape[1], np.int64)
         _sort_row(x[r], idx[r], tmp, descending)
+        _take(x[r], idx[r], values[r])
 
 
 def argsort_rows(x, descending):
-    """The stable sorting permutation of each row of the C-contiguous 2-D ``x`` (int64)."""
+    """Each row of the C-contiguous 2-D ``x`` sorted: (values, the stable sorting permutation)."""
     idx = np.empty(x.shape, np.int64)
+    values = np.empty_like(x)
     if x.size >= PARALLEL_MIN and x.shape[0] > 1:
         with parallel_lock:
-            _argsort_parallel(x, idx, descending)
+            _argsort_parallel(x, idx, values, descending)
     elif x.size:
-        _argsort_serial(x, idx, descending)
-    return idx
+        _argsort_serial(x, idx, values, descending)
+    return values, idx
 
 
 @njit(inline="always", error_model="numpy")
@@ -123,27 +132,30 @@ def _topk_row(v, idx, k, descending):
 
 
 @njit(**_JIT)
-def _topk_serial(x, idx, k, descending):
+def _topk_serial(x, idx, values, k, descending):
     for r in range(x.shape[0]):
         _topk_row(x[r], idx[r], k, descending)
+        _take(x[r], idx[r], values[r])
 
 
 @njit(parallel=True, **_JIT)
-def _topk_parallel(x, idx, k, descending):
+def _topk_parallel(x, idx, values, k, descending):
     for r in prange(x.shape[0]):
         _topk_row(x[r], idx[r], k, descending)
+        _take(x[r], idx[r], values[r])
 
 
 def topk_rows(x, k, descending):
-    """The positions of each row's ``k`` first elements in stable sorted order (a full sort's
-    first ``k`` columns), for ``k`` small next to the row: about one comparison per element."""
+    """Each row's ``k`` first elements in stable sorted order (a full sort's first ``k``
+    columns), for ``k`` small next to the row: about one comparison per element."""
     idx = np.empty((x.shape[0], k), np.int64)
+    values = np.empty((x.shape[0], k), x.dtype)
     if x.size >= PARALLEL_MIN and x.shape[0] > 1:
         with parallel_lock:
-            _topk_parallel(x, idx, k, descending)
+            _topk_parallel(x, idx, values, k, descending)
     elif x.size and k:
-        _topk_serial(x, idx, k, descending)
-    return idx
+        _topk_serial(x, idx, values, k, descending)
+    return values, idx
 
 
 def rows(x, dim):

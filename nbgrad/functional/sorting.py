@@ -63,8 +63,8 @@ def _sorted_rows(input, dim, descending):
     """(values, order) of ``input`` sorted along ``dim``, both as 2-D blocks with ``dim`` last,
     and the moved shape to restore them."""
     block, moved = kernels.rows(input._data, dim)
-    order = kernels.argsort_rows(block, bool(descending))
-    return np.take_along_axis(block, order, axis=1), order, moved
+    values, order = kernels.argsort_rows(block, bool(descending))
+    return values, order, moved
 
 
 def _restore(block, moved, dim, ndim):
@@ -113,10 +113,10 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
         raise RuntimeError("selected index k out of range")
     block, moved = kernels.rows(input._data, d)
     if k <= 64 and k * 8 <= size:           # a selection: about one comparison per element
-        order = kernels.topk_rows(block, k, bool(largest))
+        values, order = kernels.topk_rows(block, k, bool(largest))
     else:
-        order = np.ascontiguousarray(kernels.argsort_rows(block, bool(largest))[:, :k])
-    values = np.take_along_axis(block, order, axis=1)
+        values, order = kernels.argsort_rows(block, bool(largest))
+        values, order = np.ascontiguousarray(values[:, :k]), np.ascontiguousarray(order[:, :k])
     moved = moved[:-1] + (k,)
     values, order = _restore(values, moved, d, input.ndim), _restore(order, moved, d, input.ndim)
     return _picked(TopkBackward0, input, values, order, d, True, _TOPK)
@@ -215,8 +215,8 @@ def _unique_flat(data, sorted_, consecutive):
         order = np.arange(flat.size, dtype=np.int64)
         values = flat
     else:
-        order = kernels.argsort_rows(flat.reshape(1, -1), False).reshape(-1)
-        values = flat[order]
+        values, order = kernels.argsort_rows(flat.reshape(1, -1), False)
+        values, order = values.reshape(-1), order.reshape(-1)
     return kernels.unique_runs(values, order, consecutive)
 
 
