@@ -359,6 +359,31 @@ def test_norm_gradient_at_zero_and_batched():
     _same(nbgrad.linalg.vector_norm(nbgrad.tensor(X34), 0, 1), torch.linalg.vector_norm(torch.tensor(X34), 0, 1))
 
 
+@pytest.mark.parametrize("shape,ord,kw", [
+    ((3, 4), "nuc", {}), ((3, 4), 2, {}), ((4, 3), -2, {}), ((2, 3, 4), "nuc", {"keepdim": True}),
+    ((3, 4, 2), 2, {"dim": (0, 2)}), ((2, 3, 3), -2, {"dim": (2, 1), "keepdim": True}),
+])
+def test_nuclear_and_spectral_norms(shape, ord, kw):
+    x = np.random.default_rng(6).standard_normal(shape)
+    out_n, out_t = _check_grad(lambda m, t: m.linalg.matrix_norm(t, ord, **kw), x, check_gradgrad=False)
+    if not kw.get("keepdim"):
+        assert out_n.grad_fn.name() == out_t.grad_fn.name()
+    _same(nbgrad.linalg.svdvals(nbgrad.tensor(x)), torch.linalg.svdvals(torch.tensor(x)))
+    if len(shape) == 2:
+        _same(nbgrad.norm(nbgrad.tensor(x), "nuc"), torch.norm(torch.tensor(x), "nuc"))
+    a = nbgrad.tensor(x, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="cannot be recorded"):
+        nbgrad.autograd.grad(nbgrad.linalg.matrix_norm(a, ord, **kw).sum(), a, create_graph=True)
+
+
+def test_svd_norms_of_empty_and_non_finite_matrices():
+    for ord in ("nuc", 2):
+        _same(nbgrad.linalg.matrix_norm(nbgrad.zeros(0, 3), ord), torch.linalg.matrix_norm(torch.zeros(0, 3), ord))
+    with pytest.raises(nbgrad.linalg.LinAlgError, match="contained non-finite values"):
+        nbgrad.linalg.svdvals(nbgrad.tensor([[math.nan, 1.0], [1.0, 1.0]]))
+    assert issubclass(nbgrad.linalg.LinAlgError, RuntimeError)
+
+
 @pytest.mark.parametrize("fn", [
     lambda m: m.linalg.vector_norm(m.tensor([1, 2])),
     lambda m: m.linalg.matrix_norm(m.ones(2)),

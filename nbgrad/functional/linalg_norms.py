@@ -4,19 +4,30 @@ A vector norm is computed with the reductions (no gradient recorded) and recorde
 ``LinalgVectorNormBackward0`` node whose backward is PyTorch's rule written in Tensor ops
 (zero where the norm is zero; for the inf norms, shared evenly among the extreme elements),
 so double backward works. Matrix norms (1, -1, inf, -inf, 'fro') compose vector norms,
-sums and amax/amin. 'nuc' and the spectral norms (2, -2) need an SVD, which nbgrad lacks.
+sums and amax/amin; 'nuc' and the spectral norms (2, -2) are the sum, largest and smallest
+singular values (``svdvals``: LAPACK through Numba, ``ops/svd.py``), whose gradient is
+``U diag(g) Vh`` (once differentiable: a recorded backward of it raises).
 """
 import math
 import numbers
 
 from ..autograd.graph import Node
 from ..autograd.grad_mode import no_grad
-from ..tensor import record
+import numpy as np
+
+from nbgrad.ops import svd as svd_kernels
+
+from ..autograd.grad_mode import is_grad_enabled
+from ..tensor import Tensor, record
 from . import tensor_method
 from .pointwise import where
 from .reduction import _dims, _result, amax, amin, keep_shape, sum as _sum
 
-__all__ = ["vector_norm", "matrix_norm", "linalg_norm", "norm"]
+__all__ = ["vector_norm", "matrix_norm", "linalg_norm", "norm", "svdvals", "LinAlgError"]
+
+
+class LinAlgError(RuntimeError):
+    """``torch.linalg.LinAlgError``: a decomposition that cannot be computed."""
 
 
 class LinalgVectorNormBackward0(Node):
@@ -78,6 +89,36 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):
     return _out(result, out)
 
 
+class LinalgSvdBackward0(Node):
+    """The singular values' gradient: U diag(g) Vh (the singular vectors get no gradient)."""
+
+    def backward(self, grad):
+        if is_grad_enabled():
+            raise NotImplementedError("the backward of svdvals (nuclear and spectral norms) cannot be recorded "
+                                      "(create_graph=True): nbgrad has no differentiable SVD yet")
+        u, vh = self.u, self.vh
+        dA = (u * grad._data[..., None, :]) @ vh
+        return (Tensor._wrap(np.ascontiguousarray(dA.reshape(self.in_shape))),)
+
+
+def svdvals(A, *, driver=None, out=None):
+    """The singular values of each matrix in the last two dims, descending."""
+    if A.ndim < 2:
+        raise RuntimeError("linalg.svd: The input tensor A must have at least 2 dimensions.")
+    _check_float(A, "linalg.svd")
+    data = A._data
+    batch_shape = data.shape[:-2]
+    block = np.ascontiguousarray(data).reshape((-1,) + data.shape[-2:]) if data.size else \
+        np.zeros((int(np.prod(batch_shape, dtype=np.int64)),) + data.shape[-2:], data.dtype)
+    u, s, vh, bad = svd_kernels.svd_batch(block)
+    if bad >= 0:
+        raise LinAlgError("linalg.svd: The algorithm failed to converge because the input matrix contained "
+                           "non-finite values.")
+    result = record(LinalgSvdBackward0, s.reshape(batch_shape + s.shape[-1:]), (A,), u=u, vh=vh,
+                    in_shape=data.shape)
+    return _out(result, out)
+
+
 def _out(result, out):
     if out is None:
         return result
@@ -103,7 +144,15 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None, out=No
     if ord == "fro":
         return _out(vector_norm(A, 2, (r, c), keepdim), out)
     if ord in ("nuc", 2, -2):
-        raise NotImplementedError(f"linalg.matrix_norm: ord={ord!r} needs an SVD, which nbgrad does not have yet")
+        moved = A.movedim((r, c), (-2, -1))
+        values = svdvals(moved)
+        if ord == "nuc" or (ord == 2 and values.shape[-1] == 0):      # no singular values: 0
+            value = _sum(values, -1)
+        else:
+            value = (amax if ord == 2 else amin)(values, -1)
+        if keepdim:
+            value = value.unsqueeze(min(r, c)).unsqueeze(max(r, c))
+        return _out(value, out)
     if ord not in (1, -1, math.inf, -math.inf):
         raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
     summed, over = (r, c) if abs(ord) == 1 else (c, r)     # column sums for 1, row sums for inf
