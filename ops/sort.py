@@ -12,7 +12,7 @@ from numba import njit, prange
 from ._cache import guard
 from .elementwise import PARALLEL_MIN, parallel_lock
 
-__all__ = ["argsort_rows", "topk_rows", "rows", "unique_runs", "mode_rows", "unique_slices"]
+__all__ = ["argsort_rows", "topk_rows", "rows", "restore", "unique_runs", "mode_rows", "unique_slices"]
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 _RUN = 16          # rows are first sorted in runs of this length by insertion
@@ -166,6 +166,15 @@ def rows(x, dim):
     for m in moved.shape[:-1]:
         count *= m
     return np.ascontiguousarray(moved).reshape(count, n), moved.shape
+
+
+def restore(block, moved, dim, ndim):
+    """A 2-D block from ``rows`` (of the same or another last size) back in the dim order of the
+    ``ndim``-D array it came from, C-contiguous."""
+    arr = block.reshape(moved)
+    if not ndim:
+        return arr.reshape(())
+    return np.ascontiguousarray(np.moveaxis(arr, -1, dim))
 
 
 @njit(**_JIT)

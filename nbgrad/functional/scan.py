@@ -9,7 +9,7 @@ put the gradient back at the positions the running value came from.
 import numpy as np
 
 from nbgrad.ops import scan as kernels
-from nbgrad.ops.sort import rows
+from nbgrad.ops.sort import restore, rows
 
 from .. import _dtype
 from ..autograd.graph import Node
@@ -23,11 +23,6 @@ from .pointwise import where
 from .shape import cat, flip
 
 __all__ = ["cumsum", "cumprod", "cummax", "cummin"]
-
-
-def _block_back(block, moved, dim, ndim):
-    arr = block.reshape(moved)
-    return arr.reshape(()) if not ndim else np.ascontiguousarray(np.moveaxis(arr, -1, dim))
 
 
 def _scan_dtype(input, dtype):
@@ -47,7 +42,7 @@ def _scan(input, dim, dtype, product, name):
     block, moved = rows(input._data, d)
     out = np.empty(block.shape, out_dtype.numpy)
     kernels.cumulative(block, out, product)
-    return input, d, _block_back(out, moved, d, input.ndim)
+    return input, d, restore(out, moved, d, input.ndim)
 
 
 class CumsumBackward0(Node):
@@ -90,7 +85,7 @@ class CumprodBackward0(Node):
             acc = np.empty(g_block.shape, g_block.dtype)
             kernels.cumulative(np.ascontiguousarray((g_block * y_block)[:, ::-1]), acc, False)
             dx = acc[:, ::-1] / x_block
-        return (Tensor._wrap(_block_back(np.ascontiguousarray(dx), moved, d, x.ndim)),)
+        return (Tensor._wrap(restore(np.ascontiguousarray(dx), moved, d, x.ndim)),)
 
 
 def _cumprod_backward_recorded(grad, x, dim):
@@ -144,7 +139,7 @@ def _cumextreme(input, dim, smallest, name, node, result):
     d = _wrap_dim(dim, input.ndim)
     block, moved = rows(input._data, d)
     values, indices = kernels.cumextreme(block, smallest)
-    values, indices = _block_back(values, moved, d, input.ndim), _block_back(indices, moved, d, input.ndim)
+    values, indices = restore(values, moved, d, input.ndim), restore(indices, moved, d, input.ndim)
     idx = Tensor._wrap(indices)
     out = record(node, values, (input,), saved=(idx,), dim=d, ndim=input.ndim)
     return result(out, idx)

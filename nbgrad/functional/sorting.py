@@ -38,9 +38,9 @@ class _PickedBackward(Node):
         idx, = self.saved_tensors
         if not self.keepdim:
             grad, idx = grad.unsqueeze(self.dim), idx.unsqueeze(self.dim)
-        zeros = Tensor._wrap(np.zeros(self.in_shape, grad._data.dtype))
         if not self.in_shape:
             return (grad.reshape(()),)
+        zeros = Tensor._wrap(np.zeros(self.in_shape, grad._data.dtype))
         return (_scatter(zeros, self.dim, idx, grad, "add", fresh=True),)
 
 
@@ -67,14 +67,6 @@ def _sorted_rows(input, dim, descending):
     return values, order, moved
 
 
-def _restore(block, moved, dim, ndim):
-    """A 2-D block with ``dim`` last back in the input's dim order, C-contiguous."""
-    arr = block.reshape(moved)
-    if not ndim:
-        return arr.reshape(())
-    return np.ascontiguousarray(np.moveaxis(arr, -1, dim))
-
-
 def _picked(node, input, values, indices, dim, keepdim, result):
     out = record(node, values, (input,), saved=(Tensor._wrap(indices),), dim=dim, keepdim=keepdim,
                  in_shape=input._data.shape)
@@ -88,7 +80,7 @@ def sort(input, dim=-1, descending=False, stable=None):
         raise TypeError("sort(): argument 'dim' must be int, not bool")
     d = _check_dim(dim, input.ndim, "sort")
     values, order, moved = _sorted_rows(input, d, descending)
-    values, order = _restore(values, moved, d, input.ndim), _restore(order, moved, d, input.ndim)
+    values, order = kernels.restore(values, moved, d, input.ndim), kernels.restore(order, moved, d, input.ndim)
     return _picked(SortBackward0 if stable is None else SortBackward1, input, values, order, d, True, _SORT)
 
 
@@ -118,7 +110,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
         values, order = kernels.argsort_rows(block, bool(largest))
         values, order = np.ascontiguousarray(values[:, :k]), np.ascontiguousarray(order[:, :k])
     moved = moved[:-1] + (k,)
-    values, order = _restore(values, moved, d, input.ndim), _restore(order, moved, d, input.ndim)
+    values, order = kernels.restore(values, moved, d, input.ndim), kernels.restore(order, moved, d, input.ndim)
     return _picked(TopkBackward0, input, values, order, d, True, _TOPK)
 
 
