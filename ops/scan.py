@@ -1,5 +1,7 @@
 """Scans along the last axis of a C-contiguous 2-D block: cumulative sum, product,
-maximum and minimum, and the backward of the cumulative product.
+maximum and minimum, and the backward of the cumulative product; and sums and products
+along the middle axis of a C-contiguous (outer, n, inner) block, a running row of
+``inner`` accumulators (a loop that vectorizes, no transposed copies).
 
 Sums and products accumulate in ``zero``'s type (float64 for floats, int64 for integers),
 as PyTorch's CPU kernels do, and are stored in the output's dtype. Rows run in parallel
@@ -11,7 +13,7 @@ from numba import njit, prange
 from ._cache import guard
 from .elementwise import PARALLEL_MIN, parallel_lock
 
-__all__ = ["cumulative", "cumextreme", "cumprod_backward"]
+__all__ = ["cumulative", "cumulative_along", "cumextreme", "cumprod_backward"]
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -47,6 +49,47 @@ def cumulative(x, out, product):
             _scan_parallel(x, out, zero, product)
     elif x.size:
         _scan_serial(x, out, zero, product)
+    return out
+
+
+_BLOCK = 256          # columns per task of the middle-axis scan
+
+
+@njit(inline="always", error_model="numpy")
+def _scan_columns(x, out, o, j0, j1, zero, product):
+    acc = np.full(j1 - j0, zero + 1 if product else zero)
+    for i in range(x.shape[1]):
+        for j in range(j1 - j0):
+            if product:
+                acc[j] = acc[j] * x[o, i, j0 + j]
+            else:
+                acc[j] = acc[j] + x[o, i, j0 + j]
+            out[o, i, j0 + j] = acc[j]
+
+
+@njit(**_JIT)
+def _along_serial(x, out, zero, product):
+    for o in range(x.shape[0]):
+        _scan_columns(x, out, o, 0, x.shape[2], zero, product)
+
+
+@njit(parallel=True, **_JIT)
+def _along_parallel(x, out, zero, product):
+    blocks = (x.shape[2] + _BLOCK - 1) // _BLOCK
+    for t in prange(x.shape[0] * blocks):
+        o = t // blocks
+        j0 = (t % blocks) * _BLOCK
+        _scan_columns(x, out, o, j0, min(j0 + _BLOCK, x.shape[2]), zero, product)
+
+
+def cumulative_along(x, out, product):
+    """``out[o, i, j]`` = sum (or product) of ``x[o, :i + 1, j]``, for C-contiguous 3-D blocks."""
+    zero = np.float64(0) if out.dtype.kind == "f" else np.int64(0)
+    if x.size >= PARALLEL_MIN:
+        with parallel_lock:
+            _along_parallel(x, out, zero, product)
+    elif x.size:
+        _along_serial(x, out, zero, product)
     return out
 
 

@@ -39,7 +39,14 @@ def _scan(input, dim, dtype, product, name):
     out_dtype = _scan_dtype(input, dtype)
     if out_dtype is not input.dtype:
         input = input.to(out_dtype)
-    block, moved = rows(input._data, d)
+    data = input._data
+    if data.ndim and d < data.ndim - 1:       # along a middle axis: rows of accumulators
+        shape3 = (int(np.prod(data.shape[:d], dtype=np.int64)), data.shape[d],
+                  int(np.prod(data.shape[d + 1:], dtype=np.int64)))
+        out = np.empty(data.shape, out_dtype.numpy)
+        kernels.cumulative_along(np.ascontiguousarray(data).reshape(shape3), out.reshape(shape3), product)
+        return input, d, out
+    block, moved = rows(data, d)
     out = np.empty(block.shape, out_dtype.numpy)
     kernels.cumulative(block, out, product)
     return input, d, restore(out, moved, d, input.ndim)
