@@ -852,3 +852,15 @@ def test_function_and_method_wherever_pytorch_has_them(name):
     for sub in ("vector_norm", "matrix_norm", "norm"):
         assert callable(getattr(nbgrad.linalg, sub))
     assert callable(nbgrad.nn.functional.pad) and callable(nbgrad.nn.functional.one_hot)
+
+
+@pytest.mark.parametrize("shape", [(600, 700), (3, 4, 5), (40, 90, 80)])
+def test_scans_along_every_dim_serial_and_parallel(shape):
+    x = np.random.default_rng(7).standard_normal(shape)
+    for d in range(len(shape)):
+        for name in ("cumsum", "cumprod"):
+            _same(getattr(nbgrad, name)(nbgrad.tensor(x), d), getattr(torch, name)(torch.tensor(x), d), rtol=1e-9)
+        ints = (x * 3).astype(np.int64)
+        _same(nbgrad.cumsum(nbgrad.tensor(ints), d), torch.cumsum(torch.tensor(ints), d))
+        f32 = x.astype(np.float32)
+        _same(nbgrad.cumsum(nbgrad.tensor(f32), d), torch.cumsum(torch.tensor(f32), d), rtol=1e-4, atol=1e-4)
