@@ -25,6 +25,22 @@ from .functional.shape import __all__ as _shape
 from .functional.indexing import *  # noqa: F401,F403
 from .functional.indexing import __all__ as _indexing
 from .functional import inplace  # noqa: F401  (attaches the in-place methods)
+from .functional.sorting import *  # noqa: F401,F403
+from .functional.sorting import __all__ as _sorting
+from .functional.misc import *  # noqa: F401,F403
+from .functional.misc import __all__ as _misc
+from .functional.scan import *  # noqa: F401,F403
+from .functional.scan import __all__ as _scan
+from .functional.arrange import *  # noqa: F401,F403
+from .functional.arrange import __all__ as _arrange
+from .functional.einsum import einsum
+from .functional.index_ops import *  # noqa: F401,F403
+from .functional.index_ops import __all__ as _index_ops
+from .functional.random import *  # noqa: F401,F403
+from .functional.random import __all__ as _random
+from .functional.linalg_norms import norm
+from . import linalg, testing
+from .functional.aliases import install as _install_aliases
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .autograd import inference_mode, is_inference_mode_enabled
@@ -40,6 +56,8 @@ from . import accelerator, backends, cuda
 from ._device import *  # noqa: F401,F403
 from ._device import __all__ as _device
 
+_install_aliases(globals())       # axis=/keepdims=/out= on the functions above
+
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "bool", "float", "double",
@@ -54,3 +72,4 @@ __all__ += ["distributed"]
 __all__ += ["float16", "half", "bfloat16", "int32", "int", "int16", "short", "int8", "uint8", "promote_types",
             "from_dlpack", "inference_mode", "is_inference_mode_enabled", "cuda", "backends", "accelerator"]
 __all__ += _device + _types
+__all__ += _sorting + _misc + _scan + _arrange + _index_ops + _random + ["einsum", "norm", "linalg", "testing"]

@@ -75,8 +75,17 @@ def _optim(nbgrad, x, y):
         opt.step()
 
 
+def _tensor_functions(nbgrad, x, y):
+    outs = [x.sort(1).values, x.sort(0, descending=True).values, x.topk(2, 1).values, x.cumsum(1), x.cumprod(1),
+            x.cummax(1).values, x.median(1).values, x.mode(0).values, nbgrad.linalg.vector_norm(x, 3, 1)]
+    for out in outs:
+        out.sum().backward()
+    x.detach().unique(return_inverse=True, return_counts=True), x.detach().unique(dim=0), x.isnan(), x.histc(4)
+
+
 FAMILIES = [("pointwise", _pointwise), ("reductions", _reductions),
-            ("matmul, shapes, indexing", _linalg_shape_index), ("nn", _nn), ("optim", _optim)]
+            ("matmul, shapes, indexing", _linalg_shape_index), ("nn", _nn), ("optim", _optim),
+            ("sorting, scans", _tensor_functions)]
 
 
 def workloads():

@@ -228,6 +228,18 @@ _op("log_sigmoid", "x", "where(x < 0, x, 0) - log1p(exp(-abs(x)))", result="floa
 _op("mish", "x", "x * tanh(log1p(exp(x)))", result="float", inplace=True,
     x="g * (tanh(log1p(exp(x))) + x * sigmoid(x) * (1 - tanh(log1p(exp(x))) * tanh(log1p(exp(x)))))")
 
+# -- tests of values (bool results, no gradient) and nan_to_num; ``x - x`` is NaN exactly at
+# infinities and NaNs, and 0 elsewhere (integers included)
+_op("isnan", "x", "x != x")
+_op("isinf", "x", "(x == x) & (x - x != x - x)")
+_op("isfinite", "x", "x - x == x - x")
+_op("nan_to_num", "x", "where(x != x, nan, where(x - x != x - x, where(x > 0, posinf, neginf), x))",
+    params=[("nan", 0), ("posinf", 0), ("neginf", 0)], x="where(x - x == x - x, g, 0)")
+# bitwise ops of integer (and bool) tensors
+_op("bitwise_and", "ab", "a & b")
+_op("bitwise_or", "ab", "a | b")
+_op("bitwise_xor", "ab", "a ^ b")
+_op("bitwise_not", "x", "~x")
 
 # -- accumulating reductions ----------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ CASES = {
     "hardswish": (lambda lib, x: lib.nn.functional.hardswish(x * 3) * x, [(-2, 2)]),
     "log_sigmoid": (lambda lib, x: lib.nn.functional.logsigmoid(x * x - 1) * x, [(-2, 2)]),
     "mish": (lambda lib, x: lib.nn.functional.mish(x * x - 1), [(-2, 2)]),
+    "nan_to_num": (lambda lib, x: lib.nan_to_num(x * x, nan=1.0, posinf=2.0) * x, [(-2, 2)]),
 }
 # PyTorch's hardsigmoid backward multiplies by float32's 1/6 (0.1666666716...), also in float64,
 # and has no double backward: its second derivatives are checked by gradgradcheck alone

@@ -145,11 +145,15 @@ def _classify(obj):
         arr = target_of(obj._data).to_host(obj._data)
     elif isinstance(obj, np.ndarray):
         arr = obj
+    elif isinstance(obj, range):      # as PyTorch: a sequence of its integers
+        arr = np.arange(obj.start, obj.stop, obj.step, dtype=np.int64)
     elif isinstance(obj, (list, tuple)):
         arr = np.array([target_of(o._data).to_host(o._data) if isinstance(o, Tensor) else o for o in obj]) \
             if obj else np.zeros(0, np.int64)
         if arr.dtype == object:
             raise IndexError(_INVALID.format("list"))
+        if arr.dtype.kind == "f" and not any(isinstance(o, Tensor) for o in obj):
+            arr = arr.astype(np.int64)    # a list of Python floats indexes by their integer parts, as in PyTorch
     else:
         raise IndexError(_INVALID.format(type(obj).__name__))
     if arr.dtype == np.bool_ or arr.dtype == np.uint8:

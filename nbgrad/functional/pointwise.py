@@ -294,11 +294,17 @@ def _recording(rec, key, names):
             f"    out.grad_fn.{save}", "return out"]
 
 
+def _write_out(out, result, name):
+    from .out import write_out
+    return write_out(out, result, name)
+
+
 def _generate(rec):
     """``RUN[op]`` and ``RECORD[op]`` (and the node classes) of table record ``rec``."""
     names = dict(zip(rec.args, rec.inputs))
     namespace = {"Tensor": Tensor, "record": record, "_alike": _alike, "TRACING": TRACING,
-                 "_compute_any": _compute_any, "_float_dtype": _float_dtype, "_check": CHECKS.get(rec.name)}
+                 "_compute_any": _compute_any, "_float_dtype": _float_dtype, "_check": CHECKS.get(rec.name),
+                 "_write_out": _write_out}
     NODES[rec.name] = {}
     for key, name in {"": rec.node, **rec.numbers}.items():
         cls = NODES[rec.name][key] = namespace[f"_node_{key}"] = \
@@ -311,6 +317,8 @@ def _generate(rec):
     body += _recording(rec, "", names)
     params = [f"{p}={default!r}" for p, default in rec.params]
     signature = ", ".join([*rec.inputs, *(["*", *params] if params else [])])
+    public = ", ".join([*rec.inputs, "*", *params, "out=None"])         # out=: the result written into a tensor
+    call = ", ".join([*rec.inputs, *(f"{p}={p}" for p, _ in rec.params)])
     operands = ", ".join([*rec.inputs, *(p for p, _ in rec.params)])
     # the quick path's operands: tensors' arrays, written out per input (a loop costs 5% of a 5x5 op)
     # (anything but a tensor or a Python number, such as a NumPy array, goes to the general path)
@@ -320,8 +328,10 @@ def _generate(rec):
     floating = rec.result == "float"
     name = rec.api[0] if rec.api else f"_{rec.name}"
     source = "\n    ".join([
-        f"def {name}({signature}):",
+        f"def {name}({public}):",
         f'"""``{rec.forward}``, elementwise (generated from ops/table.py)."""',
+        "if out is not None:",
+        f"    return _write_out(out, {name}({call}), {name!r})",
         *([f"_check({', '.join(rec.inputs)})"] if namespace["_check"] else []),
         f"data = _alike({rec.name!r}, ({arrays},), None, None{', True' if floating else ''})",
         "if data is None:",
@@ -572,24 +582,34 @@ def logical_not(input):
 
 def _bitwise(kernel, name):
     def op(input, other):
-        if input.dtype.kind == 2 or (isinstance(other, Tensor) and other.dtype.kind == 2):
-            raise RuntimeError(f'"{name}_cpu" not implemented for \'Float\'')
-        if input.dtype is _dtype.bool and (not isinstance(other, Tensor) or other.dtype is _dtype.bool):
+        if not isinstance(input, Tensor):            # number & tensor
+            input, other = other, input
+        _check_operand(other)
+        dtype = promote((input, other))
+        if dtype.is_floating_point:
+            raise NotImplementedError(f'"{name}_cpu" not implemented for \'{dtype.legacy}\'')
+        if dtype is _dtype.bool:
             return _logical(kernel, input, other)
-        raise RuntimeError(f"{name} is only supported on bool tensors in nbgrad")
+        return Tensor._wrap(compute(name, (input, other), dtype))
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"Elementwise {name} of integer or bool tensors (bools: the logical op)."
     return op
 
 
-Tensor.__and__ = Tensor.__rand__ = _bitwise("logical_and", "bitwise_and")
-Tensor.__or__ = Tensor.__ror__ = _bitwise("logical_or", "bitwise_or")
-Tensor.__xor__ = Tensor.__rxor__ = _bitwise("logical_xor", "bitwise_xor")
+bitwise_and = Tensor.__and__ = Tensor.__rand__ = Tensor.bitwise_and = _bitwise("logical_and", "bitwise_and")
+bitwise_or = Tensor.__or__ = Tensor.__ror__ = Tensor.bitwise_or = _bitwise("logical_or", "bitwise_or")
+bitwise_xor = Tensor.__xor__ = Tensor.__rxor__ = Tensor.bitwise_xor = _bitwise("logical_xor", "bitwise_xor")
+__all__ += ["bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not"]
 
 
 @tensor_method("__invert__", "bitwise_not")
-def _invert(input):
-    if input.dtype is not _dtype.bool:
-        raise RuntimeError("~ (bitwise_not) is only supported on bool tensors in nbgrad")
-    return logical_not(input)
+def bitwise_not(input):
+    """Elementwise bitwise not of an integer tensor (bools: logical not)."""
+    if input.dtype is _dtype.bool:
+        return logical_not(input)
+    if input.dtype.is_floating_point:
+        raise TypeError("~ (operator.invert) is only implemented on integer and Boolean-type tensors")
+    return Tensor._wrap(compute("bitwise_not", (input,)))
 
 
 # -- copies and casts ------------------------------------------------------------------------------

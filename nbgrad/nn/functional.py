@@ -16,13 +16,14 @@ from ..autograd.graph import Node
 from ..factories import rand
 from ..functional.inplace import INPLACE
 from ..functional.linalg import addmm
+from ..functional.pad import one_hot, pad  # noqa: F401
 from ..functional.pointwise import RUN
 from ..tensor import Tensor, record
 
 __all__ = ["relu", "relu_", "sigmoid", "tanh", "softplus", "silu", "gelu", "elu", "elu_", "selu", "selu_", "celu",
            "celu_", "leaky_relu", "leaky_relu_", "hardtanh", "hardtanh_", "hardsigmoid", "hardswish", "relu6",
            "logsigmoid", "mish", "softsign", "tanhshrink", "softmax", "log_softmax", "linear", "dropout",
-           "mse_loss", "l1_loss", "nll_loss", "cross_entropy", "binary_cross_entropy"]
+           "mse_loss", "l1_loss", "nll_loss", "pad", "one_hot", "cross_entropy", "binary_cross_entropy"]
 
 
 # -- activations ---------------------------------------------------------------------------------

@@ -1,0 +1,260 @@
+"""Sorting and order statistics: sort, argsort, msort, topk, kthvalue, median, mode, unique.
+
+The order comes from ``ops.sort`` (a stable merge sort, NaN largest). The values are the
+input read at the chosen positions, and every differentiable result records a node whose
+backward puts the gradient back at those positions (a scatter-add into zeros, itself
+differentiable), named as PyTorch names it.
+"""
+import numpy as np
+
+from nbgrad.ops import sort as kernels
+
+from ..autograd.graph import Node
+from ..tensor import Tensor, _wrap_dim, record
+from . import tensor_method
+from .indexing import _scatter
+from .pointwise import where
+from .reduction import _ValuesIndices, return_types
+
+__all__ = ["sort", "argsort", "msort", "topk", "kthvalue", "median", "nanmedian", "mode", "unique",
+           "unique_consecutive"]
+
+
+def _named(name):
+    cls = type(name, (_ValuesIndices,), {"__slots__": ()})
+    setattr(return_types, name, cls)
+    return cls
+
+
+_SORT, _TOPK, _KTH, _MEDIAN, _MODE = (_named(n) for n in ("sort", "topk", "kthvalue", "median", "mode"))
+_NANMEDIAN = _named("nanmedian")
+
+
+class _PickedBackward(Node):
+    """The gradient of values read from the input at ``indices`` along ``dim``: scattered back
+    (added, so positions picked twice get both) into zeros of the input's shape."""
+
+    def backward(self, grad):
+        idx, = self.saved_tensors
+        if not self.keepdim:
+            grad, idx = grad.unsqueeze(self.dim), idx.unsqueeze(self.dim)
+        if not self.in_shape:
+            return (grad.reshape(()),)
+        zeros = Tensor._wrap(np.zeros(self.in_shape, grad._data.dtype))
+        return (_scatter(zeros, self.dim, idx, grad, "add", fresh=True),)
+
+
+SortBackward0 = type("SortBackward0", (_PickedBackward,), {})
+SortBackward1 = type("SortBackward1", (_PickedBackward,), {})      # sort(..., stable=...)
+TopkBackward0 = type("TopkBackward0", (_PickedBackward,), {})
+KthvalueBackward0 = type("KthvalueBackward0", (_PickedBackward,), {})
+MedianBackward1 = type("MedianBackward1", (_PickedBackward,), {})
+NanmedianBackward1 = type("NanmedianBackward1", (_PickedBackward,), {})
+ModeBackward0 = type("ModeBackward0", (_PickedBackward,), {})
+
+
+def _check_dim(dim, ndim, name):
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{name}(): argument 'dim' must be int, not {type(dim).__name__}")
+    return _wrap_dim(int(dim), ndim)
+
+
+def _sorted_rows(input, dim, descending):
+    """(values, order) of ``input`` sorted along ``dim``, both as 2-D blocks with ``dim`` last,
+    and the moved shape to restore them."""
+    block, moved = kernels.rows(input._data, dim)
+    values, order = kernels.argsort_rows(block, bool(descending))
+    return values, order, moved
+
+
+def _picked(node, input, values, indices, dim, keepdim, result):
+    out = record(node, values, (input,), saved=(Tensor._wrap(indices),), dim=dim, keepdim=keepdim,
+                 in_shape=input._data.shape)
+    return result(out, Tensor._wrap(indices))
+
+
+@tensor_method()
+def sort(input, dim=-1, descending=False, stable=None):
+    """Values and indices along ``dim``; always stable (ties keep their order, NaN largest)."""
+    if isinstance(dim, bool):              # sort(input, stable=..., ...) written positionally
+        raise TypeError("sort(): argument 'dim' must be int, not bool")
+    d = _check_dim(dim, input.ndim, "sort")
+    values, order, moved = _sorted_rows(input, d, descending)
+    values, order = kernels.restore(values, moved, d, input.ndim), kernels.restore(order, moved, d, input.ndim)
+    return _picked(SortBackward0 if stable is None else SortBackward1, input, values, order, d, True, _SORT)
+
+
+@tensor_method()
+def argsort(input, dim=-1, descending=False, stable=None):
+    """The indices that sort ``input`` along ``dim`` (``sort(...).indices``)."""
+    return sort(input, dim, descending, stable).indices
+
+
+@tensor_method()
+def msort(input):
+    """``input`` sorted along its first dim (values only)."""
+    return sort(input, 0).values
+
+
+@tensor_method()
+def topk(input, k, dim=-1, largest=True, sorted=True):
+    """The ``k`` largest (``largest=False``: smallest) along ``dim``, in sorted order."""
+    d = _check_dim(dim, input.ndim, "topk")
+    size = input._data.shape[d] if input.ndim else 1
+    if not 0 <= k <= size:
+        raise RuntimeError("selected index k out of range")
+    block, moved = kernels.rows(input._data, d)
+    if k <= 64 and k * 8 <= size:           # a selection: about one comparison per element
+        values, order = kernels.topk_rows(block, k, bool(largest))
+    else:
+        values, order = kernels.argsort_rows(block, bool(largest))
+        values, order = np.ascontiguousarray(values[:, :k]), np.ascontiguousarray(order[:, :k])
+    moved = moved[:-1] + (k,)
+    values, order = kernels.restore(values, moved, d, input.ndim), kernels.restore(order, moved, d, input.ndim)
+    return _picked(TopkBackward0, input, values, order, d, True, _TOPK)
+
+
+def _select(input, dim, keepdim, pick, node, result, name):
+    """One value per row along ``dim``: ``pick(sorted_values, order)`` gives the chosen
+    values and indices of the block's rows."""
+    d = _check_dim(dim, input.ndim, name)
+    if input.ndim and input._data.shape[d] == 0:
+        raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
+    values, order, moved = _sorted_rows(input, d, False)
+    v, i = pick(values, order)
+    shape = moved[:-1]
+    if keepdim and input.ndim:
+        shape = tuple(input._data.shape[:d]) + (1,) + tuple(input._data.shape[d + 1:])
+    return _picked(node, input, v.reshape(shape), i.reshape(shape), d, keepdim or not input.ndim, result)
+
+
+@tensor_method()
+def kthvalue(input, k, dim=-1, keepdim=False):
+    """The ``k``-th smallest value along ``dim`` (1-based) and its index."""
+    d = _check_dim(dim, input.ndim, "kthvalue")
+    size = input._data.shape[d] if input.ndim else 1
+    if size == 0:
+        raise IndexError(f"kthvalue(): Expected reduction dim {d} to have non-zero size.")
+    if not 1 <= k <= size:
+        raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {d}")
+    return _select(input, d, keepdim, lambda v, o: (v[:, k - 1].copy(), o[:, k - 1].copy()), KthvalueBackward0,
+                   _KTH, "kthvalue")
+
+
+def _median_pick(skip_nan):
+    def pick(v, o):
+        n = v.shape[1]
+        if skip_nan:      # NaNs sort last: the median of the numbers before them (all NaN: NaN)
+            counts = n - np.isnan(v).sum(axis=1) if v.dtype.kind == "f" else np.full(v.shape[0], n)
+            at = np.where(counts > 0, (counts - 1) // 2, 0)
+        else:             # a NaN anywhere is the median: the first NaN in order
+            at = np.full(v.shape[0], (n - 1) // 2)
+            if v.dtype.kind == "f":
+                nan = np.isnan(v)
+                at = np.where(nan.any(axis=1), nan.argmax(axis=1), at)
+        rows = np.arange(v.shape[0])
+        return v[rows, at], o[rows, at]
+    return pick
+
+
+class _EvenlyBackward(Node):
+    """The whole-tensor median's gradient, as PyTorch's ``evenly_distribute_backward``:
+    shared among every element equal to the median (every NaN, when it is NaN)."""
+
+    def backward(self, grad):
+        x, y = self.saved_tensors
+        mask = x.isnan() if y.isnan().item() else x == y
+        return (where(mask, grad / mask.sum(), 0.0),)
+
+
+MedianBackward0 = type("MedianBackward0", (_EvenlyBackward,), {})
+NanmedianBackward0 = type("NanmedianBackward0", (_EvenlyBackward,), {})
+
+
+def _median(input, dim, keepdim, skip_nan, name):
+    node, result = (NanmedianBackward1, _NANMEDIAN) if skip_nan else (MedianBackward1, _MEDIAN)
+    if dim is None:
+        if input._data.size == 0:
+            return Tensor._wrap(np.full((), np.nan, input._data.dtype))
+        values, _ = _median_pick(skip_nan)(*_sorted_rows(input.detach().reshape(-1), 0, False)[:2])
+        value = Tensor._wrap(values.reshape(()))
+        return record(NanmedianBackward0 if skip_nan else MedianBackward0, value._data, (input,),
+                      saved=(input, value))
+    return _select(input, dim, keepdim, _median_pick(skip_nan), node, result, name)
+
+
+@tensor_method()
+def median(input, dim=None, keepdim=False):
+    """The lower median (of the two middle values, the smaller); NaN if the row has a NaN."""
+    return _median(input, dim, keepdim, False, "median")
+
+
+@tensor_method()
+def nanmedian(input, dim=None, keepdim=False):
+    """The lower median of the values that are not NaN."""
+    return _median(input, dim, keepdim, True, "nanmedian")
+
+
+@tensor_method()
+def mode(input, dim=-1, keepdim=False):
+    """The most frequent value along ``dim`` (the smallest of ties) and its last index."""
+    return _select(input, dim, keepdim, kernels.mode_rows, ModeBackward0, _MODE, "mode")
+
+
+def _unique_flat(data, sorted_, consecutive):
+    flat = np.ascontiguousarray(data).reshape(-1)
+    if consecutive:
+        order = np.arange(flat.size, dtype=np.int64)
+        values = flat
+    else:
+        values, order = kernels.argsort_rows(flat.reshape(1, -1), False)
+        values, order = values.reshape(-1), order.reshape(-1)
+    return kernels.unique_runs(values, order, consecutive)
+
+
+def _unique_result(input, firsts, inverse, counts, return_inverse, return_counts):
+    out = [Tensor._wrap(firsts)]
+    if return_inverse:
+        out.append(Tensor._wrap(inverse.reshape(input._data.shape)))
+    if return_counts:
+        out.append(Tensor._wrap(counts))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def _unique_dim(input, dim, consecutive, return_inverse, return_counts, name):
+    d = _check_dim(dim, input.ndim, name)
+    if any(n == 0 for k, n in enumerate(input._data.shape) if k != d):
+        raise RuntimeError("There are 0 sized dimensions, and they aren't selected, so unique cannot be applied")
+    data = input._data if input.ndim else input._data.reshape(1)
+    moved = np.moveaxis(data, d, 0)
+    block = np.ascontiguousarray(moved).reshape(moved.shape[0], int(np.prod(moved.shape[1:], dtype=np.int64)))
+    if block.shape[0] == 0:
+        firsts, inverse, counts = (np.zeros(0, np.int64),) * 3
+    else:
+        firsts, inverse, counts = kernels.unique_slices(block, consecutive)
+    values = np.ascontiguousarray(np.moveaxis(moved[firsts], 0, d))
+    out = [Tensor._wrap(values)]
+    if return_inverse:
+        out.append(Tensor._wrap(inverse))
+    if return_counts:
+        out.append(Tensor._wrap(counts))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+@tensor_method()
+def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):
+    """The distinct values (or slices along ``dim``), ascending (always sorted, which
+    ``sorted=False`` allows too)."""
+    if dim is not None:
+        return _unique_dim(input, dim, False, return_inverse, return_counts, "unique")
+    firsts, inverse, counts = _unique_flat(input._data, sorted, False)
+    return _unique_result(input, firsts, inverse, counts, return_inverse, return_counts)
+
+
+@tensor_method()
+def unique_consecutive(input, return_inverse=False, return_counts=False, dim=None):
+    """Each run of equal consecutive values (or slices along ``dim``) kept once."""
+    if dim is not None:
+        return _unique_dim(input, dim, True, return_inverse, return_counts, "unique_consecutive")
+    firsts, inverse, counts = _unique_flat(input._data, True, True)
+    return _unique_result(input, firsts, inverse, counts, return_inverse, return_counts)
