@@ -362,6 +362,7 @@ def test_norm_gradient_at_zero_and_batched():
 @pytest.mark.parametrize("shape,ord,kw", [
     ((3, 4), "nuc", {}), ((3, 4), 2, {}), ((4, 3), -2, {}), ((2, 3, 4), "nuc", {"keepdim": True}),
     ((3, 4, 2), 2, {"dim": (0, 2)}), ((2, 3, 3), -2, {"dim": (2, 1), "keepdim": True}),
+    ((2, 2, 3, 4), "nuc", {}),           # two batch dims: the backward's batch is flattened
 ])
 def test_nuclear_and_spectral_norms(shape, ord, kw):
     x = np.random.default_rng(6).standard_normal(shape)

@@ -9,9 +9,12 @@ import numbers
 
 import numpy as np
 
+from nbgrad.ops.targets import target_of
+
 from .. import _dtype
 from ..autograd.graph import Node
 from ..autograd.grad_mode import no_grad
+from ..factories import arange
 from ..tensor import Tensor, _wrap_dim, make_view, record
 from . import inplace, tensor_method
 from .indexing import index_put, index_select
@@ -93,10 +96,10 @@ class DiagonalBackward0(Node):
 
 def _diagonal_scatter(values, shape, offset, d1, d2):
     r0, c0, length = _diagonal_geometry(shape, offset, d1, d2)
-    zeros = Tensor._wrap(np.zeros(shape, values._data.dtype))
+    zeros = Tensor._wrap(target_of(values._data).zeros(shape, values._data.dtype))
     moved = movedim(zeros, (d1, d2), (0, 1))
-    steps = np.arange(length, dtype=np.int64)
-    out = index_put(moved, (Tensor._wrap(steps + r0), Tensor._wrap(steps + c0)), movedim(values, -1, 0))
+    steps = arange(length, device=values.device)
+    out = index_put(moved, (steps + r0, steps + c0), movedim(values, -1, 0))
     return movedim(out, (0, 1), (d1, d2))
 
 
@@ -108,15 +111,15 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
     if d1 == d2:
         raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
     data = input._data
+    target = target_of(data)
     r0, c0, length = _diagonal_geometry(data.shape, offset, d1, d2)
     start = [slice(None)] * n
     start[d1], start[d2] = slice(min(r0, data.shape[d1]), None), slice(min(c0, data.shape[d2]), None)
-    sub = data[tuple(start)]
+    sub = target.slice(data, tuple(start))
     keep = [d for d in range(n) if d not in (d1, d2)]
-    view = np.lib.stride_tricks.as_strided(
+    view = target.as_strided(                  # writeable when ``data`` is
         sub, tuple(data.shape[d] for d in keep) + (length,),
-        tuple(data.strides[d] for d in keep) + (data.strides[d1] + data.strides[d2],),
-        writeable=data.flags.writeable)
+        tuple(data.strides[d] for d in keep) + (data.strides[d1] + data.strides[d2],))
     return make_view(input, view, DiagonalBackward0, lambda v: diagonal(v, offset, d1, d2), offset=offset,
                      dim1=d1, dim2=d2, in_shape=data.shape)
 
@@ -182,9 +185,9 @@ def roll(input, shifts, dims=None):
         for s, d in zip(shifts, dims):
             n = input._data.shape[d]
             if n:
-                index = (np.arange(n, dtype=np.int64) - s) % n
-                out = index_select(out, d, Tensor._wrap(index))
-    data = out._data if out._data is not input._data else out._data.copy()
+                index = (arange(n, device=input.device) - s) % n
+                out = index_select(out, d, index)
+    data = out._data if out._data is not input._data else target_of(out._data).copy(out._data)
     return record(RollBackward0, data, (input,), shifts=shifts, dims=dims)
 
 
@@ -235,12 +238,18 @@ def tile(input, *dims):
     return repeat(input, dims)
 
 
+def _repeated_positions(like, n, counts):
+    """0..n-1, each repeated ``counts`` times (an int or n host ints): planned on the host."""
+    positions = np.repeat(np.arange(n, dtype=np.int64), counts)
+    return Tensor._wrap(target_of(like._data).asarray(positions))
+
+
 @tensor_method()
 def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
     """Each element (along ``dim``; flattened when None) repeated ``repeats`` times."""
     if repeats is None:                    # repeat_interleave(repeats): indices repeated
-        counts = input._data.reshape(-1)
-        return Tensor._wrap(np.repeat(np.arange(counts.size, dtype=np.int64), counts))
+        counts = target_of(input._data).to_host(input._data).reshape(-1)
+        return _repeated_positions(input, counts.size, counts)
     if dim is None:
         input, d = input.reshape(-1), 0
     elif not input.ndim:                      # PyTorch's text for a 0-d input given a dim
@@ -251,17 +260,17 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
     if isinstance(repeats, Tensor):
         if repeats.ndim > 1:
             raise RuntimeError("repeats must be 0-dim or 1-dim tensor")
-        counts = repeats._data.reshape(-1)
+        counts = target_of(repeats._data).to_host(repeats._data).reshape(-1)
         if counts.size == 1:
-            counts = np.full(n, counts[0])
+            counts = counts[0]              # one count for every element
         elif counts.size != n:
             raise RuntimeError("repeats must have the same size as input along dim, but got repeats.size(0) = "
                                f"{counts.size} and input.size({d}) = {n}")
     else:
-        counts = np.full(n, int(repeats))
-    if (counts < 0).any():
+        counts = int(repeats)
+    if np.any(counts < 0):
         raise RuntimeError("repeats can not be negative")
-    index = Tensor._wrap(np.repeat(np.arange(n, dtype=np.int64), counts))
+    index = _repeated_positions(input, n, counts)
     if not input.ndim:
         input = reshape(input, (1,))
     return index_select(input, d, index)

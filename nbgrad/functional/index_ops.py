@@ -7,7 +7,7 @@ counts run Numba kernels from ``ops.count``.
 """
 import numpy as np
 
-from nbgrad.ops import count as kernels
+from nbgrad.ops.targets import target_of
 
 from .. import _dtype
 from ..tensor import Tensor, _wrap_dim
@@ -26,7 +26,7 @@ def _check_index(name, input, dim, index, size, what="source"):
                          f"and size: {list(index.shape)}")
     d = _wrap_dim(dim, input.ndim)
     n = input._data.shape[d] if input.ndim else 1
-    flat = index._data.reshape(-1)
+    flat = target_of(index._data).to_host(index._data).reshape(-1)      # checked and laid out on the host
     bad = flat[(flat < -n) | (flat >= n)]
     if bad.size:
         prefix = f"{name}_(): " if name == "index_copy" else ""
@@ -35,11 +35,13 @@ def _check_index(name, input, dim, index, size, what="source"):
     return d, flat
 
 
-def _along(flat, d, shape):
-    """The index laid out along dim ``d`` of ``shape``, as scatter reads it."""
+def _along(input, flat, d, shape):
+    """The host index ``flat`` laid out along dim ``d`` of ``shape`` on ``input``'s target, as
+    scatter reads it."""
     view = [1] * max(len(shape), 1)
     view[d] = -1
-    return Tensor._wrap(np.ascontiguousarray(np.broadcast_to(flat.reshape(view), shape or (1,))).reshape(shape))
+    index = Tensor._wrap(target_of(input._data).asarray(flat.reshape(view)))
+    return index.expand(*(shape or (1,))).contiguous().reshape(shape)
 
 
 def _source_checks(name, input, d, flat, source):
@@ -58,7 +60,8 @@ def index_add(input, dim, index, source, *, alpha=1):
     d, flat = _check_index("index_add", input, dim, index, None)
     _source_checks("index_add", input, d, flat, source)
     src = source if alpha == 1 else source * alpha
-    return scatter_add(input, d, _along(flat % max(input.shape[d] if input.ndim else 1, 1), d, source.shape), src)
+    return scatter_add(input, d, _along(input, flat % max(input.shape[d] if input.ndim else 1, 1), d, source.shape),
+                       src)
 
 
 @tensor_method()
@@ -66,7 +69,8 @@ def index_copy(input, dim, index, source):
     """``input`` with ``source``'s slices copied to ``index`` along ``dim``."""
     d, flat = _check_index("index_copy", input, dim, index, None)
     _source_checks("index_copy", input, d, flat, source)
-    return scatter(input, d, _along(flat % max(input.shape[d] if input.ndim else 1, 1), d, source.shape), source)
+    return scatter(input, d, _along(input, flat % max(input.shape[d] if input.ndim else 1, 1), d, source.shape),
+                   source)
 
 
 @tensor_method()
@@ -78,12 +82,12 @@ def index_fill(input, dim, index, value):
             raise RuntimeError(f"index_fill_ only supports a 0-dimensional value tensor, but got tensor with "
                                f"{value.ndim} dimension(s).")
         # a tensor value is differentiable: it goes where the filled positions are
-        mask = index_fill(Tensor._wrap(np.zeros(input._data.shape, np.bool_)), d, index, True)
+        mask = index_fill(Tensor._wrap(target_of(input._data).zeros(input._data.shape, np.bool_)), d, index, True)
         return where(mask, value.to(input.dtype), input)
     shape = list(input.shape)
     if input.ndim:
         shape[d] = flat.size
-    idx = _along(flat % max(input.shape[d] if input.ndim else 1, 1), d, tuple(shape))
+    idx = _along(input, flat % max(input.shape[d] if input.ndim else 1, 1), d, tuple(shape))
     return scatter(input, d, idx, value=value)
 
 
@@ -115,7 +119,7 @@ def put(input, index, source, accumulate=False):
     if index.numel() != source.numel():
         raise IndexError(f"put_(): Expected source and index to have the same number of elements, but got "
                          f"source.numel() = {source.numel()}, index.numel() = {index.numel()}")
-    flat = index._data.reshape(-1)
+    flat = target_of(index._data).to_host(index._data).reshape(-1)      # checked on the host
     bad = flat[(flat < -n) | (flat >= n)]
     if bad.size:
         raise IndexError(f"out of range: tried to access index {bad[0]} on a tensor of {n} elements.")
@@ -149,21 +153,22 @@ def bincount(input, weights=None, minlength=0):
         raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
     if minlength < 0:
         raise RuntimeError("minlength should be >= 0")
-    x = np.ascontiguousarray(input._data, np.int64)
-    top, negative = kernels.max_value(x)
+    target = target_of(input._data)
+    x = target.contiguous(target.astype(input._data, np.dtype(np.int64)))
+    top, negative = target.count.max_value(x)
     if negative >= 0:
         raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
     if weights is not None and (weights.ndim != 1 or weights.numel() != input.numel()):
         raise RuntimeError("weights should be 1-d and have the same length as input")
     size = max(int(top) + 1 if x.size else 0, minlength)
     if weights is None:
-        out = np.zeros(size, np.int64)
-        w = np.zeros(0, np.int64)
+        out = target.zeros(size, np.int64)
+        w = target.zeros(0, np.int64)
     else:
-        dtype = np.float64 if weights.dtype is not _dtype.float32 else np.float32
-        out = np.zeros(size, dtype)
-        w = np.ascontiguousarray(weights._data, dtype)
-    kernels.bincount(x, w, out)
+        dtype = np.dtype(np.float64 if weights.dtype is not _dtype.float32 else np.float32)
+        out = target.zeros(size, dtype)
+        w = target.contiguous(target.astype(weights._data, dtype))
+    target.count.bincount(x, w, out)
     return Tensor._wrap(out)
 
 
@@ -175,7 +180,8 @@ def histc(input, bins=100, min=0, max=0):
     if bins <= 0:
         raise RuntimeError("torch.histc: bins must be > 0, but got " f"{bins} for bins")
     lo, hi = float(min), float(max)
-    x = np.ascontiguousarray(input._data).reshape(-1)
+    target = target_of(input._data)
+    x = target.reshape(target.contiguous(input._data), (-1,))
     if lo == hi and x.size:
         lo, hi = float(input.detach().min()), float(input.detach().max())
     if lo == hi:
@@ -184,6 +190,6 @@ def histc(input, bins=100, min=0, max=0):
         raise RuntimeError("torch.histc: max must be larger than min")
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise RuntimeError(f"torch.histc: range of [{lo}, {hi}] is not finite")
-    out = np.zeros(int(bins), input._data.dtype)
-    kernels.histc(x, out, lo, hi)
+    out = target.zeros(int(bins), input._data.dtype)
+    target.count.histc(x, out, lo, hi)
     return Tensor._wrap(out)

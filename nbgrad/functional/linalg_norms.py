@@ -15,11 +15,12 @@ from ..autograd.graph import Node
 from ..autograd.grad_mode import no_grad
 import numpy as np
 
-from nbgrad.ops import svd as svd_kernels
+from nbgrad.ops.targets import target_of
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..tensor import Tensor, record
 from . import tensor_method
+from .linalg import matmul
 from .pointwise import where
 from .reduction import _dims, _result, amax, amin, keep_shape, sum as _sum
 
@@ -96,9 +97,9 @@ class LinalgSvdBackward0(Node):
         if is_grad_enabled():
             raise NotImplementedError("the backward of svdvals (nuclear and spectral norms) cannot be recorded "
                                       "(create_graph=True): nbgrad has no differentiable SVD yet")
-        u, vh = self.u, self.vh
-        dA = (u * grad._data[..., None, :]) @ vh
-        return (Tensor._wrap(np.ascontiguousarray(dA.reshape(self.in_shape))),)
+        u, vh = Tensor._wrap(self.u), Tensor._wrap(self.vh)
+        g = grad.reshape(u.shape[0], 1, u.shape[2])        # one row per matrix of the flattened batch
+        return (matmul(u * g, vh).reshape(self.in_shape).contiguous(),)
 
 
 def svdvals(A, *, driver=None, out=None):
@@ -107,14 +108,14 @@ def svdvals(A, *, driver=None, out=None):
         raise RuntimeError("linalg.svd: The input tensor A must have at least 2 dimensions.")
     _check_float(A, "linalg.svd")
     data = A._data
+    target = target_of(data)
     batch_shape = data.shape[:-2]
-    block = np.ascontiguousarray(data).reshape((-1,) + data.shape[-2:]) if data.size else \
-        np.zeros((int(np.prod(batch_shape, dtype=np.int64)),) + data.shape[-2:], data.dtype)
-    u, s, vh, bad = svd_kernels.svd_batch(block)
+    block = target.reshape(target.contiguous(data), (int(np.prod(batch_shape, dtype=np.int64)),) + data.shape[-2:])
+    u, s, vh, bad = target.svd.svd_batch(block)
     if bad >= 0:
         raise LinAlgError("linalg.svd: The algorithm failed to converge because the input matrix contained "
                            "non-finite values.")
-    result = record(LinalgSvdBackward0, s.reshape(batch_shape + s.shape[-1:]), (A,), u=u, vh=vh,
+    result = record(LinalgSvdBackward0, target.reshape(s, batch_shape + s.shape[-1:]), (A,), u=u, vh=vh,
                     in_shape=data.shape)
     return _out(result, out)
 

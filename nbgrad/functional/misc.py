@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 
+from nbgrad.ops.targets import target_of
+
 from .. import _dtype
 from ..tensor import Tensor
 from . import inplace, pointwise, reduction, tensor_method
@@ -44,7 +46,7 @@ def isneginf(input):
 @tensor_method()
 def isreal(input):
     """Elementwise: has no imaginary part (always True: nbgrad has no complex dtypes)."""
-    return Tensor._wrap(np.ones(input._data.shape, np.bool_))
+    return Tensor._wrap(target_of(input._data).ones(input._data.shape, np.bool_))
 
 
 def _nan_to_num_values(input, nan, posinf, neginf):

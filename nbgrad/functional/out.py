@@ -6,9 +6,7 @@ differentiable); the dtype must be one the result casts to safely.
 """
 import warnings
 
-import numpy as np
-
-from nbgrad.ops.elementwise import OPS
+from nbgrad.ops.targets import common_target
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..tensor import Tensor
@@ -25,6 +23,7 @@ def write_out(out, result, name="out"):
     if result.dtype.kind > out.dtype.kind:
         raise RuntimeError(f"result type {result.dtype.legacy} can't be cast to the desired output type "
                            f"{out.dtype.legacy}")
+    target = common_target([out._data, result._data])
     if out._data.shape != result._data.shape:
         if out._data.size:
             warnings.warn(f"An output with one or more elements was resized since it had shape "
@@ -33,8 +32,8 @@ def write_out(out, result, name="out"):
                           "release outputs will not be resized unless they have zero elements. You can explicitly "
                           "reuse an out tensor t by resizing it, inplace, to zero elements with t.resize_(0).",
                           UserWarning, stacklevel=3)
-        out._data = np.empty(result._data.shape, out._data.dtype)
-    OPS["copy"](out._data, result._data)
+        out._data = target.empty(result._data.shape, out._data.dtype)
+    target.copy_into(out._data, result._data)
     out._version_counter.value += 1
     return out
 

@@ -4,12 +4,11 @@ Constant padding concatenates blocks of the fill value (negative pads narrow); r
 replicate and circular padding read the input through an index along each padded dim
 (``index_select``), so every mode is differentiable through existing ops.
 """
-import numpy as np
-
 from .. import _dtype
-from ..factories import full
+from ..factories import arange, full
 from ..tensor import Tensor
 from .indexing import index_select
+from .pointwise import where
 from .shape import cat, narrow
 
 __all__ = ["pad", "one_hot"]
@@ -44,23 +43,23 @@ def _constant(input, pairs, value):
     return out if out is not input else input.clone()
 
 
-def _index(mode, n, left, right, d, shape):
-    i = np.arange(-left, n + right, dtype=np.int64)
+def _index(like, mode, n, left, right, d, shape):
+    i = arange(-left, max(n + right, -left), device=like.device)
     if mode == "reflect":
         if left >= n or right >= n:
             raise RuntimeError(f"Argument #4: Padding size should be less than the corresponding input dimension, "
                                f"but got: padding ({left}, {right}) at dimension {d} of input {list(shape)}")
-        i = np.abs(i)
-        i = np.where(i >= n, 2 * (n - 1) - i, i)
+        i = i.abs()
+        i = where(i >= n, 2 * (n - 1) - i, i)
     elif mode == "replicate":
         if n == 0:
             raise RuntimeError("padding size should be less than the corresponding input dimension")
-        i = np.clip(i, 0, n - 1)
+        i = i.clamp(0, n - 1)
     else:
         if left > n or right > n:
             raise RuntimeError("Padding value causes wrapping around more than once.")
         i = i % n
-    return Tensor._wrap(i)
+    return i
 
 
 def pad(input, pad, mode="constant", value=None):
@@ -82,7 +81,7 @@ def pad(input, pad, mode="constant", value=None):
             "  - 4D or 5D input: padding size = 6 (pads last 3 dimensions)")
     out = input
     for d, left, right in pairs:
-        out = index_select(out, d, _index(mode, input.shape[d], left, right, d, input.shape))
+        out = index_select(out, d, _index(input, mode, input.shape[d], left, right, d, input.shape))
     return out
 
 
@@ -99,4 +98,4 @@ def one_hot(tensor, num_classes=-1):
         num_classes = int(data.max()) + 1
     elif data.size and data.max() >= num_classes:
         raise RuntimeError("Class values must be smaller than num_classes.")
-    return Tensor._wrap((data[..., None] == np.arange(num_classes)).astype(np.int64))
+    return (tensor.detach().unsqueeze(-1) == arange(num_classes, device=tensor.device)).to(_dtype.int64)

@@ -3,8 +3,11 @@ normal, multinomial and randperm, drawing from nbgrad's generator (``manual_seed
 
 A fill is an in-place update like any other (refused on a leaf that requires grad, version
 bumped); when recorded, its node passes no gradient, as PyTorch's ``UniformBackward0`` etc.
+Values are drawn on the host by NumPy's generator and handed to the tensor's target.
 """
 import numpy as np
+
+from nbgrad.ops.targets import common_target, target_for, target_of
 
 from .. import _dtype
 from ..autograd.graph import Node
@@ -24,10 +27,21 @@ _NODES = {name: type(f"{name}Backward0", (_NoGradient,), {})
           for name in ("Uniform", "Normal", "Bernoulli", "Random", "Exponential")}
 
 
+def _drawn(target, values, dtype):
+    """``values`` drawn on the host (an array or a NumPy number) as an array of ``target`` in ``dtype``."""
+    return target.asarray(np.asarray(values, dtype))
+
+
+def _host(t):
+    """A tensor's values in host memory, to draw from."""
+    return target_of(t._data).to_host(t._data)
+
+
 def _fill(self, node, draw):
     """Fill ``self`` in place with ``draw(shape, np_dtype)``."""
     def filled(old):
-        return record(_NODES[node], np.asarray(draw(old._data.shape, old._data.dtype), old._data.dtype), (old,))
+        shape, dtype = old._data.shape, old._data.dtype
+        return record(_NODES[node], _drawn(target_of(old._data), draw(shape, dtype), dtype), (old,))
     return inplace.apply_inplace(self, filled)
 
 
@@ -72,7 +86,7 @@ def bernoulli_(self, p=0.5, *, generator=None):
     """Each element 1 with probability ``p`` (a number or a tensor broadcast to this one), else 0."""
     rng = _rng(generator)
     if isinstance(p, Tensor):
-        probs = np.broadcast_to(p._data, self._data.shape)
+        probs = _host(p.detach().expand(self.shape))
     else:
         if not 0 <= p <= 1:
             raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
@@ -83,11 +97,11 @@ def bernoulli_(self, p=0.5, *, generator=None):
 @tensor_method()
 def bernoulli(input, p=None, *, generator=None, out=None):
     """Samples 1 with the probabilities in ``input`` (or ``p``), of ``input``'s dtype."""
-    probs = input._data if p is None else np.full(input._data.shape, p)
+    probs = _host(input) if p is None else p
     if np.any((probs < 0) | (probs > 1)) or np.any(np.isnan(probs)):
         raise RuntimeError("Expected p_in >= 0 && p_in <= 1 to be true, but got false.  (Could this error message "
                            "be improved?  If so, please report an enhancement request to PyTorch.)")
-    data = (_rng(generator).random(input._data.shape) < probs).astype(input._data.dtype)
+    data = _drawn(target_of(input._data), _rng(generator).random(input._data.shape) < probs, input._data.dtype)
     result = Tensor._wrap(data)
     if out is not None:
         from .out import write_out
@@ -120,20 +134,20 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, out=None
     rng = _rng(generator)
     tensors = [t for t in (mean, std) if isinstance(t, Tensor)]
     if tensors:
-        m = mean._data if isinstance(mean, Tensor) else mean
-        s = std._data if isinstance(std, Tensor) else std
-        if np.any(np.asarray(s) < 0):
+        target = common_target([t._data for t in tensors])
+        m = _host(mean) if isinstance(mean, Tensor) else mean
+        s = _host(std) if isinstance(std, Tensor) else std
+        if np.any(s < 0):
             raise RuntimeError("normal expects all elements of std >= 0.0")
         shape = np.broadcast_shapes(*(t._data.shape for t in tensors))
-        np_dtype = tensors[0]._data.dtype
-        data = rng.normal(m, s, shape).astype(np_dtype)
+        data = _drawn(target, rng.normal(m, s, shape), tensors[0]._data.dtype)
     else:
         if size is None:
             raise TypeError("normal() received an invalid combination of arguments: size is needed when mean and "
                             "std are numbers")
         if std < 0:
             raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
-        data = rng.normal(mean, std, _sizes((size,))).astype(_float_dtype(dtype).numpy)
+        data = _drawn(target_for(None), rng.normal(mean, std, _sizes((size,))), _float_dtype(dtype).numpy)
     result = Tensor._wrap(data, requires_grad)
     if out is not None:
         from .out import write_out
@@ -148,7 +162,8 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
         raise RuntimeError("prob_dist must be 1 or 2 dim")
     if not input.dtype.is_floating_point:
         raise RuntimeError("multinomial only supports floating-point dtypes for input, got: " f"{input.dtype.legacy}")
-    probs = input._data.reshape(-1, input._data.shape[-1]).astype(np.float64)
+    host = _host(input)
+    probs = host.reshape(-1, host.shape[-1]).astype(np.float64)
     n = probs.shape[1]
     if num_samples <= 0:
         raise RuntimeError("cannot sample n_sample <= 0 samples")
@@ -168,16 +183,17 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
         with np.errstate(divide="ignore"):
             keys = np.log(rng.random(probs.shape)) / probs
         out = np.argsort(-keys, axis=1, kind="stable")[:, :num_samples].astype(np.int64)
-    return Tensor._wrap(out.reshape(input._data.shape[:-1] + (num_samples,)))
+    return Tensor._wrap(_drawn(target_of(input._data), out.reshape(input._data.shape[:-1] + (num_samples,)),
+                               np.int64))
 
 
 def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False, out=None):
     """A random permutation of 0..n-1."""
-    _check_device(device)
+    target = _check_device(device)
     if n < 0:
         raise RuntimeError(f"n must be non-negative, got{n}")
     dtype = _dtype.to_dtype(dtype) if dtype is not None else _dtype.int64
-    result = Tensor._wrap(_rng(generator).permutation(n).astype(dtype.numpy), requires_grad)
+    result = Tensor._wrap(_drawn(target, _rng(generator).permutation(n), dtype.numpy), requires_grad)
     if out is not None:
         from .out import write_out
         return write_out(out, result, "randperm")
@@ -187,4 +203,4 @@ def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False,
 @tensor_method()
 def poisson(input, generator=None):
     """Samples of Poisson(rate) for each rate in ``input``."""
-    return Tensor._wrap(_rng(generator).poisson(input._data).astype(input._data.dtype))
+    return Tensor._wrap(_drawn(target_of(input._data), _rng(generator).poisson(_host(input)), input._data.dtype))

@@ -8,8 +8,7 @@ put the gradient back at the positions the running value came from.
 """
 import numpy as np
 
-from nbgrad.ops import scan as kernels
-from nbgrad.ops.sort import restore, rows
+from nbgrad.ops.targets import target_of
 
 from .. import _dtype
 from ..autograd.graph import Node
@@ -40,16 +39,18 @@ def _scan(input, dim, dtype, product, name):
     if out_dtype is not input.dtype:
         input = input.to(out_dtype)
     data = input._data
+    target = target_of(data)
     if data.ndim and d < data.ndim - 1:       # along a middle axis: rows of accumulators
         shape3 = (int(np.prod(data.shape[:d], dtype=np.int64)), data.shape[d],
                   int(np.prod(data.shape[d + 1:], dtype=np.int64)))
-        out = np.empty(data.shape, out_dtype.numpy)
-        kernels.cumulative_along(np.ascontiguousarray(data).reshape(shape3), out.reshape(shape3), product)
+        out = target.empty(data.shape, out_dtype.numpy)
+        target.scan.cumulative_along(target.reshape(target.contiguous(data), shape3), target.reshape(out, shape3),
+                                     product)
         return input, d, out
-    block, moved = rows(data, d)
-    out = np.empty(block.shape, out_dtype.numpy)
-    kernels.cumulative(block, out, product)
-    return input, d, restore(out, moved, d, input.ndim)
+    block, moved = target.sort.rows(data, d)
+    out = target.empty(block.shape, out_dtype.numpy)
+    target.scan.cumulative(block, out, product)
+    return input, d, target.sort.restore(out, moved, d, input.ndim)
 
 
 class CumsumBackward0(Node):
@@ -83,16 +84,16 @@ class CumprodBackward0(Node):
             y = _result(self, y)               # the output, recorded: second derivatives flow through it
             return (flip(cumsum(flip(grad * y, self.dim), self.dim), self.dim) / x,)
         d = self.dim
-        g_block, moved = rows(grad._data, d)
-        x_block, _ = rows(x._data, d)
-        y_block, _ = rows(y._data, d)
+        target = target_of(grad._data)
+        g_block, moved = target.sort.rows(grad._data, d)
+        x_block, _ = target.sort.rows(x._data, d)
+        y_block, _ = target.sort.rows(y._data, d)
         if has_zero:
-            dx = kernels.cumprod_backward(g_block, x_block, y_block)
-        else:
-            acc = np.empty(g_block.shape, g_block.dtype)
-            kernels.cumulative(np.ascontiguousarray((g_block * y_block)[:, ::-1]), acc, False)
-            dx = acc[:, ::-1] / x_block
-        return (Tensor._wrap(restore(np.ascontiguousarray(dx), moved, d, x.ndim)),)
+            dx = target.scan.cumprod_backward(g_block, x_block, y_block)
+        else:       # the reversed running sum of g * y, over x: through Tensor ops on the blocks
+            gy = Tensor._wrap(g_block) * Tensor._wrap(y_block)
+            dx = (flip(cumsum(flip(gy, 1), 1), 1) / Tensor._wrap(x_block))._data
+        return (Tensor._wrap(target.sort.restore(target.contiguous(dx), moved, d, x.ndim)),)
 
 
 def _cumprod_backward_recorded(grad, x, dim):
@@ -134,7 +135,7 @@ class _CumextremeBackward(Node):
         idx, = self.saved_tensors
         if not self.ndim:
             return (grad,)
-        zeros = Tensor._wrap(np.zeros(grad._data.shape, grad._data.dtype))
+        zeros = Tensor._wrap(target_of(grad._data).zeros(grad._data.shape, grad._data.dtype))
         return (_scatter(zeros, self.dim, idx, grad, "add", fresh=True),)
 
 
@@ -144,8 +145,10 @@ CumminBackward0 = type("CumminBackward0", (_CumextremeBackward,), {})
 
 def _cumextreme(input, dim, smallest, name, node, result):
     d = _wrap_dim(dim, input.ndim)
-    block, moved = rows(input._data, d)
-    values, indices = kernels.cumextreme(block, smallest)
+    target = target_of(input._data)
+    block, moved = target.sort.rows(input._data, d)
+    values, indices = target.scan.cumextreme(block, smallest)
+    restore = target.sort.restore
     values, indices = restore(values, moved, d, input.ndim), restore(indices, moved, d, input.ndim)
     idx = Tensor._wrap(indices)
     out = record(node, values, (input,), saved=(idx,), dim=d, ndim=input.ndim)

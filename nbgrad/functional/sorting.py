@@ -7,9 +7,10 @@ differentiable), named as PyTorch names it.
 """
 import numpy as np
 
-from nbgrad.ops import sort as kernels
+from nbgrad.ops.targets import target_of
 
 from ..autograd.graph import Node
+from ..factories import arange
 from ..tensor import Tensor, _wrap_dim, record
 from . import tensor_method
 from .indexing import _scatter
@@ -40,7 +41,7 @@ class _PickedBackward(Node):
             grad, idx = grad.unsqueeze(self.dim), idx.unsqueeze(self.dim)
         if not self.in_shape:
             return (grad.reshape(()),)
-        zeros = Tensor._wrap(np.zeros(self.in_shape, grad._data.dtype))
+        zeros = Tensor._wrap(target_of(grad._data).zeros(self.in_shape, grad._data.dtype))
         return (_scatter(zeros, self.dim, idx, grad, "add", fresh=True),)
 
 
@@ -62,8 +63,9 @@ def _check_dim(dim, ndim, name):
 def _sorted_rows(input, dim, descending):
     """(values, order) of ``input`` sorted along ``dim``, both as 2-D blocks with ``dim`` last,
     and the moved shape to restore them."""
-    block, moved = kernels.rows(input._data, dim)
-    values, order = kernels.argsort_rows(block, bool(descending))
+    sort = target_of(input._data).sort
+    block, moved = sort.rows(input._data, dim)
+    values, order = sort.argsort_rows(block, bool(descending))
     return values, order, moved
 
 
@@ -80,7 +82,8 @@ def sort(input, dim=-1, descending=False, stable=None):
         raise TypeError("sort(): argument 'dim' must be int, not bool")
     d = _check_dim(dim, input.ndim, "sort")
     values, order, moved = _sorted_rows(input, d, descending)
-    values, order = kernels.restore(values, moved, d, input.ndim), kernels.restore(order, moved, d, input.ndim)
+    restore = target_of(input._data).sort.restore
+    values, order = restore(values, moved, d, input.ndim), restore(order, moved, d, input.ndim)
     return _picked(SortBackward0 if stable is None else SortBackward1, input, values, order, d, True, _SORT)
 
 
@@ -103,25 +106,29 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     size = input._data.shape[d] if input.ndim else 1
     if not 0 <= k <= size:
         raise RuntimeError("selected index k out of range")
-    block, moved = kernels.rows(input._data, d)
+    target = target_of(input._data)
+    block, moved = target.sort.rows(input._data, d)
     if k <= 64 and k * 8 <= size:           # a selection: about one comparison per element
-        values, order = kernels.topk_rows(block, k, bool(largest))
+        values, order = target.sort.topk_rows(block, k, bool(largest))
     else:
-        values, order = kernels.argsort_rows(block, bool(largest))
-        values, order = np.ascontiguousarray(values[:, :k]), np.ascontiguousarray(order[:, :k])
+        values, order = target.sort.argsort_rows(block, bool(largest))
+        first_k = (slice(None), slice(None, k))
+        values, order = (target.contiguous(target.slice(values, first_k)),
+                         target.contiguous(target.slice(order, first_k)))
     moved = moved[:-1] + (k,)
-    values, order = kernels.restore(values, moved, d, input.ndim), kernels.restore(order, moved, d, input.ndim)
+    restore = target.sort.restore
+    values, order = restore(values, moved, d, input.ndim), restore(order, moved, d, input.ndim)
     return _picked(TopkBackward0, input, values, order, d, True, _TOPK)
 
 
 def _select(input, dim, keepdim, pick, node, result, name):
-    """One value per row along ``dim``: ``pick(sorted_values, order)`` gives the chosen
-    values and indices of the block's rows."""
+    """One value per row along ``dim``: ``pick(target, sorted_values, order)`` gives the
+    chosen values and indices of the block's rows."""
     d = _check_dim(dim, input.ndim, name)
     if input.ndim and input._data.shape[d] == 0:
         raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
     values, order, moved = _sorted_rows(input, d, False)
-    v, i = pick(values, order)
+    v, i = pick(target_of(input._data), values, order)
     shape = moved[:-1]
     if keepdim and input.ndim:
         shape = tuple(input._data.shape[:d]) + (1,) + tuple(input._data.shape[d + 1:])
@@ -137,23 +144,28 @@ def kthvalue(input, k, dim=-1, keepdim=False):
         raise IndexError(f"kthvalue(): Expected reduction dim {d} to have non-zero size.")
     if not 1 <= k <= size:
         raise RuntimeError(f"kthvalue(): selected number k out of range for dimension {d}")
-    return _select(input, d, keepdim, lambda v, o: (v[:, k - 1].copy(), o[:, k - 1].copy()), KthvalueBackward0,
-                   _KTH, "kthvalue")
+    column = (slice(None), k - 1)
+    return _select(input, d, keepdim, lambda t, v, o: (t.copy(t.slice(v, column)), t.copy(t.slice(o, column))),
+                   KthvalueBackward0, _KTH, "kthvalue")
 
 
 def _median_pick(skip_nan):
-    def pick(v, o):
-        n = v.shape[1]
+    def pick(target, v, o):
+        # which column each sorted row's median is in: planned on the host from where its NaNs are
+        host = target.to_host(v)
+        nan = host != host
         if skip_nan:      # NaNs sort last: the median of the numbers before them (all NaN: NaN)
-            counts = n - np.isnan(v).sum(axis=1) if v.dtype.kind == "f" else np.full(v.shape[0], n)
+            counts = v.shape[1] - nan.sum(axis=1)
             at = np.where(counts > 0, (counts - 1) // 2, 0)
         else:             # a NaN anywhere is the median: the first NaN in order
-            at = np.full(v.shape[0], (n - 1) // 2)
-            if v.dtype.kind == "f":
-                nan = np.isnan(v)
-                at = np.where(nan.any(axis=1), nan.argmax(axis=1), at)
-        rows = np.arange(v.shape[0])
-        return v[rows, at], o[rows, at]
+            at = np.where(nan.any(axis=1), nan.argmax(axis=1), (v.shape[1] - 1) // 2)
+        at = target.asarray(at.astype(np.int64).reshape(-1, 1))
+        picked = []
+        for src in (v, o):
+            out = target.empty((v.shape[0], 1), src.dtype)
+            target.index.gather_dim(out, src, 1, at)
+            picked.append(target.reshape(out, (v.shape[0],)))
+        return tuple(picked)
     return pick
 
 
@@ -175,8 +187,8 @@ def _median(input, dim, keepdim, skip_nan, name):
     node, result = (NanmedianBackward1, _NANMEDIAN) if skip_nan else (MedianBackward1, _MEDIAN)
     if dim is None:
         if input._data.size == 0:
-            return Tensor._wrap(np.full((), np.nan, input._data.dtype))
-        values, _ = _median_pick(skip_nan)(*_sorted_rows(input.detach().reshape(-1), 0, False)[:2])
+            return Tensor._wrap(target_of(input._data).full((), np.nan, input._data.dtype))
+        values, _ = _median_pick(skip_nan)(target_of(input._data), *_sorted_rows(input.detach().reshape(-1), 0, False)[:2])
         value = Tensor._wrap(values.reshape(()))
         return record(NanmedianBackward0 if skip_nan else MedianBackward0, value._data, (input,),
                       saved=(input, value))
@@ -198,24 +210,25 @@ def nanmedian(input, dim=None, keepdim=False):
 @tensor_method()
 def mode(input, dim=-1, keepdim=False):
     """The most frequent value along ``dim`` (the smallest of ties) and its last index."""
-    return _select(input, dim, keepdim, kernels.mode_rows, ModeBackward0, _MODE, "mode")
+    return _select(input, dim, keepdim, lambda t, v, o: t.sort.mode_rows(v, o), ModeBackward0, _MODE, "mode")
 
 
-def _unique_flat(data, sorted_, consecutive):
-    flat = np.ascontiguousarray(data).reshape(-1)
+def _unique_flat(input, sorted_, consecutive):
+    target = target_of(input._data)
+    flat = target.reshape(target.contiguous(input._data), (-1,))
     if consecutive:
-        order = np.arange(flat.size, dtype=np.int64)
+        order = arange(flat.size, device=input.device)._data
         values = flat
     else:
-        values, order = kernels.argsort_rows(flat.reshape(1, -1), False)
-        values, order = values.reshape(-1), order.reshape(-1)
-    return kernels.unique_runs(values, order, consecutive)
+        values, order = target.sort.argsort_rows(target.reshape(flat, (1, -1)), False)
+        values, order = target.reshape(values, (-1,)), target.reshape(order, (-1,))
+    return target.sort.unique_runs(values, order, consecutive)
 
 
 def _unique_result(input, firsts, inverse, counts, return_inverse, return_counts):
     out = [Tensor._wrap(firsts)]
     if return_inverse:
-        out.append(Tensor._wrap(inverse.reshape(input._data.shape)))
+        out.append(Tensor._wrap(target_of(inverse).reshape(inverse, input._data.shape)))
     if return_counts:
         out.append(Tensor._wrap(counts))
     return out[0] if len(out) == 1 else tuple(out)
@@ -225,15 +238,16 @@ def _unique_dim(input, dim, consecutive, return_inverse, return_counts, name):
     d = _check_dim(dim, input.ndim, name)
     if any(n == 0 for k, n in enumerate(input._data.shape) if k != d):
         raise RuntimeError("There are 0 sized dimensions, and they aren't selected, so unique cannot be applied")
-    data = input._data if input.ndim else input._data.reshape(1)
-    moved = np.moveaxis(data, d, 0)
-    block = np.ascontiguousarray(moved).reshape(moved.shape[0], int(np.prod(moved.shape[1:], dtype=np.int64)))
+    target = target_of(input._data)
+    data = target.reshape(input._data, input._data.shape or (1,))
+    moved = target.permute(data, (d,) + tuple(k for k in range(data.ndim) if k != d))
+    block = target.reshape(target.contiguous(moved), (moved.shape[0], int(np.prod(moved.shape[1:], dtype=np.int64))))
     if block.shape[0] == 0:
-        firsts, inverse, counts = (np.zeros(0, np.int64),) * 3
+        firsts, inverse, counts = (target.zeros(0, np.int64),) * 3
     else:
-        firsts, inverse, counts = kernels.unique_slices(block, consecutive)
-    values = np.ascontiguousarray(np.moveaxis(moved[firsts], 0, d))
-    out = [Tensor._wrap(values)]
+        firsts, inverse, counts = target.sort.unique_slices(block, consecutive)
+    values = Tensor._wrap(data).index_select(d, Tensor._wrap(firsts))
+    out = [values]
     if return_inverse:
         out.append(Tensor._wrap(inverse))
     if return_counts:
@@ -247,7 +261,7 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
     ``sorted=False`` allows too)."""
     if dim is not None:
         return _unique_dim(input, dim, False, return_inverse, return_counts, "unique")
-    firsts, inverse, counts = _unique_flat(input._data, sorted, False)
+    firsts, inverse, counts = _unique_flat(input, sorted, False)
     return _unique_result(input, firsts, inverse, counts, return_inverse, return_counts)
 
 
@@ -256,5 +270,5 @@ def unique_consecutive(input, return_inverse=False, return_counts=False, dim=Non
     """Each run of equal consecutive values (or slices along ``dim``) kept once."""
     if dim is not None:
         return _unique_dim(input, dim, True, return_inverse, return_counts, "unique_consecutive")
-    firsts, inverse, counts = _unique_flat(input._data, True, True)
+    firsts, inverse, counts = _unique_flat(input, True, True)
     return _unique_result(input, firsts, inverse, counts, return_inverse, return_counts)

@@ -8,14 +8,15 @@ numbers) that skips all of that. The quick path keeps the one cache of serial lo
 one cache of number arrays; nothing else keeps copies of them.
 
 A CUDA target has the same methods over ``numba.cuda`` device arrays; hand-written kernel
-families (``reduce``, ``index``, ``linalg``, ``loss``, ``shape``, ``optim``) are reached
+families (``reduce``, ``index``, ``linalg``, ``loss``, ``shape``, ``optim``, ``sort``, ``scan``,
+``count``, ``svd``) are reached
 through the target too, so that each target brings its own.
 """
 import sys
 
 import numpy as np
 
-from .. import index, linalg, loss, optim, reduce, shape
+from .. import count, index, linalg, loss, optim, reduce, scan, shape, sort, svd
 from ..elementwise import OPS, PARALLEL_MIN, copy_of, element_strides, flat_buffer, strided_view
 
 __all__ = ["CpuTarget", "CPU"]
@@ -28,6 +29,7 @@ class CpuTarget:
     # the hand-written kernel families of this target
     reduce, index, linalg, loss, shape = reduce, index, linalg, loss, shape
     optim = optim
+    sort, scan, count, svd = sort, scan, count, svd
 
     def __repr__(self):
         return "<nbgrad target cpu>"
