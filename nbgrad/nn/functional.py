@@ -436,3 +436,10 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
     if reduction == "mean":
         return -picked.sum() / (input.numel() // n_classes) if input.numel() else -picked.sum() * math.nan
     return -picked.sum() if reduction == "sum" else -picked.sum(cdim)
+
+
+# -- the layers with their own kernels, each in its own module --------------------------------------
+from . import _conv  # noqa: E402
+from ._conv import *  # noqa: E402,F401,F403
+
+__all__ += _conv.__all__
