@@ -439,8 +439,9 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
 
 
 # -- the layers with their own kernels, each in its own module --------------------------------------
-from . import _conv, _pool  # noqa: E402
+from . import _conv, _norm, _pool  # noqa: E402
 from ._conv import *  # noqa: E402,F401,F403
+from ._norm import *  # noqa: E402,F401,F403
 from ._pool import *  # noqa: E402,F401,F403
 
-__all__ += _conv.__all__ + _pool.__all__
+__all__ += _conv.__all__ + _pool.__all__ + _norm.__all__
