@@ -202,7 +202,7 @@ def forward(x, w, b, stride, pad_lo, pad_hi, dilation, groups):
 
 def _go_t(go):
     n, o = go.shape[:2]
-    t = np.empty((o, go[0, 0].size * n), go.dtype)
+    t = np.empty((o, go.shape[2] * go.shape[3] * n), go.dtype)
     _transpose(t, np.ascontiguousarray(go).reshape(n, o, -1))
     return t
 
@@ -211,7 +211,7 @@ def input_grad(go, w, x_shape, stride, pad_lo, pad_hi, dilation, groups):
     """The gradient of the input (``x_shape``) for output gradient ``go``: ``col2im(W^T @ go)``."""
     o = w.shape[0]
     geo = _geometry(x_shape, w.shape, stride, pad_lo, pad_hi, dilation)
-    dcols = np.empty((x_shape[1] * geo[0] * geo[1], go[0, 0].size * x_shape[0]), go.dtype)
+    dcols = np.empty((x_shape[1] * geo[0] * geo[1], go.shape[2] * go.shape[3] * x_shape[0]), go.dtype)
     if dcols.size and o:
         _gemm_groups(dcols, np.ascontiguousarray(w).reshape(o, -1), _go_t(go), groups, True, False)
     elif dcols.size:

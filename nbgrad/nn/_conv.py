@@ -170,8 +170,9 @@ def _check(input, weight, bias, stride, lo, hi, dilation, groups, nd):
     if not input.is_floating_point():
         raise NotImplementedError(f"nbgrad's convolution runs on float32 and float64 tensors, not {input.dtype}")
     if weight.dtype is not input.dtype:
-        raise RuntimeError(f"Input type ({input.dtype.legacy}) and weight type ({weight.dtype.legacy}) should be "
-                           "the same or input should be a MKLDNN tensor and weight is a dense tensor")
+        raise RuntimeError(f"Input type (torch.{input.dtype.legacy}Tensor) and weight type "
+                           f"(torch.{weight.dtype.legacy}Tensor) should be the same or input should be a MKLDNN tensor "
+                           "and weight is a dense tensor")
     if bias is not None and bias.dtype is not input.dtype:
         raise RuntimeError(f"Input type ({input.dtype.numpy}) and bias type ({bias.dtype.numpy}) should be the same")
 
