@@ -90,9 +90,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                                               running_mean._data if track else _flat(running_mean),
                                               running_var._data if (track or not training) else None,
                                               training, 0.1 if momentum is None else momentum, eps)
-    if track:
-        running_mean._version_counter.value += 1
-        running_var._version_counter.value += 1
     return record(NativeBatchNormBackward0, out.reshape(input.shape), (input, weight, bias), saved=(input, weight),
                   mean=mean, invstd=invstd, train=training, eps=eps)
 
