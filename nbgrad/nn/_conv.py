@@ -18,6 +18,7 @@ import numpy as np
 
 from nbgrad.ops import conv as kernels
 
+from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.graph import Node
 from ..tensor import Tensor, record
 
@@ -55,7 +56,10 @@ class ConvolutionBackward0(Node):
         dw = _weight_grad(x, grad, w.shape, geo, cols) if fns[1][0] is not None else None
         db = None
         if fns[2][0] is not None:
-            db = grad.sum([0] + list(range(2, grad.dim())))
+            if is_grad_enabled():                  # create_graph: a recorded sum
+                db = grad.sum([0] + list(range(2, grad.dim())))
+            else:                                  # one serial pass, no strided reduction
+                db = Tensor._wrap(kernels.bias_grad(_as4(grad._data, geo.nd)))
         return dx, dw, db
 
 
