@@ -196,14 +196,14 @@ def forward(x, w, b, stride, pad_lo, pad_hi, dilation, groups):
     else:
         _gemm_groups(t, np.ascontiguousarray(w).reshape(o, -1), cols, groups, False, False)
     has_bias = b is not None
-    _untranspose(out.reshape(n, o, -1), t, b if has_bias else t[:, 0], has_bias)
+    _untranspose(out.reshape(n, o, oh * ow), t, b if has_bias else t[:, 0], has_bias)
     return out, cols
 
 
 def _go_t(go):
     n, o = go.shape[:2]
     t = np.empty((o, go.shape[2] * go.shape[3] * n), go.dtype)
-    _transpose(t, np.ascontiguousarray(go).reshape(n, o, -1))
+    _transpose(t, np.ascontiguousarray(go).reshape(n, o, go.shape[2] * go.shape[3]))
     return t
 
 
@@ -238,7 +238,7 @@ def weight_grad(cols, go, w_shape, groups):
 def bias_grad(go):
     n, o = go.shape[:2]
     db = np.empty(o, go.dtype)
-    _bias_grad(db, np.ascontiguousarray(go).reshape(n, o, -1))
+    _bias_grad(db, np.ascontiguousarray(go).reshape(n, o, go.shape[2] * go.shape[3]))
     return db
 
 
