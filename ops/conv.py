@@ -3,8 +3,9 @@
 Every convolution is seen as 2-D (a 1-D one has ``H = 1``). ``im2col`` lays the input out
 as ``cols[(c, i, j), (n, oh, ow)]`` (one row per channel and kernel tap, one column per
 output position of the whole batch), so that the forward is ``W_g @ cols_g`` for each group
-``g``: one large product over the batch, where BLAS is fastest (measured against a direct
-loop: see ``benchmarks/conv_direct.py``). Padding is read as zeros by bounds checks in the
+``g``: one large product over the batch, where BLAS is fastest. Measured against a direct
+Numba loop on the ``cnn_step`` workload's convolutions (``python -m benchmarks.conv_direct``,
+one thread): 0.48 vs 0.79 ms (1->8 channels, 28x28) and 0.72 vs 4.6 ms (8->16, 13x13). Padding is read as zeros by bounds checks in the
 loops, never materialised; asymmetric padding (``padding='same'`` with an even extent) is
 a lower padding in the loops plus a larger output.
 
@@ -194,7 +195,7 @@ def forward(x, w, b, stride, pad_lo, pad_hi, dilation, groups):
     if cols.shape[0] == 0:
         t[...] = 0
     else:
-        _gemm_groups(t, np.ascontiguousarray(w).reshape(o, -1), cols, groups, False, False)
+        _gemm_groups(t, np.ascontiguousarray(w).reshape(o, cols.shape[0] // groups), cols, groups, False, False)
     has_bias = b is not None
     _untranspose(out.reshape(n, o, oh * ow), t, b if has_bias else t[:, 0], has_bias)
     return out, cols
@@ -213,7 +214,8 @@ def input_grad(go, w, x_shape, stride, pad_lo, pad_hi, dilation, groups):
     geo = _geometry(x_shape, w.shape, stride, pad_lo, pad_hi, dilation)
     dcols = np.empty((x_shape[1] * geo[0] * geo[1], go.shape[2] * go.shape[3] * x_shape[0]), go.dtype)
     if dcols.size and o:
-        _gemm_groups(dcols, np.ascontiguousarray(w).reshape(o, -1), _go_t(go), groups, True, False)
+        _gemm_groups(dcols, np.ascontiguousarray(w).reshape(o, dcols.shape[0] // groups), _go_t(go), groups, True,
+                     False)
     elif dcols.size:
         dcols[...] = 0
     dx = np.empty(x_shape, go.dtype)

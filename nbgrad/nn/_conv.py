@@ -94,7 +94,8 @@ def _conv(x, w, b, geo):
     nd = geo.nd
     out, cols = kernels.forward(_as4(x._data, nd), _as4(w._data, nd), None if b is None else b._data,
                                 *_args(geo), geo.groups)
-    return record(ConvolutionBackward0, _back(out, nd), (x, w, b), saved=(x, w), geometry=geo, cols=cols)
+    return record(ConvolutionBackward0, _back(out, nd), (x, w, b), saved=(x, w), geometry=geo,
+                  cols=cols if w.requires_grad else None)    # kept for the weight gradient only
 
 
 def _input_grad(go, w, x_shape, geo):
@@ -156,6 +157,9 @@ def _check(input, weight, bias, stride, lo, hi, dilation, groups, nd):
                            f"{list(weight.shape)}, but got {input.dim()}-dimensional input of size "
                            f"{list(input.shape)} instead")
     ws = list(weight.shape)
+    if ws[0] < groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at dimension 0, but got "
+                           f"weight of size {ws} instead")
     if ws[0] % groups:
         raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
                            f"but got weight of size [{ws}] instead")
