@@ -5,9 +5,10 @@ as ``cols[(c, i, j), (n, oh, ow)]`` (one row per channel and kernel tap, one col
 output position of the whole batch), so that the forward is ``W_g @ cols_g`` for each group
 ``g``: one large product over the batch, where BLAS is fastest. Measured against a direct
 Numba loop on the ``cnn_step`` workload's convolutions (``python -m benchmarks.conv_direct``,
-one thread): 0.48 vs 0.79 ms (1->8 channels, 28x28) and 0.72 vs 4.6 ms (8->16, 13x13). Padding is read as zeros by bounds checks in the
-loops, never materialised; asymmetric padding (``padding='same'`` with an even extent) is
-a lower padding in the loops plus a larger output.
+one thread): 0.48 vs 0.79 ms (1->8 channels, 28x28) and 0.72 vs 4.6 ms (8->16, 13x13).
+Padding is read as zeros by bounds checks in the loops, never materialised; asymmetric
+padding (``padding='same'`` with an even extent) is a lower padding in the loops plus a
+larger output.
 
 The backward is the same layout in reverse: the output gradient is transposed to
 ``(O, N*L)`` (the bias gradient summed in that pass), ``dW_g = go_g @ cols_g.T`` and

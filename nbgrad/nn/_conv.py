@@ -14,8 +14,6 @@ any order without a second implementation:
 A 1-D convolution runs as a 2-D one of height 1 (its arrays are viewed, never copied, and
 its tensors keep their own shapes, so its node's edges lead to the caller's tensors).
 """
-import numpy as np
-
 from nbgrad.ops import conv as kernels
 
 from ..autograd.grad_mode import is_grad_enabled
