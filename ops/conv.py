@@ -24,7 +24,7 @@ from numba import njit, prange
 from ._cache import guard
 from .elementwise import PARALLEL_MIN, parallel_lock
 
-__all__ = ["out_size", "forward", "input_grad", "weight_grad", "bias_grad"]
+__all__ = ["out_size", "im2col", "forward", "transposed", "input_grad", "weight_grad", "bias_grad"]
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -35,12 +35,23 @@ def out_size(size, k, stride, pad_lo, pad_hi, dilation):
 
 # -- im2col / col2im ------------------------------------------------------------------------
 @njit(inline="always", error_model="numpy")
+def _inside(off, stride, size, out_size):
+    """The outputs ``[lo, hi)`` whose input position ``o * stride + off`` lies in ``[0, size)``:
+    the loops copy those without a check per element (so they vectorise) and zero the rest."""
+    lo = min(out_size, -(off // stride)) if off < 0 else 0          # ceil(-off / stride)
+    hi = min(out_size, (size - 1 - off) // stride + 1) if size - 1 - off >= 0 else 0
+    return lo, max(lo, hi)
+
+
+@njit(inline="always", error_model="numpy")
 def _im2col_channel(c, cols, x, kh, kw, oh_, ow_, sh, sw, ph, pw, dh, dw):
     n_, _, h_, w_ = x.shape
     L = oh_ * ow_
     for i in range(kh):
         for j in range(kw):
             r = (c * kh + i) * kw + j
+            off = j * dw - pw
+            lo, hi = _inside(off, sw, w_, ow_)
             for n in range(n_):
                 for oh in range(oh_):
                     base = n * L + oh * ow_
@@ -49,9 +60,12 @@ def _im2col_channel(c, cols, x, kh, kw, oh_, ow_, sh, sw, ph, pw, dh, dw):
                         for ow in range(ow_):
                             cols[r, base + ow] = 0
                     else:
-                        for ow in range(ow_):
-                            iw = ow * sw - pw + j * dw
-                            cols[r, base + ow] = x[n, c, ih, iw] if 0 <= iw < w_ else 0
+                        for ow in range(lo):
+                            cols[r, base + ow] = 0
+                        for ow in range(lo, hi):
+                            cols[r, base + ow] = x[n, c, ih, ow * sw + off]
+                        for ow in range(hi, ow_):
+                            cols[r, base + ow] = 0
 
 
 @njit(**_JIT)
@@ -77,15 +91,15 @@ def _col2im_channel(c, dx, cols, kh, kw, oh_, ow_, sh, sw, ph, pw, dh, dw):
     for i in range(kh):
         for j in range(kw):
             r = (c * kh + i) * kw + j
+            off = j * dw - pw
+            lo, hi = _inside(off, sw, w_, ow_)
             for n in range(n_):
                 for oh in range(oh_):
                     ih = oh * sh - ph + i * dh
                     if 0 <= ih < h_:
                         base = n * L + oh * ow_
-                        for ow in range(ow_):
-                            iw = ow * sw - pw + j * dw
-                            if 0 <= iw < w_:
-                                dx[n, c, ih, iw] += cols[r, base + ow]
+                        for ow in range(lo, hi):
+                            dx[n, c, ih, ow * sw + off] += cols[r, base + ow]
 
 
 @njit(**_JIT)
@@ -135,13 +149,22 @@ def _untranspose(out, t, bias, has_bias):
 
 
 @njit(**_JIT)
-def _transpose(t, go):
-    """``t[o, n*L + l] = go[n, o, l]``."""
+def _transpose(t, db, go, want_db):
+    """``t[o, n*L + l] = go[n, o, l]``, and where wanted the bias gradient ``db[o]`` (the sum
+    over ``n`` and ``l``, in float64) in the same pass."""
     n_, o_, l_ = go.shape
+    acc = np.zeros(o_)
     for n in range(n_):
         for o in range(o_):
+            s = 0.0
             for l in range(l_):
-                t[o, n * l_ + l] = go[n, o, l]
+                g = go[n, o, l]
+                t[o, n * l_ + l] = g
+                s += g
+            acc[o] += s
+    if want_db:
+        for o in range(o_):
+            db[o] = acc[o]
 
 
 @njit(**_JIT)
@@ -202,21 +225,26 @@ def forward(x, w, b, stride, pad_lo, pad_hi, dilation, groups):
     return out, cols
 
 
-def _go_t(go):
+def transposed(go, want_db=False):
+    """The output gradient (N, O, OH, OW) as ``(O, N*OH*OW)``, the layout both gradient products
+    read, and the bias gradient (or None) summed in the same pass."""
     n, o = go.shape[:2]
     t = np.empty((o, go.shape[2] * go.shape[3] * n), go.dtype)
-    _transpose(t, np.ascontiguousarray(go).reshape(n, o, go.shape[2] * go.shape[3]))
-    return t
+    db = np.empty(o if want_db else 0, go.dtype)
+    _transpose(t, db, np.ascontiguousarray(go).reshape(n, o, go.shape[2] * go.shape[3]), want_db)
+    return t, (db if want_db else None)
 
 
-def input_grad(go, w, x_shape, stride, pad_lo, pad_hi, dilation, groups):
-    """The gradient of the input (``x_shape``) for output gradient ``go``: ``col2im(W^T @ go)``."""
+def input_grad(go, w, x_shape, stride, pad_lo, pad_hi, dilation, groups, go_t=None):
+    """The gradient of the input (``x_shape``) for output gradient ``go`` (or its ``transposed``
+    form ``go_t``): ``col2im(W^T @ go)``."""
     o = w.shape[0]
     geo = _geometry(x_shape, w.shape, stride, pad_lo, pad_hi, dilation)
     dcols = np.empty((x_shape[1] * geo[0] * geo[1], go.shape[2] * go.shape[3] * x_shape[0]), go.dtype)
     if dcols.size and o:
-        _gemm_groups(dcols, np.ascontiguousarray(w).reshape(o, dcols.shape[0] // groups), _go_t(go), groups, True,
-                     False)
+        if go_t is None:
+            go_t = transposed(go)[0]
+        _gemm_groups(dcols, np.ascontiguousarray(w).reshape(o, dcols.shape[0] // groups), go_t, groups, True, False)
     elif dcols.size:
         dcols[...] = 0
     dx = np.empty(x_shape, go.dtype)
@@ -225,16 +253,16 @@ def input_grad(go, w, x_shape, stride, pad_lo, pad_hi, dilation, groups):
     return dx
 
 
-def weight_grad(cols, go, w_shape, groups):
-    """The gradient of the weight (``w_shape``) from the input's ``cols`` and ``go``:
-    ``go_g @ cols_g^T`` per group."""
+def weight_grad(cols, go, w_shape, groups, go_t=None):
+    """The gradient of the weight (``w_shape``) from the input's ``cols`` and ``go`` (or its
+    ``transposed`` form ``go_t``): ``go_g @ cols_g^T`` per group."""
     dw = np.empty((w_shape[0], int(np.prod(w_shape[1:]))), go.dtype)
     if dw.size == 0:
         return dw.reshape(w_shape)
     if cols.shape[1] == 0:
         dw[...] = 0
     else:
-        _gemm_groups(dw, _go_t(go), cols, groups, False, True)
+        _gemm_groups(dw, transposed(go)[0] if go_t is None else go_t, cols, groups, False, True)
     return dw.reshape(w_shape)
 
 

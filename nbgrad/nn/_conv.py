@@ -48,17 +48,33 @@ class ConvolutionBackward0(Node):
     def backward(self, grad):
         x, w = self.saved_tensors
         geo = self.geometry
-        fns = self.next_functions
+        need_dx, need_dw, need_db = (f[0] is not None for f in self.next_functions)
         cols, self.cols = self.cols, None          # read once: a retained graph recomputes it
-        dx = _input_grad(grad, w, x.shape, geo) if fns[0][0] is not None else None
-        dw = _weight_grad(x, grad, w.shape, geo, cols) if fns[1][0] is not None else None
-        db = None
-        if fns[2][0] is not None:
-            if is_grad_enabled():                  # create_graph: a recorded sum
-                db = grad.sum([0] + list(range(2, grad.dim())))
-            else:                                  # one serial pass, no strided reduction
-                db = Tensor._wrap(kernels.bias_grad(_as4(grad._data, geo.nd)))
-        return dx, dw, db
+        if is_grad_enabled():                      # create_graph: the gradients as recorded ops
+            return (_input_grad(grad, w, x.shape, geo) if need_dx else None,
+                    _weight_grad(x, grad, w.shape, geo, cols) if need_dw else None,
+                    grad.sum([0] + list(range(2, grad.dim()))) if need_db else None)
+        return _fused_backward(grad, x, w, geo, cols, need_dx, need_dw, need_db)
+
+
+def _fused_backward(grad, x, w, geo, cols, need_dx, need_dw, need_db):
+    """The three gradients, nothing recorded: the output gradient is transposed once for both
+    products, with the bias gradient summed in that pass."""
+    nd = geo.nd
+    go = _as4(grad._data, nd)
+    if not (need_dx or need_dw):
+        return None, None, Tensor._wrap(kernels.bias_grad(go)) if need_db else None
+    go_t, db = kernels.transposed(go, need_db)
+    dx = dw = None
+    w4 = _as4(w._data, nd)
+    if need_dx:
+        x4 = tuple(x.shape) if nd == 2 else (x.shape[0], x.shape[1], 1, x.shape[2])
+        dx = Tensor._wrap(_back(kernels.input_grad(go, w4, x4, *_args(geo), geo.groups, go_t), nd))
+    if need_dw:
+        if cols is None:
+            cols = kernels.im2col(_as4(x._data, nd), w4.shape, *_args(geo))
+        dw = Tensor._wrap(_back(kernels.weight_grad(cols, go, w4.shape, geo.groups, go_t), nd))
+    return dx, dw, (Tensor._wrap(db) if need_db else None)
 
 
 class ConvolutionBackwardBackward0(Node):
