@@ -265,3 +265,39 @@ def test_default_init_is_pytorchs():
 def test_padding_modes_other_than_zeros_are_refused():
     with pytest.raises(NotImplementedError, match="zeros"):
         nbgrad.nn.Conv2d(2, 2, 3, padding_mode="reflect")
+
+
+def _cnn(nn):
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 6, 3, groups=2), nn.GroupNorm(3, 6), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True),
+                         nn.AdaptiveAvgPool2d((2, 2)), nn.Flatten(), nn.LayerNorm(24), nn.Linear(24, 5))
+
+
+def test_small_cnn_training_steps_match_torch(torch):
+    """Conv, pooling and normalisation layers together: three SGD steps from the same weights
+    give the same losses, gradients and running statistics as PyTorch (float64)."""
+    ours, theirs = _cnn(nbgrad.nn).double(), _cnn(torch.nn).double()
+    copy_state(ours, theirs)
+    x = random_array((8, 1, 12, 12), np.float64, 0)
+    y = np.random.default_rng(0).integers(0, 5, 8)
+    opt = nbgrad.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
+    opt_t = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        for model, o, lib in ((ours, opt, nbgrad), (theirs, opt_t, torch)):
+            o.zero_grad()
+            loss = lib.nn.functional.cross_entropy(model(lib.tensor(x)), lib.tensor(y))
+            loss.backward()
+            o.step()
+            model.loss = loss.item()
+        assert ours.loss == pytest.approx(theirs.loss, rel=1e-10)
+    for (k, v), (kt, vt) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+        assert k == kt
+        assert_close(v, vt, rtol=1e-8, atol=1e-10)
+
+
+def test_cnn_step_workload_runs(torch):
+    from benchmarks.workloads import WORKLOADS
+    for lib in (nbgrad, torch):
+        run = WORKLOADS["cnn_step"].make(lib)
+        run()
+        run()
