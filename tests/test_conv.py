@@ -194,6 +194,7 @@ ERRORS = [
     lambda F, t: F.conv1d(t.randn(2, 3, 2, 2), t.randn(4, 3, 3)),
     lambda F, t: F.conv1d(t.randn(2, 3, 2), t.randn(4, 3, 3)),
     lambda F, t: F.conv2d(t.randn(2, 3, 5, 5), t.randn(0, 3, 3, 3)),
+    lambda F, t: F.conv2d(t.randn(2, 3, 5, 5), t.randn(4, 3, 3, 3), t.randn(4, dtype=t.float64)),
     lambda F, t: F.conv2d(t.randn(2, 4, 5, 5), t.randn(2, 1, 3, 3), groups=4),
 ]
 

@@ -196,7 +196,9 @@ def _check(input, weight, bias, stride, lo, hi, dilation, groups, nd):
                            f"(torch.{weight.dtype.legacy}Tensor) should be the same or input should be a MKLDNN tensor "
                            "and weight is a dense tensor")
     if bias is not None and bias.dtype is not input.dtype:
-        raise RuntimeError(f"Input type ({input.dtype.numpy}) and bias type ({bias.dtype.numpy}) should be the same")
+        c_name = {"float32": "float", "float64": "double", "int64": "long int", "bool": "bool"}
+        raise RuntimeError(f"Input type ({c_name[input.dtype.name]}) and bias type ({c_name[bias.dtype.name]}) should "
+                           "be the same")
 
 
 def _convolution(name, nd, input, weight, bias, stride, padding, dilation, groups):
