@@ -302,3 +302,13 @@ def test_cnn_step_workload_runs(torch):
         run = WORKLOADS["cnn_step"].make(lib)
         run()
         run()
+
+
+def test_node_attributes_are_pytorchs(torch):
+    """What make_dot(show_attrs=True) lists: the same values as PyTorch's node saves."""
+    x, w = nbgrad.randn(1, 4, 6, 6, requires_grad=True), nbgrad.randn(4, 2, 3, 3)
+    fn = F.conv2d(x, w, stride=(2, 1), padding=1, dilation=(1, 2), groups=2).grad_fn
+    fn_t = torch.nn.functional.conv2d(torch.randn(1, 4, 6, 6, requires_grad=True), torch.randn(4, 2, 3, 3),
+                                      stride=(2, 1), padding=1, dilation=(1, 2), groups=2).grad_fn
+    for name in ("stride", "padding", "dilation", "groups", "transposed", "output_padding"):
+        assert getattr(fn, name) == getattr(fn_t, f"_saved_{name}")

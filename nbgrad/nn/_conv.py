@@ -35,21 +35,24 @@ def _back(a, nd):
 class _Geometry:
     """stride, lower and upper padding, dilation (each two numbers), groups, and the number
     of spatial dims (1 or 2)."""
-    __slots__ = ("stride", "lo", "hi", "dilation", "groups", "nd")
+    __slots__ = ("stride", "lo", "hi", "dilation", "groups", "nd", "shown")
 
     def __init__(self, stride, lo, hi, dilation, groups, nd):
         one = (1,) if nd == 1 else ()
         zero = (0,) if nd == 1 else ()
         self.stride, self.lo, self.hi = one + tuple(stride), zero + tuple(lo), zero + tuple(hi)
         self.dilation, self.groups, self.nd = one + tuple(dilation), groups, nd
+        # the node attributes that make_dot(show_attrs=True) lists, as PyTorch's node has them
+        self.shown = dict(stride=tuple(stride), padding=tuple(lo), dilation=tuple(dilation), groups=groups,
+                          transposed=False, output_padding=(0,) * nd)
 
 
 class ConvolutionBackward0(Node):
     def backward(self, grad):
         x, w = self.saved_tensors
-        geo = self.geometry
+        geo = self._geometry
         need_dx, need_dw, need_db = (f[0] is not None for f in self.next_functions)
-        cols, self.cols = self.cols, None          # read once: a retained graph recomputes it
+        cols, self._cols = self._cols, None          # read once: a retained graph recomputes it
         if is_grad_enabled():                      # create_graph: the gradients as recorded ops
             return (_input_grad(grad, w, x.shape, geo) if need_dx else None,
                     _weight_grad(x, grad, w.shape, geo, cols) if need_dw else None,
@@ -83,8 +86,8 @@ class ConvolutionBackwardBackward0(Node):
     def backward(self, gg):
         go, w = self.saved_tensors
         fns = self.next_functions
-        return (_conv(gg, w, None, self.geometry) if fns[0][0] is not None else None,
-                _weight_grad(gg, go, w.shape, self.geometry) if fns[1][0] is not None else None)
+        return (_conv(gg, w, None, self._geometry) if fns[0][0] is not None else None,
+                _weight_grad(gg, go, w.shape, self._geometry) if fns[1][0] is not None else None)
 
 
 class _WeightGradBackward(Node):
@@ -93,8 +96,8 @@ class _WeightGradBackward(Node):
     def backward(self, gg):
         x, go = self.saved_tensors
         fns = self.next_functions
-        return (_input_grad(go, gg, x.shape, self.geometry) if fns[0][0] is not None else None,
-                _conv(x, gg, None, self.geometry) if fns[1][0] is not None else None)
+        return (_input_grad(go, gg, x.shape, self._geometry) if fns[0][0] is not None else None,
+                _conv(x, gg, None, self._geometry) if fns[1][0] is not None else None)
 
 
 _WeightGradBackward.__name__ = _WeightGradBackward.__qualname__ = "ConvolutionBackwardBackward0"
@@ -108,15 +111,15 @@ def _conv(x, w, b, geo):
     nd = geo.nd
     out, cols = kernels.forward(_as4(x._data, nd), _as4(w._data, nd), None if b is None else b._data,
                                 *_args(geo), geo.groups)
-    return record(ConvolutionBackward0, _back(out, nd), (x, w, b), saved=(x, w), geometry=geo,
-                  cols=cols if w.requires_grad else None)    # kept for the weight gradient only
+    return record(ConvolutionBackward0, _back(out, nd), (x, w, b), saved=(x, w), _geometry=geo,
+                  _cols=cols if w.requires_grad else None, **geo.shown)    # cols: for the weight gradient only
 
 
 def _input_grad(go, w, x_shape, geo):
     nd = geo.nd
     x4 = tuple(x_shape) if nd == 2 else (x_shape[0], x_shape[1], 1, x_shape[2])
     dx = kernels.input_grad(_as4(go._data, nd), _as4(w._data, nd), x4, *_args(geo), geo.groups)
-    return record(ConvolutionBackwardBackward0, _back(dx, nd), (go, w), saved=(go, w), geometry=geo)
+    return record(ConvolutionBackwardBackward0, _back(dx, nd), (go, w), saved=(go, w), _geometry=geo, **geo.shown)
 
 
 def _weight_grad(x, go, w_shape, geo, cols=None):
@@ -125,7 +128,7 @@ def _weight_grad(x, go, w_shape, geo, cols=None):
     if cols is None:
         cols = kernels.im2col(_as4(x._data, nd), w4, *_args(geo))
     dw = kernels.weight_grad(cols, _as4(go._data, nd), w4, geo.groups)
-    return record(_WeightGradBackward, _back(dw, nd), (x, go), saved=(x, go), geometry=geo)
+    return record(_WeightGradBackward, _back(dw, nd), (x, go), saved=(x, go), _geometry=geo, **geo.shown)
 
 
 # -- the checks, in PyTorch's order and words ----------------------------------------------------

@@ -38,24 +38,24 @@ class NativeBatchNormBackward0(Node):
             return self._composed(grad, x, w, need_dx, need_w, need_b)
         n, c = x.shape[:2]
         dx, dw, db = kernels.batch_backward(grad._data.reshape(n, c, -1), x._data.reshape(n, c, -1), _flat(w),
-                                            self.mean, self.invstd, self.train, need_dx)
+                                            self._mean, self._invstd, self.training, need_dx)
         return (Tensor._wrap(dx.reshape(x.shape)) if need_dx else None,
                 Tensor._wrap(dw) if need_w else None, Tensor._wrap(db) if need_b else None)
 
     def _composed(self, go, x, w, need_dx, need_w, need_b):
         dims = [0] + list(range(2, x.dim()))
         shape = [1, x.shape[1]] + [1] * (x.dim() - 2)
-        if self.train:
+        if self.training:
             xmu = x - x.mean(dims, keepdim=True)
             invstd = ((xmu * xmu).mean(dims, keepdim=True) + self.eps).rsqrt()
         else:
-            xmu = x - _wrap(self.mean, x).reshape(shape)
-            invstd = _wrap(self.invstd, x).reshape(shape)
+            xmu = x - _wrap(self._mean, x).reshape(shape)
+            invstd = _wrap(self._invstd, x).reshape(shape)
         xhat = xmu * invstd
         dx = None
         if need_dx:
             gy = go if w is None else go * w.reshape(shape)
-            if self.train:
+            if self.training:
                 gy = gy - gy.mean(dims, keepdim=True) - xhat * (gy * xhat).mean(dims, keepdim=True)
             dx = gy * invstd
         return (dx, (go * xhat).sum(dims) if need_w else None, go.sum(dims) if need_b else None)
@@ -91,7 +91,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                                               running_var._data if (track or not training) else None,
                                               training, 0.1 if momentum is None else momentum, eps)
     return record(NativeBatchNormBackward0, out.reshape(input.shape), (input, weight, bias), saved=(input, weight),
-                  mean=mean, invstd=invstd, train=training, eps=eps)
+                  _mean=mean, _invstd=invstd, training=training, eps=eps)
 
 
 # -- layer norm and group norm: rows of (R, M), parameters indexed (r % G) * Cg + m // L ------------
@@ -102,16 +102,16 @@ class _RowNormBackward(Node):
         need_dx, need_w, need_b = (f[0] is not None for f in fns)
         if is_grad_enabled():
             return self._composed(grad, x, w, need_dx, need_w, need_b)
-        rows = (self.mean.shape[0], -1)
-        dx, dw, db = kernels.row_backward(grad._data.reshape(rows), x._data.reshape(rows), _flat(w), self.mean,
-                                          self.invstd, self.groups, self.cg, self.l, need_dx, need_w or need_b)
-        shape = self.param_shape
+        rows = (self._mean.shape[0], -1)
+        dx, dw, db = kernels.row_backward(grad._data.reshape(rows), x._data.reshape(rows), _flat(w), self._mean,
+                                          self._invstd, self._groups, self._cg, self._l, need_dx, need_w or need_b)
+        shape = self._param_shape
         return (Tensor._wrap(dx.reshape(x.shape)) if need_dx else None,
                 Tensor._wrap(dw.reshape(shape)) if need_w else None,
                 Tensor._wrap(db.reshape(shape)) if need_b else None)
 
     def _composed(self, go, x, w, need_dx, need_w, need_b):
-        g, cg, l_ = self.groups, self.cg, self.l
+        g, cg, l_ = self._groups, self._cg, self._l
         rows = (-1, g, cg * l_)
         xr = x.reshape(rows)
         xmu = xr - xr.mean(-1, keepdim=True)
@@ -124,8 +124,8 @@ class _RowNormBackward(Node):
             dx = ((gy - gy.mean(-1, keepdim=True) - xhat * (gy * xhat).mean(-1, keepdim=True)) * invstd).reshape(
                 x.shape)
         per_param = (-1, g, cg, l_)
-        dw = (gor * xhat).reshape(per_param).sum((0, 3)).reshape(self.param_shape) if need_w else None
-        db = gor.reshape(per_param).sum((0, 3)).reshape(self.param_shape) if need_b else None
+        dw = (gor * xhat).reshape(per_param).sum((0, 3)).reshape(self._param_shape) if need_w else None
+        db = gor.reshape(per_param).sum((0, 3)).reshape(self._param_shape) if need_b else None
         return dx, dw, db
 
 
@@ -137,15 +137,15 @@ class NativeGroupNormBackward0(_RowNormBackward):
     pass
 
 
-def _row_norm(node_cls, input, weight, bias, groups, cg, l_, param_shape, eps):
+def _row_norm(node_cls, input, weight, bias, groups, cg, l_, param_shape, eps, **shown):
     if not input.is_floating_point():
         raise NotImplementedError(f"nbgrad's normalisation runs on float32 and float64 tensors, not {input.dtype}")
     m = cg * l_                      # one row: a sample's group (layer norm: one group of all)
     rows = input.numel() // m if m else 0
     out, mean, invstd = kernels.row_forward(input._data.reshape(rows, m), _flat(weight), _flat(bias), groups, cg,
                                             l_, eps)
-    return record(node_cls, out.reshape(input.shape), (input, weight, bias), saved=(input, weight), mean=mean,
-                  invstd=invstd, groups=groups, cg=cg, l=l_, param_shape=tuple(param_shape), eps=eps)
+    return record(node_cls, out.reshape(input.shape), (input, weight, bias), saved=(input, weight), _mean=mean,
+                  _invstd=invstd, _groups=groups, _cg=cg, _l=l_, _param_shape=tuple(param_shape), eps=eps, **shown)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
@@ -162,7 +162,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
         raise RuntimeError(f"Given normalized_shape={shape}, expected input with shape [*, {', '.join(map(str, shape))}"
                            f"], but got input of size{list(input.shape)}")
     m = math.prod(shape)
-    return _row_norm(NativeLayerNormBackward0, input, weight, bias, 1, m, 1, shape, eps)
+    return _row_norm(NativeLayerNormBackward0, input, weight, bias, 1, m, 1, shape, eps, normalized_shape=tuple(shape))
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
@@ -178,5 +178,6 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
             raise RuntimeError(f"Expected {name} to be a vector of size equal to the number of channels in input, "
                                f"but got {name} of shape {list(t.shape)} and input of shape {list(input.shape)}")
     l_ = math.prod(input.shape[2:])
-    return _row_norm(NativeGroupNormBackward0, input, weight, bias, num_groups, c // num_groups, l_, [c], eps)
+    return _row_norm(NativeGroupNormBackward0, input, weight, bias, num_groups, c // num_groups, l_, [c], eps,
+                     N=input.shape[0], C=c, HxW=l_, group=num_groups)
 

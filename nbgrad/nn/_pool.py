@@ -29,17 +29,17 @@ class MaxPool2DWithIndicesBackward0(Node):
 
     def backward(self, grad):
         (idx,) = self.saved_tensors
-        dx = kernels.max_backward(_planes(grad._data), _planes(idx._data), self.in_shape[-2:])
-        return (record(MaxPool2DWithIndicesBackwardBackward0, dx.reshape(self.in_shape), (grad,), saved=(idx,),
-                       out_shape=grad.shape),)
+        dx = kernels.max_backward(_planes(grad._data), _planes(idx._data), self._in_shape[-2:])
+        return (record(MaxPool2DWithIndicesBackwardBackward0, dx.reshape(self._in_shape), (grad,), saved=(idx,),
+                       _out_shape=grad.shape),)
 
 
 class MaxPool2DWithIndicesBackwardBackward0(Node):
     def backward(self, gg):
         (idx,) = self.saved_tensors
         out = kernels.max_gather(_planes(gg._data), _planes(idx._data))
-        return (record(MaxPool2DWithIndicesBackward0, out.reshape(self.out_shape), (gg,), saved=(idx,),
-                       in_shape=gg.shape),)
+        return (record(MaxPool2DWithIndicesBackward0, out.reshape(self._out_shape), (gg,), saved=(idx,),
+                       _in_shape=gg.shape),)
 
 
 def _pair(value, name, what, allow_none=False):
@@ -108,7 +108,8 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
     shape = (*input.shape[:-2], *out_hw)
     indices = Tensor._wrap(idx.reshape(shape))
     out = record(MaxPool2DWithIndicesBackward0, out.reshape(shape), (input,), saved=(indices,),
-                 in_shape=input.shape)
+                 _in_shape=input.shape, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                 ceil_mode=ceil_mode)
     return out, indices
 
 
@@ -158,13 +159,14 @@ def _avg_nodes(name):
     """The forward node ``name`` and its backward's node ``name``BackwardBackward0: each one's
     backward is the other op on the incoming gradient, over the same windows."""
     def forward_backward(self, grad):
-        dx = kernels.avg_backward(_planes(grad._data), self.windows, self.in_shape[-2:])
-        return (record(back, dx.reshape(self.in_shape), (grad,), windows=self.windows, in_shape=self.in_shape,
-                       out_shape=grad.shape),)
+        dx = kernels.avg_backward(_planes(grad._data), self._windows, self._in_shape[-2:])
+        return (record(back, dx.reshape(self._in_shape), (grad,), _windows=self._windows,
+                       _in_shape=self._in_shape, _out_shape=grad.shape),)
 
     def backward_backward(self, gg):
-        out = kernels.avg_forward(_planes(gg._data), self.windows)
-        return (record(fwd, out.reshape(self.out_shape), (gg,), windows=self.windows, in_shape=self.in_shape),)
+        out = kernels.avg_forward(_planes(gg._data), self._windows)
+        return (record(fwd, out.reshape(self._out_shape), (gg,), _windows=self._windows,
+                       _in_shape=self._in_shape),)
 
     fwd = type(f"{name}Backward0", (Node,), {"backward": forward_backward, "__module__": __name__})
     back = type(f"{name}BackwardBackward0", (Node,), {"backward": backward_backward, "__module__": __name__})
@@ -175,10 +177,10 @@ AvgPool2DBackward0, AvgPool2DBackwardBackward0 = _avg_nodes("AvgPool2D")
 AdaptiveAvgPool2DBackward0, AdaptiveAvgPool2DBackwardBackward0 = _avg_nodes("AdaptiveAvgPool2D")
 
 
-def _avg(node_cls, input, windows):
+def _avg(node_cls, input, windows, **shown):
     out = kernels.avg_forward(_planes(input._data), windows)
-    return record(node_cls, out.reshape(*input.shape[:-2], *out.shape[-2:]), (input,), windows=windows,
-                  in_shape=input.shape)
+    return record(node_cls, out.reshape(*input.shape[:-2], *out.shape[-2:]), (input,), _windows=windows,
+                  _in_shape=input.shape, **shown)
 
 
 def _avg_windows(size, out, k, s, p, count_include_pad):
@@ -209,7 +211,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     ws, we, wd = _avg_windows(w, ow, kernel[1], stride[1], padding[1], count_include_pad)
     if divisor_override is not None:
         hd, wd = np.full(oh, float(divisor_override)), np.ones(ow)
-    return _avg(AvgPool2DBackward0, input, (hs, he, hd, ws, we, wd))
+    return _avg(AvgPool2DBackward0, input, (hs, he, hd, ws, we, wd), kernel_size=kernel, stride=stride,
+                padding=padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                divisor_override=divisor_override)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
