@@ -36,7 +36,8 @@ def _launch(serial, parallel, size, *args):
 
 # -- batch norm -------------------------------------------------------------------------------
 @njit(inline="always", error_model="numpy")
-def _bn_channel(c, out, x, mean, invstd, w, b, has_w, has_b, train, eps):
+def _bn_channel(c, out, x, mean, invstd, var, w, b, has_w, has_b, train, eps):
+    """Training: the channel's mean, biased variance and 1/std first; then the output."""
     n_, _, l_ = x.shape
     if train:
         k = x[0, c, 0]
@@ -49,11 +50,12 @@ def _bn_channel(c, out, x, mean, invstd, w, b, has_w, has_b, train, eps):
                 s2 += d * d
         m = n_ * l_
         mu = s1 / m
-        var = max(s2 / m - mu * mu, 0.0)
+        v = max(s2 / m - mu * mu, 0.0)
         mean[c] = k + mu
-        invstd[c] = var              # the biased variance, turned into 1/std by the caller's pass
+        var[c] = v
+        invstd[c] = 1.0 / math.sqrt(v + eps)
     mu = mean[c]
-    istd = 1.0 / math.sqrt(invstd[c] + eps) if train else invstd[c]
+    istd = invstd[c]
     scale = istd * (w[c] if has_w else 1.0)
     shift = (b[c] if has_b else 0.0) - mu * scale
     for n in range(n_):
@@ -62,15 +64,15 @@ def _bn_channel(c, out, x, mean, invstd, w, b, has_w, has_b, train, eps):
 
 
 @njit(**_JIT)
-def _bn_s(out, x, mean, invstd, w, b, has_w, has_b, train, eps):
+def _bn_s(out, x, mean, invstd, var, w, b, has_w, has_b, train, eps):
     for c in range(x.shape[1]):
-        _bn_channel(c, out, x, mean, invstd, w, b, has_w, has_b, train, eps)
+        _bn_channel(c, out, x, mean, invstd, var, w, b, has_w, has_b, train, eps)
 
 
 @njit(parallel=True, **_JIT)
-def _bn_p(out, x, mean, invstd, w, b, has_w, has_b, train, eps):
+def _bn_p(out, x, mean, invstd, var, w, b, has_w, has_b, train, eps):
     for c in prange(x.shape[1]):
-        _bn_channel(c, out, x, mean, invstd, w, b, has_w, has_b, train, eps)
+        _bn_channel(c, out, x, mean, invstd, var, w, b, has_w, has_b, train, eps)
 
 
 @njit(inline="always", error_model="numpy")
@@ -124,6 +126,7 @@ def batch_forward(x, w, b, running_mean, running_var, train, momentum, eps):
     c = x.shape[1]
     x = np.ascontiguousarray(x)
     out = np.empty(x.shape, x.dtype)
+    var = np.empty(c)
     if train:
         mean, invstd = np.empty(c), np.empty(c)
     else:
@@ -132,10 +135,10 @@ def batch_forward(x, w, b, running_mean, running_var, train, momentum, eps):
     w_, has_w = _vec(w, c, x.dtype)
     b_, has_b = _vec(b, c, x.dtype)
     if x.size:
-        _launch(_bn_s, _bn_p, x.size, out, x, mean, invstd, w_, b_, has_w, has_b, train, eps)
-    if train:
-        var = invstd.copy()
-        invstd[:] = 1.0 / np.sqrt(var + eps)
+        _launch(_bn_s, _bn_p, x.size, out, x, mean, invstd, var, w_, b_, has_w, has_b, train, eps)
+    elif train:                      # an empty batch: no statistics, running ones untouched (as PyTorch)
+        mean[:], var[:], invstd[:] = math.nan, math.nan, math.nan
+    if train and x.size:
         if running_mean is not None:
             m = x.size // c if c else 0
             running_mean *= 1 - momentum

@@ -217,3 +217,18 @@ def test_modules_over_train_and_eval(torch, make, shape):
     for (k, v), (kt, vt) in zip(ours.state_dict().items(), theirs.state_dict().items()):
         assert k == kt
         assert_close(v, vt, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["batch_norm", "layer_norm", "group_norm"])
+def test_empty_batch(torch, name):
+    """No samples: an empty output and gradient, running statistics untouched, as in PyTorch."""
+    results = []
+    for lib in (nbgrad, torch):
+        x = lib.zeros(0, 4, 3, requires_grad=True)
+        rm, rv = lib.zeros(4), lib.ones(4)
+        f = lib.nn.functional
+        y = {"batch_norm": lambda: f.batch_norm(x, rm, rv, training=True),
+             "layer_norm": lambda: f.layer_norm(x, (3,)), "group_norm": lambda: f.group_norm(x, 2)}[name]()
+        y.sum().backward()
+        results.append((tuple(y.shape), tuple(x.grad.shape), rm.tolist(), rv.tolist()))
+    assert results[0] == results[1]

@@ -36,8 +36,8 @@ class NativeBatchNormBackward0(Node):
         need_dx, need_w, need_b = (f[0] is not None for f in fns)
         if is_grad_enabled():
             return self._composed(grad, x, w, need_dx, need_w, need_b)
-        n, c = x.shape[:2]
-        dx, dw, db = kernels.batch_backward(grad._data.reshape(n, c, -1), x._data.reshape(n, c, -1), _flat(w),
+        ncl = _ncl(x)
+        dx, dw, db = kernels.batch_backward(grad._data.reshape(ncl), x._data.reshape(ncl), _flat(w),
                                             self._mean, self._invstd, self.training, need_dx)
         return (Tensor._wrap(dx.reshape(x.shape)) if need_dx else None,
                 Tensor._wrap(dw) if need_w else None, Tensor._wrap(db) if need_b else None)
@@ -59,6 +59,11 @@ class NativeBatchNormBackward0(Node):
                 gy = gy - gy.mean(dims, keepdim=True) - xhat * (gy * xhat).mean(dims, keepdim=True)
             dx = gy * invstd
         return (dx, (go * xhat).sum(dims) if need_w else None, go.sum(dims) if need_b else None)
+
+
+def _ncl(x):
+    """``(N, C, L)``: the dims after the channels taken as one."""
+    return x.shape[0], x.shape[1], math.prod(x.shape[2:])
 
 
 def _check_vec(t, name, c):
@@ -84,9 +89,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         _check_vec(t, name, c)
     if not input.is_floating_point():
         raise NotImplementedError(f"nbgrad's batch_norm runs on float32 and float64 tensors, not {input.dtype}")
-    n = input.shape[0]
     track = training and running_mean is not None
-    out, mean, invstd = kernels.batch_forward(input._data.reshape(n, c, -1), _flat(weight), _flat(bias),
+    out, mean, invstd = kernels.batch_forward(input._data.reshape(_ncl(input)), _flat(weight), _flat(bias),
                                               running_mean._data if track else _flat(running_mean),
                                               running_var._data if (track or not training) else None,
                                               training, 0.1 if momentum is None else momentum, eps)
@@ -102,7 +106,7 @@ class _RowNormBackward(Node):
         need_dx, need_w, need_b = (f[0] is not None for f in fns)
         if is_grad_enabled():
             return self._composed(grad, x, w, need_dx, need_w, need_b)
-        rows = (self._mean.shape[0], -1)
+        rows = (self._mean.shape[0], self._cg * self._l)
         dx, dw, db = kernels.row_backward(grad._data.reshape(rows), x._data.reshape(rows), _flat(w), self._mean,
                                           self._invstd, self._groups, self._cg, self._l, need_dx, need_w or need_b)
         shape = self._param_shape
