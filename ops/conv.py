@@ -235,11 +235,20 @@ def transposed(go, want_db=False):
     return t, (db if want_db else None)
 
 
+def _check_grad(go, shape):
+    """The loops trust their operands' shapes: a saved tensor replaced through ``.data`` by one
+    of another shape must stop here, not read out of bounds."""
+    if tuple(go.shape) != tuple(shape):
+        raise RuntimeError(f"convolution backward: expected a gradient of shape {list(shape)}, but got "
+                           f"{list(go.shape)} (was a saved tensor replaced through .data?)")
+
+
 def input_grad(go, w, x_shape, stride, pad_lo, pad_hi, dilation, groups, go_t=None):
     """The gradient of the input (``x_shape``) for output gradient ``go`` (or its ``transposed``
     form ``go_t``): ``col2im(W^T @ go)``."""
     o = w.shape[0]
     geo = _geometry(x_shape, w.shape, stride, pad_lo, pad_hi, dilation)
+    _check_grad(go, (x_shape[0], o, geo[2], geo[3]))
     dcols = np.empty((x_shape[1] * geo[0] * geo[1], go.shape[2] * go.shape[3] * x_shape[0]), go.dtype)
     if dcols.size and o:
         if go_t is None:

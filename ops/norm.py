@@ -115,6 +115,15 @@ def _bn_back_p(dx, dw, db, go, x, mean, invstd, w, has_w, train, need_dx):
         _bn_back_channel(c, dx, dw, db, go, x, mean, invstd, w, has_w, train, need_dx)
 
 
+def _check(go, x, stats, n_stats, w, n_params):
+    """The loops trust their operands' shapes: a saved tensor replaced through ``.data`` by one
+    of another shape must stop here, not read out of bounds."""
+    if go.shape != x.shape or stats.size != n_stats or (w is not None and w.size != n_params):
+        raise RuntimeError(f"normalisation backward: the gradient {list(go.shape)}, input {list(x.shape)}, "
+                           f"statistics ({stats.size}) and weight ({None if w is None else w.size}) do not fit "
+                           "together (was a saved tensor replaced through .data?)")
+
+
 def _vec(a, c, dtype):
     return (np.empty(c, dtype) if a is None else np.ascontiguousarray(a).reshape(-1)), a is not None
 
@@ -152,6 +161,7 @@ def batch_backward(go, x, w, mean, invstd, train, need_dx):
     """``dx`` (None unless ``need_dx``), ``dw`` and ``db`` (per channel) for output gradient
     ``go``, from the ``mean`` and ``invstd`` the forward used."""
     c = x.shape[1]
+    _check(go, x, mean, c, w, c)
     x = np.ascontiguousarray(x)
     dx = np.empty(x.shape, go.dtype) if need_dx else np.empty((0, c, 0), go.dtype)
     dw, db = np.empty(c, go.dtype), np.empty(c, go.dtype)
@@ -271,6 +281,7 @@ def row_forward(x, w, b, groups, cg, l_, eps):
 
 def row_backward(go, x, w, mean, invstd, groups, cg, l_, need_dx, need_params):
     """``dx`` (R, M) and the parameter gradients (``groups * cg`` each), each None when not wanted."""
+    _check(go, x, mean, x.shape[0] if x.shape[1] == cg * l_ else -1, w, groups * cg)
     x = np.ascontiguousarray(x)
     go = np.ascontiguousarray(go)
     w_, has_w = _vec(w, groups * cg, x.dtype)

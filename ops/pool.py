@@ -140,12 +140,21 @@ def max_forward(x, out_hw, kernel, stride, padding, dilation):
     return out, idx
 
 
+def _check_shape(a, shape, what):
+    """The loops trust their operands' shapes: a saved tensor replaced through ``.data`` by one
+    of another shape must stop here, not read out of bounds."""
+    if tuple(a.shape) != tuple(shape):
+        raise RuntimeError(f"pooling backward: expected {what} of shape {list(shape)}, but got {list(a.shape)} "
+                           "(was a saved tensor replaced through .data?)")
+
+
 def _bad_index(idx, bad, size):
     raise RuntimeError(f"index {idx.reshape(-1)[bad]} is out of bounds for a pooled plane of {size} elements")
 
 
 def max_backward(go, idx, in_hw):
     """The input gradient (P, H, W): each output gradient added at its saved index."""
+    _check_shape(idx, go.shape, "indices")
     dx = np.empty((go.shape[0], *in_hw), go.dtype)
     if dx.size:
         idx = np.ascontiguousarray(idx)
@@ -157,6 +166,7 @@ def max_backward(go, idx, in_hw):
 
 def max_gather(g, idx):
     """``g`` (P, H, W) read at the indices: the backward of ``max_backward``."""
+    _check_shape(idx, (g.shape[0], *idx.shape[1:]), "indices")
     out = np.empty(idx.shape, g.dtype)
     if out.size:
         idx = np.ascontiguousarray(idx)
@@ -233,6 +243,7 @@ def avg_forward(x, windows):
 
 
 def avg_backward(go, windows, in_hw):
+    _check_shape(go, (go.shape[0], windows[0].size, windows[3].size), "a gradient")
     dx = np.empty((go.shape[0], *in_hw), go.dtype)
     if dx.size:
         _launch(_avg_back_s, _avg_back_p, dx.size, dx, np.ascontiguousarray(go), *windows)

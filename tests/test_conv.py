@@ -312,3 +312,13 @@ def test_node_attributes_are_pytorchs(torch):
                                       stride=(2, 1), padding=1, dilation=(1, 2), groups=2).grad_fn
     for name in ("stride", "padding", "dilation", "groups", "transposed", "output_padding"):
         assert getattr(fn, name) == getattr(fn_t, f"_saved_{name}")
+
+
+def test_saved_weight_replaced_through_data_is_refused():
+    """.data swaps bypass the version check: the kernels' shape check stops them instead of a read out of bounds."""
+    x = nbgrad.randn(2, 2, 6, 6, requires_grad=True)
+    w = nbgrad.randn(3, 2, 3, 3, requires_grad=True)
+    y = F.conv2d(x, w)
+    w.data = nbgrad.randn(3, 2, 2, 2)
+    with pytest.raises(RuntimeError, match="replaced through .data"):
+        y.sum().backward()

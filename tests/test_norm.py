@@ -232,3 +232,13 @@ def test_empty_batch(torch, name):
         y.sum().backward()
         results.append((tuple(y.shape), tuple(x.grad.shape), rm.tolist(), rv.tolist()))
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("name", ["batch_norm", "group_norm"])
+def test_saved_weight_replaced_through_data_is_refused(name):
+    x = nbgrad.randn(2, 4, 3, requires_grad=True)
+    w = nbgrad.randn(4, requires_grad=True)
+    y = F.batch_norm(x, None, None, w, None, True) if name == "batch_norm" else F.group_norm(x, 2, w)
+    w.data = nbgrad.randn(9)
+    with pytest.raises(RuntimeError, match="replaced through .data"):
+        y.sum().backward()

@@ -207,3 +207,14 @@ def test_max_pool_module_returns_indices(torch):
     yt, idxt = torch.nn.MaxPool2d(2, return_indices=True)(torch.tensor(x))
     assert_close(idx, idxt)
     assert_close(y, yt)
+
+
+def test_saved_indices_replaced_through_data_are_refused():
+    x = nbgrad.randn(2, 2, 6, 6, requires_grad=True)
+    y, idx = F.max_pool2d(x, 2, return_indices=True)
+    idx.data = nbgrad.zeros(2, 2, 2, 2, dtype=nbgrad.int64)
+    with pytest.raises(RuntimeError, match="replaced through .data"):
+        y.sum().backward()
+    idx.data = nbgrad.full((2, 2, 3, 3), 36, dtype=nbgrad.int64)           # right shape, index out of range
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        y.sum().backward()
