@@ -15,4 +15,5 @@ from .pooling import *  # noqa: F401,F403
 from .pooling import __all__ as _pooling
 from .parameter import Parameter
 
-__all__ = ["Module", "Parameter", "functional", "init"] + _container + _layers + _loss + _conv + _pooling + _normalization
+__all__ = (["Module", "Parameter", "functional", "init"] + _container + _layers + _loss
+           + _conv + _pooling + _normalization)
