@@ -284,6 +284,10 @@ ALLOWED = [
     ("utils/data/collate.py", "factories.as_tensor(np.asarray(batch))", "samples given as host numbers"),
     ("utils/data/sampler.py", "weights = np.asarray(", "sampling weights are drawn from on the host"),
     ("_interop.py", "arrays = [np.asarray(x) if isinstance(x, Tensor)", "a NumPy ufunc nbgrad lacks runs on host arrays"),
+    ("nn/_pool.py", "start = np.arange(out, dtype=np.int64) * s - p", "pooling windows, planned on the host"),
+    ("nn/_pool.py", "hd, wd = np.full(oh, float(divisor_override)), np.ones(ow)", "pooling windows, planned on the host"),
+    ("nn/_pool.py", "o = np.arange(out, dtype=np.int64)", "pooling windows, planned on the host"),
+    ("nn/_norm.py", "target.asarray(np.asarray(a))", "running statistics (C numbers) come back as host arrays"),
 ]
 
 

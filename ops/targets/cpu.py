@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from .. import count, index, linalg, loss, optim, reduce, scan, shape, sort, svd
+from .. import conv, count, embedding, index, linalg, loss, norm, optim, pool, reduce, scan, shape, sort, svd
 from ..elementwise import OPS, PARALLEL_MIN, copy_of, element_strides, flat_buffer, strided_view
 
 __all__ = ["CpuTarget", "CPU"]
@@ -30,6 +30,7 @@ class CpuTarget:
     reduce, index, linalg, loss, shape = reduce, index, linalg, loss, shape
     optim = optim
     sort, scan, count, svd = sort, scan, count, svd
+    conv, pool, norm, embedding = conv, pool, norm, embedding
 
     def __repr__(self):
         return "<nbgrad target cpu>"
