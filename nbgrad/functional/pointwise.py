@@ -161,7 +161,8 @@ def derivative(record, arg, values):
     if _grad_mode.enabled and needs_grad(operands):
         result = eval(_compiled(expr), COMPOSED, dict(zip(names, operands)))
         return result if isinstance(result, Tensor) else full_like(grad, result)
-    data = _compute_alike(kernel, operands, None, None)
+    data = _alike(kernel, [x._data if isinstance(x, Tensor) else x if type(x) is float or type(x) is int else None
+                           for x in operands])
     return Tensor._wrap(data if data is not None else _compute_any(kernel, operands, None, None, None))
 
 

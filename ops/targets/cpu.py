@@ -218,10 +218,7 @@ class CpuTarget:
         flat = []
         for x in operands:
             t = type(x)
-            if t is float or t is int:
-                pattern += "s"
-                flat.append(x)
-            elif t is np.ndarray:
+            if t is _ndarray:
                 if data is None:
                     data = x
                 elif x.dtype != data.dtype or x.shape != data.shape:
@@ -230,6 +227,9 @@ class CpuTarget:
                     return None
                 pattern += "c"
                 flat.append(x.reshape(-1))
+            elif t is float or t is int:
+                pattern += "s"
+                flat.append(x)
             else:
                 return None
         if data is None:
@@ -263,6 +263,7 @@ class CpuTarget:
 
 _NUMBERS = {}
 _SERIAL_LOOPS = {}
+_ndarray = np.ndarray
 
 
 def _probe(arr):
