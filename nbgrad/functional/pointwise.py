@@ -209,7 +209,7 @@ def _check_divisor(a, b):
 
 
 def _has_zero(x):
-    return bool((x._data == 0).any()) if isinstance(x, Tensor) else x == 0
+    return bool((target_of(x._data).to_host(x._data) == 0).any()) if isinstance(x, Tensor) else x == 0
 
 
 def _is_integral(x):
