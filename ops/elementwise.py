@@ -12,8 +12,8 @@ each in a serial and a ``prange`` version; small arrays take the serial one beca
 starting threads costs more than the work. The same scalar function is the body of the
 CUDA kernels when that target is built.
 
-Callers (the Tensor layer) have already broadcast shapes, promoted dtypes and allocated
-``out``; here we only choose a loop and run it.
+Callers (the CPU target, ``targets/cpu.py``, for the Tensor layer) have already broadcast
+shapes, promoted dtypes and allocated ``out``; here we only choose a loop and run it.
 """
 import threading
 
