@@ -114,6 +114,19 @@ def test_target_for_and_target_of():
 
 
 # -- the CPU target's functions ----------------------------------------------------------------------
+def test_hand_kernel_families_are_the_targets():
+    from nbgrad.ops import index, linalg, loss, reduce, shape
+    assert (CPU.index, CPU.linalg, CPU.loss, CPU.reduce, CPU.shape) == (index, linalg, loss, reduce, shape)
+
+
+def test_results_of_ops_are_on_their_inputs_device():
+    x = nbgrad.randn(3, 4, requires_grad=True)
+    for t in (x * 2, x.t(), x.sum(), x[1:], nbgrad.cat([x, x]), x @ x.t(), x.clone()):
+        assert t.device == nbgrad.device("cpu") and type(t._data) is np.ndarray
+    (x * x).sum().backward()
+    assert x.grad.device == nbgrad.device("cpu")
+
+
 def test_allocation():
     e = CPU.empty((2, 3), np.float32)
     assert e.shape == (2, 3) and e.dtype == np.float32 and e.flags.c_contiguous
