@@ -147,6 +147,14 @@ def test_numbers_are_cached_one_element_arrays():
     assert CPU.number(0.5, np.dtype(np.float64)) is not a
 
 
+def test_a_negative_zero_operand_is_not_the_cached_zero():
+    """``0``, ``0.0`` and ``-0.0`` are equal keys: a cached zero would lose the sign."""
+    ones = nbgrad.ones(2)
+    for first, second in ((0.0, -0.0), (0, -0.0), (-0.0, 0.0)):
+        a, b = (ones * first).numpy(), (ones * second).numpy()
+        assert list(np.signbit(a)) == [np.signbit(first)] * 2 and list(np.signbit(b)) == [np.signbit(second)] * 2
+
+
 def test_copies_and_casts():
     x = np.arange(12, dtype=np.float32).reshape(3, 4).T
     c = CPU.copy(x)

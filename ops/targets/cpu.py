@@ -64,13 +64,16 @@ class CpuTarget:
 
     def number(self, value, dtype):
         """``value`` as a one-element array of ``dtype``, to pass as a loop's operand. The same
-        few numbers recur (``x * 2``, ``1 - y``), so their arrays are kept: never write to one."""
+        few numbers recur (``x * 2``, ``1 - y``), so their arrays are kept: never write to one.
+        Zeros are not kept: ``0``, ``0.0`` and ``-0.0`` are one key, but ``x * -0.0`` is ``-0``."""
         key = (value, dtype)
         arr = _NUMBERS.get(key)
         if arr is None:
-            if len(_NUMBERS) > 4096:
-                _NUMBERS.clear()
-            arr = _NUMBERS[key] = np.array((value,), dtype)
+            arr = np.array((value,), dtype)
+            if value != 0:
+                if len(_NUMBERS) > 4096:
+                    _NUMBERS.clear()
+                _NUMBERS[key] = arr
         return arr
 
     # -- to and from the host -------------------------------------------------------------------
