@@ -200,10 +200,11 @@ class CpuTarget:
         ``out_dtype`` (default ``dtype``); returns the output."""
         arrays = []
         for x in operands:
-            if type(x) is np.ndarray:
+            if type(x) is _ndarray:
                 arrays.append(x if x.dtype == dtype else self.astype(x, dtype))
             else:
-                arrays.append(self.number(x, dtype))
+                arr = _NUMBERS.get((x, dtype))
+                arrays.append(arr if arr is not None else self.number(x, dtype))
         if out is not None:
             return OPS[kernel](out, *arrays)
         out = np.empty(shape, dtype if out_dtype is None else out_dtype)
