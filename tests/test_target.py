@@ -114,6 +114,19 @@ def test_target_for_and_target_of():
 
 
 # -- the CPU target's functions ----------------------------------------------------------------------
+def test_hand_kernel_families_are_the_targets():
+    from nbgrad.ops import index, linalg, loss, reduce, shape
+    assert (CPU.index, CPU.linalg, CPU.loss, CPU.reduce, CPU.shape) == (index, linalg, loss, reduce, shape)
+
+
+def test_results_of_ops_are_on_their_inputs_device():
+    x = nbgrad.randn(3, 4, requires_grad=True)
+    for t in (x * 2, x.t(), x.sum(), x[1:], nbgrad.cat([x, x]), x @ x.t(), x.clone()):
+        assert t.device == nbgrad.device("cpu") and type(t._data) is np.ndarray
+    (x * x).sum().backward()
+    assert x.grad.device == nbgrad.device("cpu")
+
+
 def test_allocation():
     e = CPU.empty((2, 3), np.float32)
     assert e.shape == (2, 3) and e.dtype == np.float32 and e.flags.c_contiguous
@@ -132,6 +145,14 @@ def test_numbers_are_cached_one_element_arrays():
     assert a.shape == (1,) and a.dtype == np.float32 and a[0] == 0.5
     assert CPU.number(0.5, np.dtype(np.float32)) is a
     assert CPU.number(0.5, np.dtype(np.float64)) is not a
+
+
+def test_a_negative_zero_operand_is_not_the_cached_zero():
+    """``0``, ``0.0`` and ``-0.0`` are equal keys: a cached zero would lose the sign."""
+    ones = nbgrad.ones(2)
+    for first, second in ((0.0, -0.0), (0, -0.0), (-0.0, 0.0)):
+        a, b = (ones * first).numpy(), (ones * second).numpy()
+        assert list(np.signbit(a)) == [np.signbit(first)] * 2 and list(np.signbit(b)) == [np.signbit(second)] * 2
 
 
 def test_copies_and_casts():
