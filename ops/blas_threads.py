@@ -19,7 +19,7 @@ The count is OpenBLAS's global setting, changed only when the wanted count chang
 training loop pays for two calls per switch, not per product. A count found different from
 the one nbgrad last set was set by someone else, and becomes the count for large products.
 (A limit of exactly 1 set while nbgrad had just set 1 cannot be told apart from nbgrad's
-own; it is noticed at the next external change.) With another BLAS, or an OpenBLAS built
+own: the next large product still gets the earlier count.) With another BLAS, or an OpenBLAS built
 single-threaded or on OpenMP, nothing is changed.
 """
 import ctypes
@@ -29,8 +29,10 @@ import time
 
 __all__ = ["SMALL_FLOPS", "for_product", "available"]
 
-# products of fewer floating-point operations (2*m*n*k per matrix) run on one BLAS thread:
-# measured with benchmarks/blas_threads.py (see its docstring for the figures)
+# products of fewer floating-point operations (2*m*n*k per matrix) run on one BLAS thread.
+# Measured with benchmarks/blas_threads.py (float32, 2 cores, load 9, best rounds, us, 2
+# threads / 1 thread): 1 MFLOP 8.4/8.4, 4.2 MFLOP (32x128@128x512) 54/42 and 51/33,
+# 16.8 MFLOP 109/117: a second thread starts to pay from here, when it finds a core.
 SMALL_FLOPS = 1 << 24
 
 # large products too run on one thread while the load average is at least the CPU count plus
