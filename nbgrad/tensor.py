@@ -72,7 +72,7 @@ def _device_of(target):
     """The ``device`` of ``target``'s arrays (one object per target)."""
     d = _DEVICES.get(target)
     if d is None:
-        d = _DEVICES[target] = device(target.device_type)
+        d = _DEVICES[target] = device(getattr(target, "device_str", target.device_type))
     return d
 
 
@@ -388,10 +388,14 @@ class Tensor:
             else:
                 dtype = a
         _check_device(device)
-        if dtype is None or to_dtype(dtype) is self.dtype:
-            return self.clone() if copy else self
+        t = self
+        if device is not None and globals()["device"](device).type != target_of(self._data).device_type:
+            from .functional.device import to_device
+            t, copy = to_device(self, globals()["device"](device).type), False
+        if dtype is None or to_dtype(dtype) is t.dtype:
+            return t.clone() if copy else t
         from .functional.pointwise import cast
-        return cast(self, to_dtype(dtype))
+        return cast(t, to_dtype(dtype))
 
     def type(self, dtype=None):
         if dtype is None:
@@ -417,10 +421,10 @@ class Tensor:
         return self.to(other.dtype)
 
     def cpu(self):
-        return self
+        return self.to("cpu")
 
     def cuda(self, device=None):
-        _check_device("cuda")
+        return self.to("cuda" if device is None else device)
 
     def new_tensor(self, data, dtype=None, requires_grad=False):
         from .factories import tensor

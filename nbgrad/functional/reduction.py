@@ -141,8 +141,9 @@ class ExpandBackward0(Node):
 
 def _sum(x, dims, out_shape, node, out_dtype=None, scale=1, **attrs):
     """``x`` summed over ``dims`` (times ``scale``), given ``out_shape``; recorded as ``node``."""
-    data = kernels.sum(x._data, dims, out_dtype or _sum_dtype(x), scale)
-    return record(node, data.reshape(out_shape), (x,), keep=data.shape, in_shape=x._data.shape, **attrs)
+    target = target_of(x._data)
+    data = target.reduce.sum(x._data, dims, out_dtype or _sum_dtype(x), scale)
+    return record(node, target.reshape(data, out_shape), (x,), keep=data.shape, in_shape=x._data.shape, **attrs)
 
 
 def _expand(g, keep, shape):

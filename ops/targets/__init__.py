@@ -43,11 +43,32 @@ def target_for(device_type=None):
     if device_type is None:
         return CPU
     target = TARGETS.get(device_type)
+    if target is None and device_type == "cuda":
+        target = _cuda()
     if target is None:
         if device_type == "cuda":
-            raise RuntimeError("nbgrad was asked for a CUDA tensor, but only the CPU target is built so far")
+            raise RuntimeError(CUDA_MISSING)
         raise RuntimeError(f"nbgrad has no target for device type '{device_type}'")
     return target
+
+
+CUDA_MISSING = ("nbgrad was asked for a CUDA tensor, but numba.cuda finds no GPU here (install nbgrad[cuda] "
+                "on a machine with one, or set NUMBA_ENABLE_CUDASIM=1 for the simulator)")
+_CUDA_TRIED = []
+
+
+def _cuda():
+    """The CUDA target, made and registered on first request when numba.cuda can run kernels
+    (a GPU, or its simulator); ``None`` otherwise. Importing nbgrad imports no numba.cuda."""
+    if not _CUDA_TRIED:
+        _CUDA_TRIED.append(True)
+        try:
+            from .cuda import CudaTarget, available
+        except ImportError:
+            return None
+        if available():
+            register(CudaTarget())
+    return TARGETS.get("cuda")
 
 
 def common_target(arrays):
@@ -64,5 +85,10 @@ def common_target(arrays):
             found = t
         elif t is not found:
             raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices, "
-                               f"{found.device_type} and {t.device_type}!")
+                               f"{_name(found)} and {_name(t)}!")
     return found or CPU
+
+
+def _name(target):
+    """A target's device as PyTorch's error texts name it (``cuda:0``, ``cpu``)."""
+    return getattr(target, "device_str", target.device_type)

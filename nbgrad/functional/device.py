@@ -1,0 +1,27 @@
+"""Moving a tensor between devices: ``to(device)``, ``.cuda()``, ``.cpu()``.
+
+A move is one copy through host memory (the only host round trip a CUDA tensor makes
+besides ``item``/``numpy``/printing), recorded as PyTorch's ``ToCopyBackward0``, whose
+backward moves the gradient back, so a gradient lives on the device of its tensor.
+"""
+from nbgrad.ops.targets import target_for, target_of
+
+from ..autograd.graph import Node
+from ..tensor import Tensor, record
+
+__all__ = ["to_device"]
+
+
+class ToCopyBackward0(Node):
+    def backward(self, grad):
+        return (to_device(grad, self.source),)
+
+
+def to_device(t, device_type):
+    """``t`` on ``device_type`` (``"cpu"``/``"cuda"``): ``t`` itself when already there."""
+    source = target_of(t._data)
+    dest = target_for(device_type)
+    if dest is source:
+        return t
+    data = dest.asarray(source.to_host(t._data))
+    return record(ToCopyBackward0, data, (t,), source=source.device_type)

@@ -1,0 +1,371 @@
+"""The CUDA target: ``DeviceArray`` views over ``numba.cuda`` device buffers, and kernels
+generated from the op table (``cuda_codegen``) or written by hand (``cuda_kernels``).
+
+It has the CPU target's methods, so the Tensor layer runs unchanged on it. Registered (in
+``targets/__init__``) only when ``numba.cuda`` finds a GPU or runs its simulator
+(``NUMBA_ENABLE_CUDASIM=1``). Data stays on the device: ``to_host``, ``item`` and ``tolist``
+are the only copies to the host, and they happen where the user asks for host data.
+
+Hand-written kernel families: ``reduce.sum`` (sum and mean) and ``linalg`` (``bmm``,
+``add_rows``) exist; every other member of a family raises ``NotImplementedError`` naming
+itself, rather than running on the CPU behind the user's back.
+"""
+import numbers
+
+import numpy as np
+from numba import cuda
+
+from . import cuda_kernels as hand
+from .cuda_array import DeviceArray, probe
+from .cuda_codegen import KERNELS
+
+__all__ = ["CudaTarget", "available"]
+
+_THREADS = 32 if hand.SIMULATED else 256      # threads per block of elementwise launches
+
+
+def available():
+    """Whether numba.cuda can run kernels here (a GPU, or the simulator)."""
+    try:
+        return bool(cuda.is_available())
+    except Exception:                          # no driver, no runtime: no CUDA
+        return False
+
+
+def _not_implemented(family, name):
+    def missing(*args, **kwargs):
+        raise NotImplementedError(f"nbgrad: '{family}.{name}' is not implemented for cuda yet "
+                                  "(move the tensors to the CPU with .cpu())")
+    return missing
+
+
+class _Family:
+    """A kernel family of the CUDA target: the members it has, and a clear error for the rest."""
+
+    def __init__(self, name, **members):
+        self._name = name
+        self.__dict__.update(members)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _not_implemented(self._name, name)
+
+
+def _element_strides(arr, shape):
+    """``arr``'s strides broadcast to ``shape``, in elements (0 where broadcast)."""
+    pad = len(shape) - arr.ndim
+    if pad < 0 or any(n != 1 and n != shape[d + pad] for d, n in enumerate(arr.shape)):
+        raise ValueError(f"an operand of shape {arr.shape} does not broadcast to {tuple(shape)}")
+    item = arr.itemsize
+    return [0 if d < pad or arr.shape[d - pad] == 1 else arr.strides[d - pad] // item for d in range(len(shape))]
+
+
+def _grid(size):
+    threads = min(_THREADS, max(size, 1))
+    return hand.blocks_for(size, threads), threads
+
+
+class CudaTarget:
+    """CUDA device memory (``DeviceArray``) and ``numba.cuda`` kernels."""
+    device_type = "cuda"
+    device_str = "cuda:0"                      # one device: the current one
+    array_type = DeviceArray
+
+    def __init__(self):
+        self._numbers = {}
+        self.reduce = _Family("reduce", sum=self._sum, keep_shape=_keep_shape)
+        self.linalg = _Family("linalg", bmm=self._bmm, add_rows=self._add_rows)
+        self.index = _Family("index")
+        self.loss = _Family("loss")
+        self.shape = _Family("shape")
+
+    def __repr__(self):
+        return "<nbgrad target cuda>"
+
+    # -- the device -----------------------------------------------------------------------------
+    @staticmethod
+    def is_available():
+        return available()
+
+    @staticmethod
+    def device_count():
+        return len(cuda.gpus) if available() else 0
+
+    @staticmethod
+    def synchronize():
+        cuda.synchronize()
+
+    @staticmethod
+    def device_name():
+        return "SIMULATOR" if hand.SIMULATED else cuda.get_current_device().name.decode()
+
+    @staticmethod
+    def implementation():
+        """Which numba CUDA runs the kernels (for ``python -m nbgrad info``)."""
+        if hand.SIMULATED:
+            return "numba.cuda simulator (NUMBA_ENABLE_CUDASIM=1)"
+        try:
+            import numba_cuda
+            return f"numba-cuda {numba_cuda.__version__}"
+        except ImportError:
+            return "numba.cuda (built into numba)"
+
+    # -- allocation -----------------------------------------------------------------------------
+    @staticmethod
+    def empty(shape, dtype):
+        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+        n = 1
+        for d in shape:
+            n *= d
+        return DeviceArray.contiguous_over(cuda.device_array(max(n, 1), np.dtype(dtype)), shape)
+
+    def full(self, shape, value, dtype):
+        out = self.empty(shape, dtype)
+        if out.size:
+            blocks, threads = _grid(out.size)
+            hand.fill_kernel[blocks, threads](out.buf, out.size, np.dtype(dtype).type(value))
+        return out
+
+    def zeros(self, shape, dtype):
+        return self.full(shape, 0, dtype)
+
+    def ones(self, shape, dtype):
+        return self.full(shape, 1, dtype)
+
+    def scalar(self, value, dtype):
+        return self.full((), value, dtype)
+
+    @staticmethod
+    def asarray(host):
+        """A new device array with the values of host array ``host`` (one copy to the device)."""
+        host = np.ascontiguousarray(host)
+        flat = host.reshape(-1) if host.size else np.zeros(1, host.dtype)
+        return DeviceArray.contiguous_over(cuda.to_device(flat), host.shape)
+
+    def number(self, value, dtype):
+        """``value`` as a one-element device array of ``dtype`` (kept: never write to one)."""
+        key = (value, type(value), np.dtype(dtype))
+        arr = self._numbers.get(key)
+        if arr is None:
+            if len(self._numbers) > 4096:
+                self._numbers.clear()
+            arr = self._numbers[key] = self.full((1,), value, dtype)
+        return arr
+
+    # -- to the host ----------------------------------------------------------------------------
+    def to_host(self, arr):
+        """A new NumPy array with ``arr``'s values (a copy from the device)."""
+        if arr.size == 0:
+            return np.empty(arr.shape, arr.dtype)
+        c = self.contiguous(arr)
+        return c.buf[c.offset:c.offset + c.size].copy_to_host().reshape(arr.shape)
+
+    @staticmethod
+    def item(arr):
+        return arr.buf[arr.offset:arr.offset + 1].copy_to_host()[0].item()
+
+    def tolist(self, arr):
+        return self.to_host(arr).tolist()
+
+    # -- copies ---------------------------------------------------------------------------------
+    def copy(self, arr):
+        out = self.empty(arr.shape, arr.dtype)
+        return self._elementwise("copy", out, (arr,), fresh_out=True)
+
+    def contiguous(self, arr):
+        return arr if self.is_contiguous(arr) else self.copy(arr)
+
+    def astype(self, arr, dtype):
+        if arr.dtype == dtype:
+            return arr
+        return self._elementwise("copy", self.empty(arr.shape, dtype), (arr,), fresh_out=True)
+
+    def copy_into(self, out, src, fresh_out=False):
+        return self._elementwise("copy", out, (src,), fresh_out=fresh_out)
+
+    # -- views ----------------------------------------------------------------------------------
+    @staticmethod
+    def as_strided(arr, shape, strides, writeable=True):
+        return DeviceArray(arr.buf, arr.offset, shape, strides, writeable and arr.writeable)
+
+    @staticmethod
+    def view(arr, shape):
+        try:
+            return arr.from_probe(arr.probe().reshape(shape, copy=False))
+        except ValueError:
+            return None
+
+    def reshape(self, arr, shape):
+        v = self.view(arr, shape)
+        if v is not None:
+            return v
+        c = self.copy(arr)
+        return c.from_probe(c.probe().reshape(shape))
+
+    @staticmethod
+    def permute(arr, dims=None):
+        return arr.from_probe(arr.probe().transpose(dims))
+
+    @staticmethod
+    def squeeze(arr, axes):
+        return arr.from_probe(arr.probe().squeeze(axes))
+
+    @staticmethod
+    def slice(arr, key):
+        return arr.from_probe(arr.probe()[key])
+
+    @staticmethod
+    def flat_buffer(arr):
+        if arr.size == 0:
+            return DeviceArray(arr.buf, arr.offset, (0,), (arr.itemsize,))
+        if any(s < 0 for s in arr.strides):
+            raise ValueError("negative strides are not supported")
+        extent = 1 + sum((n - 1) * s for n, s in zip(arr.shape, arr.strides)) // arr.itemsize
+        return DeviceArray(arr.buf, arr.offset, (extent,), (arr.itemsize,), arr.writeable)
+
+    # -- layout ---------------------------------------------------------------------------------
+    @staticmethod
+    def is_contiguous(arr):
+        return arr.probe().flags.c_contiguous
+
+    @staticmethod
+    def is_transposed(arr):
+        flags = arr.probe().flags
+        return flags.f_contiguous and not flags.c_contiguous
+
+    @staticmethod
+    def may_share_memory(a, b):
+        return isinstance(a, DeviceArray) and isinstance(b, DeviceArray) and a.buf is b.buf
+
+    @staticmethod
+    def data_ptr(arr):
+        buf = arr.buf
+        iface = getattr(buf, "__cuda_array_interface__", None)
+        if iface is None:                      # the simulator's arrays are host arrays
+            iface = buf._ary.__array_interface__
+        return iface["data"][0] + arr.offset * arr.itemsize
+
+    @staticmethod
+    def element_strides(arr, shape):
+        return _element_strides(arr, shape)
+
+    @staticmethod
+    def is_private(arr):
+        """Never claimed: the engine copies a CUDA gradient it would otherwise hand on."""
+        return False
+
+    # -- launches -------------------------------------------------------------------------------
+    def run(self, kernel, out, *arrays, fresh_out=False):
+        return self._elementwise(kernel, out, arrays, fresh_out)
+
+    def launch(self, kernel, operands, shape, dtype, out_dtype=None, out=None):
+        arrays = [(x if x.dtype == dtype else self.astype(x, dtype)) if isinstance(x, DeviceArray)
+                  else self.number(x, dtype) for x in operands]
+        if out is not None:
+            return self._elementwise(kernel, out, arrays, False)
+        out = self.empty(shape, dtype if out_dtype is None else out_dtype)
+        return self._elementwise(kernel, out, arrays, True)
+
+    @staticmethod
+    def alike(kernel, operands, dtype=None, out_dtype=None, floating=False):
+        """The CPU's quick path has no CUDA twin: ``launch`` serves every case."""
+        return None
+
+    def _elementwise(self, name, out, arrays, fresh_out):
+        """Run table kernel ``name`` into ``out`` over ``arrays`` (device arrays of ``out``'s
+        shape or broadcasting to it): the contiguous grid-stride kernel when every operand
+        is contiguous or one element, else the strided one."""
+        if not isinstance(out, DeviceArray) or not all(isinstance(x, DeviceArray) for x in arrays):
+            from . import common_target
+            common_target([out, *arrays])      # PyTorch's error for a CPU array among CUDA ones
+            raise TypeError("the CUDA target was given a host value where it needs a device array")
+        size = out.size
+        if size == 0:
+            return out
+        shape = out.shape
+        if not fresh_out:
+            arrays = [self.copy(x) if (x.buf is out.buf and x.ndim and
+                                       (x.offset, x.shape, x.strides) != (out.offset, out.shape, out.strides))
+                      else x for x in arrays]
+        strides = [_element_strides(x, shape) for x in arrays]
+        k = KERNELS[name]
+        blocks, threads = _grid(size)
+        if self.is_contiguous(out):
+            pattern = ""
+            for x, st in zip(arrays, strides):
+                if x.size == size and self.is_contiguous(x):
+                    pattern += "c"
+                elif not any(st):
+                    pattern += "s"
+                else:
+                    break
+            else:
+                args = []
+                for x in arrays:
+                    args += [x.buf, x.offset]
+                k.kernel(pattern)[blocks, threads](size, out.buf, out.offset, *args)
+                return out
+        dims = tuple(shape) or (1,)
+        args = []
+        for x, st in zip(arrays, strides):
+            args += [x.buf, x.offset, tuple(st) or (0,)]
+        ostr = tuple(_element_strides(out, shape)) or (0,)
+        k.kernel("strided")[-(-size // threads), threads](size, dims, out.buf, out.offset, ostr, *args)
+        return out
+
+    # -- reductions -----------------------------------------------------------------------------
+    def _sum(self, x, dims, out_dtype, scale=1):
+        """``x`` summed over ``dims`` (sorted, distinct) times ``scale``, in the keepdim shape;
+        floats accumulate in float64, the rest in int64, as on the CPU."""
+        out_dtype = np.dtype(out_dtype)
+        keep = _keep_shape(x.shape, dims)
+        out = self.empty(keep, out_dtype)
+        nout = out.size
+        if nout == 0:
+            return out
+        st = [s // x.itemsize for s in x.strides]
+        kept = [d for d in range(x.ndim) if d not in dims]
+        kshape = tuple(x.shape[d] for d in kept) or (1,)
+        kstr = tuple(st[d] for d in kept) or (0,)
+        rshape = tuple(x.shape[d] for d in dims) or (1,)
+        rstr = tuple(st[d] for d in dims) or (0,)
+        nred = 1
+        for d in dims:
+            nred *= x.shape[d]
+        floating = x.dtype.kind == "f" or out_dtype.kind == "f"
+        parts = max(1, min(-(-nred // (hand.THREADS * 4)), 4 if hand.SIMULATED else 64))
+        if nred == 0:
+            return self.full(keep, 0, out_dtype)
+        partials = cuda.device_array(nout * parts if parts > 1 else 1, np.float64 if floating else np.int64)
+        scale = float(scale) if floating else int(scale)
+        hand.accumulate_kernel(floating)[nout * parts, hand.THREADS](
+            x.buf, x.offset, kshape, kstr, rshape, rstr, nred, parts, out.buf, out.offset, scale, partials)
+        if parts > 1:
+            hand.partials_kernel(floating)[nout, hand.THREADS](partials, parts, out.buf, out.offset, scale)
+        return out
+
+    # -- matrix products ------------------------------------------------------------------------
+    def _bmm(self, a, b):
+        """``a @ b`` for 3-D arrays of one dtype and batch size, any strides; a new array."""
+        nb, n, k = a.shape
+        m = b.shape[2]
+        out = self.empty((nb, n, m), a.dtype)
+        if out.size == 0:
+            return out
+        if k == 0:
+            return self.full((nb, n, m), 0, a.dtype)
+        T = hand.TILE
+        grid = (-(-m // T), -(-n // T), nb)
+        hand.matmul_kernel(a.dtype.kind == "f")[grid, (T, T)](
+            out.buf, out.offset, tuple(out.element_strides()), a.buf, a.offset, tuple(a.element_strides()),
+            b.buf, b.offset, tuple(b.element_strides()), n, m, k)
+        return out
+
+    def _add_rows(self, out, v):
+        """``out[i, :] += v``: a linear layer's bias, added in place."""
+        return self._elementwise("add", out, (out, v), fresh_out=False)
+
+
+def _keep_shape(shape, dims):
+    return tuple(1 if d in dims else n for d, n in enumerate(shape))

@@ -1,0 +1,114 @@
+"""CUDA kernels generated from the op table, as ``ops/elementwise.py`` generates the CPU loops.
+
+Each op-table expression (a forward, or one operand's fused gradient) becomes one module:
+
+* ``f``, a device function whose body is the table expression; it calls ``scalar.py``'s
+  functions, which are Numba ``njit`` functions: numba's CUDA target compiles a CPU
+  dispatcher called from a kernel as a device function (and the simulator simply calls it);
+* ``c_<pattern>``: grid-stride kernels over C-contiguous operands, each full (``c``, read at
+  ``i``) or one element (``s``, read once), as the CPU's contiguous loops;
+* ``strided``: one thread per output element, which it unravels over the shape and the
+  per-operand element strides (tuples, passed by value: nothing is copied per launch).
+
+Every array argument is a flat device buffer plus an element offset. Sources go through
+``load_module`` (a real file in the kernel cache), like the CPU's.
+"""
+from .._cache import load_module
+from ..table import ACCUMULATIONS, TABLE, names_in
+
+__all__ = ["elementwise", "KERNELS", "module_source"]
+
+_HEADER = '''\
+import math
+from numba import cuda
+
+'''
+
+
+def _source(args, expr, helpers):
+    n = len(args)
+    out = [_HEADER, helpers, "\n"]
+    out.append("@cuda.jit(device=True)\n")
+    out.append(f"def f({', '.join(args)}):\n    return {expr}\n\n")
+    params = ", ".join(f"x{k}, o{k}" for k in range(n))
+    for mask in range(1 << n):
+        pattern = "".join("s" if mask >> k & 1 else "c" for k in range(n))
+        loads = "".join(f"    v{k} = x{k}[o{k}]\n" for k in range(n) if pattern[k] == "s")
+        reads = ", ".join(f"v{k}" if pattern[k] == "s" else f"x{k}[o{k} + i]" for k in range(n))
+        out.append("@cuda.jit\n")
+        out.append(f"def c_{pattern}(size, out, oo, {params}):\n{loads}"
+                   "    i = cuda.grid(1)\n"
+                   "    step = cuda.gridsize(1)\n"
+                   "    while i < size:\n"
+                   f"        out[oo + i] = f({reads})\n"
+                   "        i += step\n\n")
+    sparams = ", ".join(f"x{k}, o{k}, t{k}" for k in range(n))
+    offs = "".join(f"    p{k} = o{k}\n" for k in range(n))
+    steps = "".join(f"        p{k} += q * t{k}[d]\n" for k in range(n))
+    sreads = ", ".join(f"x{k}[p{k}]" for k in range(n))
+    out.append("@cuda.jit\n")
+    out.append(f"def strided(size, shape, out, oo, to, {sparams}):\n"
+               "    i = cuda.grid(1)\n"
+               "    if i >= size:\n"
+               "        return\n"
+               "    rem = i\n"
+               "    po = oo\n"
+               f"{offs}"
+               "    for d in range(len(shape) - 1, -1, -1):\n"
+               "        q = rem % shape[d]\n"
+               "        rem //= shape[d]\n"
+               "        po += q * to[d]\n"
+               f"{steps}"
+               f"    out[po] = f({sreads})\n")
+    return "".join(out)
+
+
+def _helpers(expr, skip):
+    from .. import scalar
+    used = sorted(n for n in names_in(expr) - set(skip) if n in scalar.__all__)
+    return scalar.import_line(*used) if used else ""
+
+
+class CudaElementwise:
+    """One table expression's CUDA kernels (compiled lazily, per signature, by numba)."""
+
+    def __init__(self, name, args, expr):
+        self.name, self.args, self.expr = name, tuple(args), expr
+        self._module = None
+
+    def __repr__(self):
+        return f"CudaElementwise({self.name}: {', '.join(self.args)} -> {self.expr})"
+
+    @property
+    def source(self):
+        return _source(self.args, self.expr, _helpers(self.expr, self.args))
+
+    @property
+    def module(self):
+        if self._module is None:
+            self._module = load_module("cuda_" + self.name, self.source)
+        return self._module
+
+    def kernel(self, layout):
+        """``"strided"`` or an operand pattern like ``"cs"``."""
+        return getattr(self.module, "strided" if layout == "strided" else "c_" + layout)
+
+
+def _build():
+    kernels = {}
+    for record in (*TABLE.values(), *ACCUMULATIONS.values()):
+        if record.name in TABLE:
+            kernels[record.name] = CudaElementwise(record.name, record.operands, record.forward)
+        for arg, expr in record.grads.items():
+            if expr not in ("0", "g"):
+                name = record.grad_kernel(arg)
+                kernels[name] = CudaElementwise(name, record.grad_operands(arg), expr)
+    return kernels
+
+
+KERNELS = _build()       # the same names as ``elementwise.OPS``
+
+
+def module_source(name, source):
+    """Import a hand-written kernel module's ``source`` through the kernel cache."""
+    return load_module("cuda_" + name, source)
