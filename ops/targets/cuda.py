@@ -53,7 +53,10 @@ class _Family:
 
 
 def _element_strides(arr, shape):
-    """``arr``'s strides broadcast to ``shape``, in elements (0 where broadcast)."""
+    """``arr``'s strides broadcast to ``shape``, in elements (0 where broadcast); one element
+    (a number's array) is read everywhere, as the CPU loops read it."""
+    if arr.size == 1:
+        return [0] * len(shape)
     pad = len(shape) - arr.ndim
     if pad < 0 or any(n != 1 and n != shape[d + pad] for d, n in enumerate(arr.shape)):
         raise ValueError(f"an operand of shape {arr.shape} does not broadcast to {tuple(shape)}")

@@ -14,6 +14,10 @@ import numpy as np
 __all__ = ["DeviceArray", "probe"]
 
 _BACKING = {}
+# NumPy's array attributes that the CPU target's kernels and planners read
+_NUMPY_ONLY = frozenset(["flags", "reshape", "ravel", "T", "astype", "copy", "fill", "transpose", "swapaxes",
+                         "squeeze", "view", "tolist", "item", "base", "ctypes", "data", "__array_interface__", "sum",
+                         "max", "min", "any", "all", "nonzero", "take", "put", "flat", "real", "imag"])
 
 
 def probe(shape, strides, dtype):
@@ -84,6 +88,12 @@ class DeviceArray:
         derived from ``self.probe()``)."""
         return DeviceArray(self.buf, self.offset + _offset_of(view, self.dtype), view.shape, view.strides,
                            self.writeable if writeable is None else writeable)
+
+    def __getattr__(self, name):
+        if name in _NUMPY_ONLY:                # a CPU kernel was handed a CUDA array
+            raise NotImplementedError(f"nbgrad: this operation is not implemented for cuda yet (a CPU kernel asked "
+                                      f"a CUDA array for '.{name}'); move the tensors to the CPU with .cpu()")
+        raise AttributeError(f"'DeviceArray' object has no attribute '{name}'")
 
     def __array__(self, *args, **kwargs):
         raise TypeError("nbgrad: a CUDA array is not converted to a host array implicitly; use .cpu()")

@@ -1,0 +1,218 @@
+"""The CUDA target's checks, run by ``tests/test_cuda.py`` in a pytest process of their own
+with ``NUMBA_ENABLE_CUDASIM=1`` set before numba is imported (or, unchanged, on a real GPU).
+
+Tiny inputs: the simulator runs every CUDA thread as a Python thread. Every kernel of the op
+table (each op's forward and each fused gradient) is compared with the CPU's on the same
+inputs, in both launch paths (contiguous and strided); then the Tensor layer on 'cuda':
+forward and backward of table ops with broadcasting and a transposed operand, sum/mean,
+matmul, an MLP training step, moves between devices and the device-mixing error.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import nbgrad
+from nbgrad import nn
+from nbgrad.ops.elementwise import OPS
+from nbgrad.ops.targets import target_for
+
+CUDA = target_for("cuda")
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def _inputs(n_operands, shape, dtype, seed, low=0.2):
+    """Operands in (low, low + 0.7): (0.2, 0.9) is in every table op's domain but acosh's.
+    (The simulator calls Python's ``math`` functions, which raise outside the domain where a
+    GPU's return NaN.)"""
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(low, low + 0.7, shape).astype(dtype) for _ in range(n_operands)]
+
+
+def _compare(cpu, dev, dtype):
+    tol = dict(rtol=1e-5, atol=1e-6) if np.dtype(dtype) == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(CUDA.to_host(dev), cpu, equal_nan=True, **tol)
+
+
+# -- every kernel of the op table ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_table_kernel_matches_the_cpu(name):
+    """Forward and fused-gradient kernels alike: contiguous operands (the grid-stride kernel),
+    then a transposed output and operand with a broadcast row (the strided kernel)."""
+    n = len(OPS[name].args)
+    xs = _inputs(n, (2, 3), np.float64, seed=len(name), low=1.2 if name.startswith("acosh") else 0.2)
+    cpu = np.empty((2, 3))
+    OPS[name](cpu, *xs)
+    dev = CUDA.empty((2, 3), np.float64)
+    CUDA.run(name, dev, *(CUDA.asarray(x) for x in xs))
+    _compare(cpu, dev, np.float64)
+    # strided: a transposed output, a transposed first operand, the others one broadcast row
+    cpu_t = np.empty((3, 2)).T
+    host = [xs[0].T.copy().T] + [x[:1] for x in xs[1:]]
+    OPS[name](cpu_t, *host)
+    dev_t = CUDA.permute(CUDA.empty((3, 2), np.float64))
+    dev_ops = [CUDA.permute(CUDA.asarray(xs[0].T.copy()))] + [CUDA.asarray(x[:1]) for x in xs[1:]]
+    CUDA.run(name, dev_t, *dev_ops)
+    _compare(cpu_t, dev_t, np.float64)
+
+
+@pytest.mark.parametrize("name", ["mul", "tanh", "sigmoid", "exp", "div_db", "pow"])
+def test_float32_kernels(name):
+    n = len(OPS[name].args)
+    xs = _inputs(n, (5,), np.float32, seed=1)
+    cpu = np.empty(5, np.float32)
+    OPS[name](cpu, *xs)
+    dev = CUDA.empty((5,), np.float32)
+    CUDA.run(name, dev, *(CUDA.asarray(x) for x in xs))
+    _compare(cpu, dev, np.float32)
+
+
+# -- the Tensor layer on 'cuda' ---------------------------------------------------------------------
+def _pair(shape, seed, transposed=False):
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.2, 0.9, shape[::-1] if transposed else shape)
+    cpu = nbgrad.tensor(a, dtype=nbgrad.float64)
+    if transposed:
+        cpu = cpu.t()
+    dev = cpu.to("cuda")
+    return cpu.detach().requires_grad_(), dev.detach().requires_grad_()
+
+
+OPS_ON_TENSORS = {
+    "mul": lambda a, b: a * b, "div": lambda a, b: a / b, "sub": lambda a, b: a - b,
+    "pow": lambda a, b: a ** b, "maximum": nbgrad.maximum, "atan2": nbgrad.atan2,
+    "tanh": lambda a, b: a.tanh() * b, "sigmoid": lambda a, b: a.sigmoid() + b,
+    "relu": lambda a, b: (a - 0.5).relu() * b, "log": lambda a, b: a.log() + b.exp(),
+    "clamp": lambda a, b: a.clamp(0.3, 0.7) * b, "where": lambda a, b: nbgrad.where(a > 0.5, a, b),
+    "scalar": lambda a, b: 2.0 * a + b / 3 - 1,
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPS_ON_TENSORS))
+def test_tensor_op_forward_and_backward(name):
+    f = OPS_ON_TENSORS[name]
+    a, ad = _pair((2, 3), 1, transposed=True)
+    b, bd = _pair((3,), 2)                     # broadcast: its gradient is a sum over rows
+    y, yd = f(a, b), f(ad, bd)
+    assert yd.device == nbgrad.device("cuda", 0) and yd.is_cuda
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    y.sum().backward()
+    yd.sum().backward()
+    assert ad.grad.is_cuda and bd.grad.is_cuda
+    np.testing.assert_allclose(ad.grad.cpu().numpy(), a.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(bd.grad.cpu().numpy(), b.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1, (0, 2)])
+@pytest.mark.parametrize("op", ["sum", "mean"])
+def test_sum_and_mean(op, dim):
+    x, xd = _pair((3, 4, 5), 3)
+    y = getattr(x, op)() if dim is None else getattr(x, op)(dim)
+    yd = getattr(xd, op)() if dim is None else getattr(xd, op)(dim)
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    (y * y).sum().backward()
+    (yd * yd).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-12)
+
+
+def test_a_sum_over_many_blocks():
+    """More elements than one block's threads x 4: partial sums per block, then a second launch."""
+    x = nbgrad.arange(600, dtype=nbgrad.float64)
+    assert x.to("cuda").sum().item() == x.sum().item() == 179700.0
+    ints = nbgrad.arange(600)
+    assert ints.cuda().sum().item() == 179700 and ints.cuda().sum().dtype is nbgrad.int64
+
+
+@pytest.mark.parametrize("shapes", [((5, 3), (3, 7)), ((2, 4, 3), (2, 3, 5)), ((6,), (6,)), ((4, 6), (6,))])
+def test_matmul(shapes):
+    (a, ad), (b, bd) = _pair(shapes[0], 4), _pair(shapes[1], 5)
+    y, yd = a @ b, ad @ bd
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    y.sum().backward()
+    yd.sum().backward()
+    np.testing.assert_allclose(ad.grad.cpu().numpy(), a.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(bd.grad.cpu().numpy(), b.grad.numpy(), rtol=1e-12)
+
+
+def test_matmul_of_a_transposed_weight_and_integers():
+    a, ad = _pair((3, 5), 6)
+    w, wd = _pair((4, 5), 7)
+    np.testing.assert_allclose((ad @ wd.t()).detach().cpu().numpy(), (a @ w.t()).detach().numpy(), rtol=1e-12)
+    i = nbgrad.arange(12).reshape(3, 4)
+    assert ((i.cuda() @ i.cuda().t()).cpu().tolist() == (i @ i.t()).tolist())
+
+
+def test_mlp_training_step_matches_the_cpu():
+    nbgrad.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    twin = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    twin.load_state_dict(model.state_dict())
+    twin.to("cuda")
+    assert all(p.is_cuda for p in twin.parameters()) and not any(p.is_cuda for p in model.parameters())
+    x = nbgrad.randn(5, 4, dtype=nbgrad.float64)
+    t = nbgrad.randn(5, 3, dtype=nbgrad.float64)
+    xd, td = x.to("cuda"), t.cuda()
+    opt = nbgrad.optim.SGD(model.parameters(), lr=0.1)
+    opt_d = nbgrad.optim.SGD(twin.parameters(), lr=0.1)
+    for _ in range(2):
+        for m, o, xx, tt in ((model, opt, x, t), (twin, opt_d, xd, td)):
+            o.zero_grad()
+            loss = ((m(xx) - tt) ** 2).mean()
+            loss.backward()
+            o.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert q.is_cuda and q.grad.is_cuda
+        np.testing.assert_allclose(q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(q.grad.cpu().numpy(), p.grad.numpy(), rtol=1e-12)
+
+
+# -- devices --------------------------------------------------------------------------------------------
+def test_round_trips_and_devices():
+    x = nbgrad.randn(2, 3)
+    d = x.to("cuda")
+    assert d.device == nbgrad.device("cuda:0") and str(d.device) == "cuda:0" and d.is_cuda
+    assert x.to("cpu") is x and d.to("cuda") is d and d.cuda() is d
+    np.testing.assert_array_equal(d.cpu().numpy(), x.numpy())
+    np.testing.assert_array_equal(x.cuda().cpu().numpy(), x.numpy())
+    np.testing.assert_array_equal(x.to(nbgrad.device("cuda")).cpu().numpy(), x.numpy())
+    np.testing.assert_array_equal(x.to("cuda", nbgrad.float64).cpu().numpy(), x.numpy().astype(np.float64))
+    z = nbgrad.zeros(2, 2, device="cuda")
+    assert z.is_cuda and z.cpu().tolist() == [[0, 0], [0, 0]]
+    f = nbgrad.full((3,), 2.5, device="cuda:0")
+    assert f.tolist() == [2.5, 2.5, 2.5] and f[1].item() == 2.5
+    e = nbgrad.eye(2, device="cuda")
+    assert e.t().contiguous().cpu().tolist() == [[1, 0], [0, 1]]
+    s = d[:, 1:]
+    assert s.is_cuda and s.cpu().tolist() == x[:, 1:].tolist()
+    assert d.t().reshape(6).cpu().tolist() == x.t().reshape(6).tolist()
+    assert "device='cuda:0'" in repr(d)
+
+
+def test_the_gradient_of_a_move_goes_back():
+    x = nbgrad.randn(3, requires_grad=True)
+    y = x.cuda() * 3
+    assert y.grad_fn.next_functions[0][0].name() == "ToCopyBackward0"
+    y.sum().backward()
+    assert not x.grad.is_cuda and x.grad.tolist() == [3.0, 3.0, 3.0]
+
+
+def test_mixing_devices_is_pytorchs_error():
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device, but found at least two "
+                                           "devices, cuda:0 and cpu!"):
+        nbgrad.ones(3, device="cuda") + nbgrad.ones(3)
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device, but found at least two "
+                                           "devices, cpu and cuda:0!"):
+        nbgrad.ones(2, 3) @ nbgrad.ones(3, device="cuda")
+
+
+def test_a_missing_kernel_says_so_instead_of_running_on_the_cpu():
+    x = nbgrad.randn(2, 3, device="cuda")
+    with pytest.raises(NotImplementedError, match="is not implemented for cuda"):
+        x.max()
+
+
+def test_the_target_answers_what_nbgrad_cuda_asks():
+    assert CUDA.is_available() and CUDA.device_count() == 1
+    CUDA.synchronize()
+    assert CUDA.device_name() == ("SIMULATOR" if SIMULATED else CUDA.device_name())
+    assert "simulator" in CUDA.implementation() or not SIMULATED
