@@ -166,6 +166,71 @@ def test_mlp_training_step_matches_the_cpu():
         np.testing.assert_allclose(q.grad.cpu().numpy(), p.grad.numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_softmax_forward_and_backward(dim, log):
+    x, xd = _pair((3, 4, 5), 8)
+    fn = nbgrad.log_softmax if log else nbgrad.softmax
+    y, yd = fn(x, dim), fn(xd, dim)
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    w = nbgrad.tensor(np.random.default_rng(9).standard_normal((3, 4, 5)))
+    (y * w).sum().backward()
+    (yd * w.cuda()).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy(reduction, weighted):
+    z, zd = _pair((4, 6), 10)
+    t = nbgrad.tensor([1, 0, 5, -100])
+    w = nbgrad.tensor(np.linspace(0.5, 1.5, 6)) if weighted else None
+    loss = nn.functional.cross_entropy(z, t, weight=w, reduction=reduction)
+    loss_d = nn.functional.cross_entropy(zd, t.cuda(), weight=w.cuda() if weighted else None, reduction=reduction)
+    assert loss_d.is_cuda
+    np.testing.assert_allclose(loss_d.detach().cpu().numpy(), loss.detach().numpy(), rtol=1e-12)
+    loss.sum().backward()
+    loss_d.sum().backward()
+    np.testing.assert_allclose(zd.grad.cpu().numpy(), z.grad.numpy(), rtol=1e-12)
+
+
+def test_a_target_out_of_range_is_pytorchs_error():
+    z = nbgrad.randn(3, 4, device="cuda", requires_grad=True)
+    with pytest.raises(IndexError, match="Target 7 is out of bounds."):
+        nn.functional.cross_entropy(z, nbgrad.tensor([0, 7, 1], device="cuda"))
+
+
+def test_cat_stack_and_copies():
+    a, b = nbgrad.randn(2, 3), nbgrad.randn(4, 3)
+    assert nbgrad.cat([a.cuda(), b.cuda()]).cpu().tolist() == nbgrad.cat([a, b]).tolist()
+    assert nbgrad.cat([a.cuda().t(), b.cuda().t()], 1).cpu().tolist() == nbgrad.cat([a.t(), b.t()], 1).tolist()
+    assert nbgrad.stack([a.cuda(), a.cuda() * 2], 1).cpu().tolist() == nbgrad.stack([a, a * 2], 1).tolist()
+    x = a.cuda().requires_grad_()
+    nbgrad.cat([x, x * 3]).sum().backward()
+    assert x.grad.is_cuda and x.grad.cpu().tolist() == [[4.0] * 3] * 2
+    c = a.cuda().clone()
+    c[0] = 5.0                                 # a copy into a row: the strided kernel, in place
+    assert c.cpu()[0].tolist() == [5.0] * 3 and c.cpu()[1].tolist() == a[1].tolist()
+
+
+def test_adam_and_an_mlp_with_cross_entropy():
+    """The benchmark's MLP step (Linear, ReLU, cross_entropy) with Adam, CPU and 'cuda' side by side."""
+    nbgrad.manual_seed(1)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+    twin = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+    twin.load_state_dict(model.state_dict())
+    twin.cuda()
+    x, t = nbgrad.randn(6, 5, dtype=nbgrad.float64), nbgrad.tensor([0, 2, 1, 1, 0, 2])
+    opts = nbgrad.optim.Adam(model.parameters(), lr=0.05), nbgrad.optim.Adam(twin.parameters(), lr=0.05)
+    for _ in range(2):
+        for m, o, xx, tt in ((model, opts[0], x, t), (twin, opts[1], x.cuda(), t.cuda())):
+            o.zero_grad()
+            nn.functional.cross_entropy(m(xx), tt).backward()
+            o.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_allclose(q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-10)
+
+
 # -- devices --------------------------------------------------------------------------------------------
 def test_round_trips_and_devices():
     x = nbgrad.randn(2, 3)

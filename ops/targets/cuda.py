@@ -16,8 +16,10 @@ import numpy as np
 from numba import cuda
 
 from . import cuda_kernels as hand
+from . import cuda_nn
 from .cuda_array import DeviceArray, probe
 from .cuda_codegen import KERNELS
+from ..reduce import check_saved as _check_saved, keep_shape as _keep_shape    # host-side shape checks
 
 __all__ = ["CudaTarget", "available"]
 
@@ -77,10 +79,11 @@ class CudaTarget:
 
     def __init__(self):
         self._numbers = {}
-        self.reduce = _Family("reduce", sum=self._sum, keep_shape=_keep_shape)
+        self.reduce = _Family("reduce", sum=self._sum, keep_shape=_keep_shape, softmax=self._softmax,
+                              softmax_backward=self._softmax_backward, check_saved=_check_saved)
         self.linalg = _Family("linalg", bmm=self._bmm, add_rows=self._add_rows)
         self.index = _Family("index")
-        self.loss = _Family("loss")
+        self.loss = _Family("loss", nll_forward=self._nll_forward, nll_backward=self._nll_backward)
         self.shape = _Family("shape")
 
     def __repr__(self):
@@ -216,6 +219,9 @@ class CudaTarget:
 
     @staticmethod
     def slice(arr, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if not any(k is Ellipsis for k in key):
+            key = key + (Ellipsis,)            # a view even where every dim is indexed (NumPy: a scalar)
         return arr.from_probe(arr.probe()[key])
 
     @staticmethod
@@ -369,6 +375,104 @@ class CudaTarget:
         """``out[i, :] += v``: a linear layer's bias, added in place."""
         return self._elementwise("add", out, (out, v), fresh_out=False)
 
+    # -- softmax and the negative log-likelihood ------------------------------------------------
+    def _softmax(self, x, dim, log=False):
+        """softmax (``log``: log_softmax) along ``dim``; a C-contiguous output of x's dtype."""
+        x = self.contiguous(x)
+        y = self.empty(x.shape, x.dtype)
+        length, lines, inner = _line(x.shape, dim)
+        if y.size:
+            cuda_nn.softmax_kernel[lines, hand.THREADS](x.buf, x.offset, y.buf, length, inner, log)
+        return y
 
-def _keep_shape(shape, dims):
-    return tuple(1 if d in dims else n for d, n in enumerate(shape))
+    def _softmax_backward(self, g, y, dim, log=False):
+        _check_saved("softmax backward", g, y)
+        g, y = self.contiguous(g), self.contiguous(y)
+        gx = self.empty(y.shape, y.dtype)
+        length, lines, inner = _line(y.shape, dim)
+        if gx.size:
+            y0 = y if y.offset == 0 else self.copy(y)
+            cuda_nn.softmax_backward_kernel[lines, hand.THREADS](g.buf, g.offset, y0.buf, gx.buf, length, inner, log)
+        return gx
+
+    def _nll_operands(self, shape, target, weight, dtype):
+        """The flat int64 target and the weights (``None``: all ones), with the CPU's errors
+        for sizes that do not fit (``ops/loss.py``'s ``_operands``)."""
+        c = shape[0] if len(shape) == 1 else shape[1]
+        positions = 1 if len(shape) == 1 else shape[0] * (shape[2] * shape[3] if len(shape) == 4 else 1)
+        if target.size != positions:
+            if len(shape) == 4:
+                raise RuntimeError(f"size mismatch (got input: {list(shape)} , target: {list(target.shape)}")
+            raise RuntimeError(f"size mismatch (got input: {list(shape)}, target: {list(target.shape)})")
+        if weight is not None and weight.size != c:
+            raise RuntimeError("weight tensor should be defined either for all or no classes")
+        flat = self.contiguous(self.astype(target, np.dtype(np.int64)))
+        w = self.contiguous(self.astype(weight, dtype)) if weight is not None else self.number(1, dtype)
+        return flat, w
+
+    def _bad(self, bad, flat_target):
+        first = int(bad.copy_to_host()[0])          # the one host read of a launch that checks
+        if first < flat_target.size:
+            raise IndexError(f"Target {self.item(self.slice(flat_target, (first,)))} is out of bounds.")
+
+    def _nll_forward(self, x, target, weight, ignore_index):
+        """Per-position losses shaped as ``target``, their sum and the sum of their weights
+        (host numbers of x's dtype, as the CPU's: two reads back from the device)."""
+        flat, w = self._nll_operands(x.shape, target, weight, x.dtype)
+        x4 = _as_4d(self, x)
+        out = self.empty(target.shape, x.dtype)
+        wout = self.empty(target.shape, x.dtype)
+        n = flat.size
+        if n:
+            bad = cuda.to_device(np.array([n], np.int64))
+            blocks, threads = _grid(n)
+            cuda_nn.nll_forward_kernel[-(-n // threads), threads](
+                x4.buf, x4.offset, tuple(x4.element_strides()), x4.shape, _flat_buf(flat), _flat_buf(w),
+                weight is not None, out.buf, wout.buf, bad, ignore_index)
+            self._bad(bad, flat)
+        total = self.item(self._sum(out, tuple(range(out.ndim)), np.float64)) if n else 0.0
+        weights = self.item(self._sum(wout, tuple(range(wout.ndim)), np.float64)) if n else 0.0
+        return out, x.dtype.type(total), x.dtype.type(weights)
+
+    def _nll_backward(self, shape, dtype, target, weight, grad, ignore_index):
+        out = self.zeros(shape, dtype)
+        if out.size == 0:
+            return out
+        flat, w = self._nll_operands(shape, target, weight, dtype)
+        g = self.contiguous(self.astype(grad, dtype))
+        if g.size not in (1, flat.size):
+            raise RuntimeError(f"Expected a gradient of 1 or {flat.size} elements, but got {g.size}")
+        shape4 = _as_4d(self, out).shape
+        n = flat.size
+        bad = cuda.to_device(np.array([n], np.int64))
+        blocks, threads = _grid(n)
+        cuda_nn.nll_backward_kernel[-(-n // threads), threads](
+            out.buf, shape4, _flat_buf(flat), _flat_buf(w), weight is not None, _flat_buf(g), g.size != 1, bad,
+            ignore_index)
+        self._bad(bad, flat)
+        return out
+
+
+def _flat_buf(arr):
+    """A contiguous array's elements as a 1-D device array (a view from its offset)."""
+    return arr.buf[arr.offset:arr.offset + max(arr.size, 1)]
+
+
+def _as_4d(target, x):
+    if x.ndim == 1:
+        return target.slice(x, (None, slice(None), None, None))
+    if x.ndim == 2:
+        return target.slice(x, (slice(None), slice(None), None, None))
+    return x
+
+
+def _line(shape, dim):
+    """(line length, number of lines, inner stride) of softmax along ``dim``."""
+    length = shape[dim] if shape else 1
+    inner = 1
+    for n in shape[dim + 1:]:
+        inner *= n
+    size = 1
+    for n in shape:
+        size *= n
+    return length, (size // length if length else 0), inner
