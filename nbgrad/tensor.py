@@ -310,7 +310,23 @@ class Tensor:
         if not force and _grad_mode.enabled and self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
                                "Use tensor.detach().numpy() instead.")
-        return target_of(self._data).to_host(self._data)
+        target = target_of(self._data)
+        if target.device_type != "cpu":
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy the "
+                            "tensor to host memory first.")
+        return target.to_host(self._data)
+
+    @property
+    def __cuda_array_interface__(self):
+        """CUDA tensors' memory for CuPy, PyTorch and numba (zero-copy); CPU tensors have none."""
+        if not self.is_cuda:
+            raise AttributeError("Can't get __cuda_array_interface__ on non-CUDA tensor type: "
+                                 f"torch.{self.dtype.legacy}Tensor If CUDA data is required use "
+                                 "tensor.cuda() to copy tensor to device memory.")
+        if self.requires_grad:
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires grad. If gradients "
+                               "aren't required, use var.detach() to get Variable that doesn't require grad.")
+        return self._data.__cuda_array_interface__
 
     def __array__(self, dtype=None, copy=None):
         host = self.numpy()            # the same refusal: np.asarray(t) would be a writable alias
@@ -382,7 +398,7 @@ class Tensor:
         """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other_tensor)``."""
         for a in args:
             if isinstance(a, Tensor):
-                dtype = a.dtype
+                dtype, device = a.dtype, a.device
             elif isinstance(a, (str, globals()["device"])):
                 device = a
             else:

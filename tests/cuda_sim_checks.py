@@ -253,6 +253,38 @@ def test_round_trips_and_devices():
     assert "device='cuda:0'" in repr(d)
 
 
+def test_numba_device_arrays_are_taken_without_a_copy():
+    from numba import cuda
+    d = cuda.to_device(np.arange(6, dtype=np.float32).reshape(2, 3))
+    t = nbgrad.as_tensor(d)
+    assert t.is_cuda and t.shape == (2, 3) and t.dtype is nbgrad.float32
+    t.add_(1)                                  # the same memory: the numba array sees the write
+    np.testing.assert_array_equal(d.copy_to_host(), np.arange(1, 7).reshape(2, 3))
+    assert nbgrad.as_tensor([1, 2], device="cuda").is_cuda
+
+
+def test_host_conversions_are_pytorchs():
+    t = nbgrad.ones(2, device="cuda")
+    with pytest.raises(TypeError, match="can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu"):
+        t.numpy()
+    with pytest.raises(TypeError, match="can't convert cuda:0 device type tensor to numpy"):
+        np.asarray(t)
+    x = nbgrad.ones(2)
+    assert not hasattr(x, "__cuda_array_interface__")
+    assert x.to(t).is_cuda and x.to(t.double()).dtype is nbgrad.float64        # to(other): its device and dtype
+    assert t.tolist() == [1.0, 1.0] and float(t.sum()) == 2.0 and bool(t[0])
+
+
+@pytest.mark.skipif(SIMULATED, reason="the simulator's arrays are host arrays: no CUDA Array Interface")
+def test_the_cuda_array_interface_is_a_view():
+    t = nbgrad.arange(12, dtype=nbgrad.float32, device="cuda").reshape(3, 4)
+    iface = t.t()[1:].__cuda_array_interface__
+    assert iface["shape"] == (3, 3) and iface["strides"] == (4, 16) and iface["typestr"] == "<f4"
+    assert iface["data"][0] == t.data_ptr() + 4          # t[0, 1]
+    from numba import cuda
+    assert cuda.as_cuda_array(t).copy_to_host().tolist() == t.cpu().tolist()
+
+
 def test_the_gradient_of_a_move_goes_back():
     x = nbgrad.randn(3, requires_grad=True)
     y = x.cuda() * 3

@@ -149,6 +149,17 @@ class CudaTarget:
         flat = host.reshape(-1) if host.size else np.zeros(1, host.dtype)
         return DeviceArray.contiguous_over(cuda.to_device(flat), host.shape)
 
+    @staticmethod
+    def wrap(obj):
+        """A ``DeviceArray`` over a numba device array or any object with the CUDA Array
+        Interface (CuPy, PyTorch CUDA): its memory shared when C-contiguous, else copied."""
+        dev = obj if getattr(obj, "__cuda_ndarray__", False) else cuda.as_cuda_array(obj)
+        if dev.size and not dev.is_c_contiguous():
+            dev = dev.copy_to_host()               # strided foreign memory: one copy through the host
+            dev = cuda.to_device(dev.copy())
+        flat = dev.reshape(dev.size) if dev.size else cuda.device_array(1, dev.dtype)
+        return DeviceArray.contiguous_over(flat, dev.shape)
+
     def number(self, value, dtype):
         """``value`` as a one-element device array of ``dtype`` (kept: never write to one)."""
         key = (value, type(value), np.dtype(dtype))
@@ -236,7 +247,7 @@ class CudaTarget:
     # -- layout ---------------------------------------------------------------------------------
     @staticmethod
     def is_contiguous(arr):
-        return arr.probe().flags.c_contiguous
+        return arr.c_contiguous
 
     @staticmethod
     def is_transposed(arr):

@@ -38,7 +38,7 @@ def _offset_of(view, dtype):
 
 class DeviceArray:
     """An nbgrad CUDA tensor's array: ``buf`` (1-D device array), ``offset``, ``shape``, ``strides``."""
-    __slots__ = ("buf", "offset", "shape", "strides", "dtype", "writeable")
+    __slots__ = ("buf", "offset", "shape", "strides", "dtype", "writeable", "_contiguous")
     __array_priority__ = -1
 
     def __init__(self, buf, offset, shape, strides, writeable=True):
@@ -46,6 +46,23 @@ class DeviceArray:
         self.shape, self.strides = tuple(int(n) for n in shape), tuple(int(s) for s in strides)
         self.dtype = np.dtype(buf.dtype)
         self.writeable = writeable
+        self._contiguous = None
+
+    @property
+    def c_contiguous(self):
+        """Whether C-contiguous (the metadata never changes: asked once)."""
+        if self._contiguous is None:
+            self._contiguous = self.probe().flags.c_contiguous
+        return self._contiguous
+
+    @property
+    def __cuda_array_interface__(self):
+        """The CUDA Array Interface (version 3) of this view: CuPy, PyTorch and numba read it
+        zero-copy. (The simulator's buffers are host arrays and have none.)"""
+        base = self.buf.__cuda_array_interface__
+        return {"shape": self.shape, "strides": None if self.c_contiguous else self.strides,
+                "typestr": self.dtype.str, "data": (base["data"][0] + self.offset * self.itemsize, not self.writeable),
+                "version": 3, "stream": base.get("stream")}
 
     @classmethod
     def contiguous_over(cls, buf, shape, offset=0):
