@@ -115,6 +115,44 @@ def test_sum_and_mean(op, dim):
     np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-12)
 
 
+REDUCTIONS = {
+    "prod": lambda x, d: x.prod() if d is None else x.prod(d),
+    "var": lambda x, d: x.var(d), "std": lambda x, d: x.std(d, correction=0),
+    "logsumexp": lambda x, d: x.logsumexp(tuple(range(x.ndim)) if d is None else d),
+    "max": lambda x, d: x.max() if d is None else x.max(d).values, "amin": lambda x, d: x.amin(d),
+}
+
+
+@pytest.mark.parametrize("dim", [None, 1, (0, 2)])
+@pytest.mark.parametrize("op", sorted(REDUCTIONS))
+def test_table_accumulations_and_extremes(op, dim):
+    if op in ("prod", "max") and isinstance(dim, tuple):
+        return                                 # one dim or all, as PyTorch takes them
+    x, xd = _pair((3, 4, 5), 11)
+    y, yd = REDUCTIONS[op](x, dim), REDUCTIONS[op](xd, dim)
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    (y * y).sum().backward()
+    (yd * yd).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-10)
+
+
+def test_extremes_take_the_first_tie_and_nan():
+    x = nbgrad.tensor([[1.0, 3.0, 3.0, 0.0], [float("nan"), 2.0, float("nan"), 5.0], [2.0, 2.0, 2.0, 2.0]])
+    for fn in (lambda t: t.max(1), lambda t: t.min(1)):
+        v, i = fn(x)
+        vd, id_ = fn(x.cuda())
+        np.testing.assert_array_equal(vd.cpu().numpy(), v.numpy())
+        assert id_.cpu().tolist() == i.tolist() and id_.is_cuda
+    assert x.cuda().argmax().item() == x.argmax().item() == 4
+    i = nbgrad.arange(40).reshape(5, 8)
+    assert i.cuda().max().item() == 39 and i.cuda().amin(0).cpu().tolist() == list(range(8))
+    g = nbgrad.tensor([[1.0, 2.0, 2.0]], requires_grad=True)
+    gd = g.detach().cuda().requires_grad_()
+    g.max().backward()
+    gd.max().backward()                        # shared evenly between the tied maxima
+    assert gd.grad.cpu().tolist() == g.grad.tolist() == [[0.0, 0.5, 0.5]]
+
+
 def test_a_sum_over_many_blocks():
     """More elements than one block's threads x 4: partial sums per block, then a second launch."""
     x = nbgrad.arange(600, dtype=nbgrad.float64)
@@ -304,8 +342,8 @@ def test_mixing_devices_is_pytorchs_error():
 
 def test_a_missing_kernel_says_so_instead_of_running_on_the_cpu():
     x = nbgrad.randn(2, 3, device="cuda")
-    with pytest.raises(NotImplementedError, match="is not implemented for cuda"):
-        x.max()
+    with pytest.raises(NotImplementedError, match="'shape.flip' is not implemented for cuda"):
+        x.flip(0)
 
 
 def test_the_target_answers_what_nbgrad_cuda_asks():

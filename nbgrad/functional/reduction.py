@@ -38,6 +38,10 @@ def _reduce(t):
     return target_of(t._data).reduce
 
 
+def _reshaped(data, shape):
+    return target_of(data).reshape(data, shape)
+
+
 # -- dims and shapes ------------------------------------------------------------------------------
 def _dims(dim, ndim, name):
     """The reduced dims, wrapped, distinct and sorted; ``None`` and ``()`` mean all of them."""
@@ -110,7 +114,7 @@ def _gradient(node, grad, x=None, y=None, m=None, s=None):
         if y is not None:
             values["y"] = keep(y)
         if m is not None:
-            values["m"] = Tensor._wrap(m.astype(x._data.dtype))
+            values["m"] = Tensor._wrap(target_of(m).astype(m, x._data.dtype))
     return derivative(rec, "x", values)
 
 
@@ -242,7 +246,8 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
         dims, node = tuple(range(input.ndim)), ProdBackward0
     else:
         dims, node = _dims(_one_dim(dim, input.ndim, "prod"), input.ndim, "prod"), ProdBackward1
-    data = _reduce(input).prod(input._data, dims, _sum_dtype(input)).reshape(_out_shape(input.shape, dims, keepdim))
+    data = _reduce(input).prod(input._data, dims, _sum_dtype(input))
+    data = _reshaped(data, _out_shape(input.shape, dims, keepdim))
     out = record(node, data, (input,), keep=keep_shape(input._data.shape, dims), in_shape=input._data.shape,
                  dims=dims)
     if out.grad_fn is not None:
@@ -352,7 +357,7 @@ def _extreme(input, dim, keepdim, smallest, name, node):
     dims = _dims(dim, input.ndim, name)
     _check_nonempty(input, dims, name, specified, (dim,) if isinstance(dim, (int, np.integer)) else dim)
     values, _ = _reduce(input).max(input._data, dims, smallest)
-    data = values.reshape(_out_shape(input.shape, dims, keepdim))
+    data = _reshaped(values, _out_shape(input.shape, dims, keepdim))
     out = record(node, data, (input,), keep=values.shape, in_shape=input._data.shape, dims=dims)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(input, out.detach())
@@ -365,8 +370,8 @@ def _extreme_along(input, dim, keepdim, smallest, name, node, result):
     _check_nonempty(input, dims, name, True)
     values, indices = _reduce(input).max(input._data, dims, smallest)
     shape = _out_shape(input.shape, dims, keepdim)
-    idx = Tensor._wrap(indices.reshape(shape))
-    out = record(node, values.reshape(shape), (input,), keep=values.shape, in_shape=input._data.shape, dim=d,
+    idx = Tensor._wrap(_reshaped(indices, shape))
+    out = record(node, _reshaped(values, shape), (input,), keep=values.shape, in_shape=input._data.shape, dim=d,
                  dtype=input._data.dtype)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(idx)
@@ -417,7 +422,7 @@ def _arg(input, dim, keepdim, smallest, name):
         dims = _dims(_one_dim(dim, input.ndim, name), input.ndim, name)
         _check_nonempty(input, dims, name, True)
     _, indices = _reduce(input).max(input._data, dims, smallest, ordered=True)
-    return Tensor._wrap(indices.reshape(_out_shape(input.shape, dims, keepdim)))
+    return Tensor._wrap(_reshaped(indices, _out_shape(input.shape, dims, keepdim)))
 
 
 @tensor_method()
@@ -480,7 +485,7 @@ def _variance(input, dim, unbiased, keepdim, correction, name):
     data, mu = _reduce(input).var(input._data, dims, correction, root=name == "std")
     node = StdBackward0 if name == "std" else VarBackward0
     # over all of x (dim None), PyTorch's backward treats N <= correction apart
-    out = record(node, data.reshape(_out_shape(input.shape, dims, keepdim)), (input,), keep=data.shape,
+    out = record(node, _reshaped(data, _out_shape(input.shape, dims, keepdim)), (input,), keep=data.shape,
                  in_shape=input._data.shape, dims=dims, dof=dof, mean=mu, whole=dim is None or not input.ndim)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(*((input, out.detach()) if name == "std" else (input,)))
@@ -519,7 +524,7 @@ def logsumexp(input, dim, keepdim=False):
     input = _float_input(input)
     dims = _dims(dim, input.ndim, "logsumexp")
     data = _reduce(input).logsumexp(input._data, dims)
-    out = record(LogsumexpBackward0, data.reshape(_out_shape(input.shape, dims, keepdim)), (input,),
+    out = record(LogsumexpBackward0, _reshaped(data, _out_shape(input.shape, dims, keepdim)), (input,),
                  keep=data.shape, in_shape=input._data.shape, dims=dims)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(input, out.detach())

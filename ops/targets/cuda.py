@@ -10,6 +10,7 @@ Hand-written kernel families: ``reduce.sum`` (sum and mean) and ``linalg`` (``bm
 ``add_rows``) exist; every other member of a family raises ``NotImplementedError`` naming
 itself, rather than running on the CPU behind the user's back.
 """
+import math
 import numbers
 
 import numpy as np
@@ -18,7 +19,8 @@ from numba import cuda
 from . import cuda_kernels as hand
 from . import cuda_nn
 from .cuda_array import DeviceArray, probe
-from .cuda_codegen import KERNELS
+from .cuda_codegen import KERNELS, accumulation
+from ..table import ACCUMULATIONS
 from ..reduce import check_saved as _check_saved, keep_shape as _keep_shape    # host-side shape checks
 
 __all__ = ["CudaTarget", "available"]
@@ -79,8 +81,11 @@ class CudaTarget:
 
     def __init__(self):
         self._numbers = {}
-        self.reduce = _Family("reduce", sum=self._sum, keep_shape=_keep_shape, softmax=self._softmax,
-                              softmax_backward=self._softmax_backward, check_saved=_check_saved)
+        self.reduce = _Family("reduce", sum=self._sum, prod=self._prod, var=self._var, logsumexp=self._logsumexp,
+                              count_zeros=self._count_zeros, max=self._max, index_backward=self._index_backward,
+                              distribute_backward=self._distribute_backward, keep_shape=_keep_shape,
+                              softmax=self._softmax, softmax_backward=self._softmax_backward,
+                              check_saved=_check_saved)
         self.linalg = _Family("linalg", bmm=self._bmm, add_rows=self._add_rows)
         self.index = _Family("index")
         self.loss = _Family("loss", nll_forward=self._nll_forward, nll_backward=self._nll_backward)
@@ -335,35 +340,103 @@ class CudaTarget:
         return out
 
     # -- reductions -----------------------------------------------------------------------------
-    def _sum(self, x, dims, out_dtype, scale=1):
-        """``x`` summed over ``dims`` (sorted, distinct) times ``scale``, in the keepdim shape;
-        floats accumulate in float64, the rest in int64, as on the CPU."""
+    def _accumulate(self, name, x, dims, out_dtype, scale=1, center=None):
+        """Accumulation ``name`` of the op table over ``dims`` (sorted, distinct), keepdim shape:
+        floats accumulate in float64, the rest in int64, as on the CPU. ``center``: a float64
+        device array, one value per output (the mean for var, the maximum for logsumexp)."""
         out_dtype = np.dtype(out_dtype)
         keep = _keep_shape(x.shape, dims)
         out = self.empty(keep, out_dtype)
         nout = out.size
         if nout == 0:
             return out
-        st = [s // x.itemsize for s in x.strides]
-        kept = [d for d in range(x.ndim) if d not in dims]
-        kshape = tuple(x.shape[d] for d in kept) or (1,)
-        kstr = tuple(st[d] for d in kept) or (0,)
-        rshape = tuple(x.shape[d] for d in dims) or (1,)
-        rstr = tuple(st[d] for d in dims) or (0,)
-        nred = 1
-        for d in dims:
-            nred *= x.shape[d]
+        kshape, kstr, rshape, rstr, nred = _plan(x, dims)
         floating = x.dtype.kind == "f" or out_dtype.kind == "f"
         parts = max(1, min(-(-nred // (hand.THREADS * 4)), 4 if hand.SIMULATED else 64))
-        if nred == 0:
-            return self.full(keep, 0, out_dtype)
         partials = cuda.device_array(nout * parts if parts > 1 else 1, np.float64 if floating else np.int64)
+        center = self.number(0.0, np.float64) if center is None else center
         scale = float(scale) if floating else int(scale)
-        hand.accumulate_kernel(floating)[nout * parts, hand.THREADS](
-            x.buf, x.offset, kshape, kstr, rshape, rstr, nred, parts, out.buf, out.offset, scale, partials)
+        mod = accumulation(ACCUMULATIONS[name].kernel or name, hand.THREADS)
+        first, combine = (mod.float_first, mod.float_combine) if floating else (mod.int_first, mod.int_combine)
+        first[nout * parts, hand.THREADS](x.buf, x.offset, kshape, kstr, rshape, rstr, nred, parts, out.buf,
+                                          out.offset, scale, _flat_buf(center), partials)
         if parts > 1:
-            hand.partials_kernel(floating)[nout, hand.THREADS](partials, parts, out.buf, out.offset, scale)
+            combine[nout, hand.THREADS](partials, parts, out.buf, out.offset, scale, _flat_buf(center))
         return out
+
+    def _sum(self, x, dims, out_dtype, scale=1):
+        return self._accumulate("sum", x, dims, out_dtype, scale)
+
+    def _prod(self, x, dims, out_dtype):
+        return self._accumulate("prod", x, dims, out_dtype)
+
+    def _var(self, x, dims, correction, root=False):
+        """(variance, or with ``root`` the standard deviation, and the float64 mean), keepdim."""
+        n = 1
+        for d in dims:
+            n *= x.shape[d]
+        mean = self._accumulate("sum", x, dims, np.float64, 1.0 / n if n else math.nan)
+        dof = n - correction
+        scale = 1.0 / dof if dof > 0 else math.inf
+        return self._accumulate("std" if root else "var", x, dims, x.dtype, scale, self.contiguous(mean)), mean
+
+    def _logsumexp(self, x, dims):
+        if x.size == 0:
+            center = self.zeros(_keep_shape(x.shape, dims), np.float64)
+        else:
+            center = self.astype(self._max(x, dims)[0], np.dtype(np.float64))
+        return self._accumulate("logsumexp", x, dims, x.dtype, 1, center)
+
+    def _count_zeros(self, x):
+        return int(self.item(self._accumulate("count_zeros", x, tuple(range(x.ndim)), np.int64)))
+
+    def _max(self, x, dims, smallest=False, ordered=False):
+        """(values, indices) of the maximum (``smallest``: minimum) over ``dims``, keepdim
+        shapes; an index is the flat position in the reduced block (C order over ``dims``)."""
+        keep = _keep_shape(x.shape, dims)
+        vals, idx = self.empty(keep, x.dtype), self.empty(keep, np.int64)
+        if vals.size:
+            kshape, kstr, rshape, rstr, nred = _plan(x, dims)
+            hand.extreme_kernel(x.dtype.kind == "f")[vals.size, hand.THREADS](
+                x.buf, x.offset, kshape, kstr, rshape, rstr, nred, smallest, vals.buf, idx.buf)
+        return vals, idx
+
+    def _index_backward(self, g, idx, shape, dim, dtype):
+        """Zeros of ``shape`` with ``g`` (keepdim shape) at ``idx`` along ``dim``; an index
+        outside the dim is PyTorch's error (it was saved, and may have been changed since)."""
+        gx = self.zeros(shape, dtype)
+        if gx.size:
+            if idx.size != g.size or idx.dtype != np.int64:
+                raise RuntimeError("max/min backward: the indices saved for backward were given .data of another "
+                                   f"shape or dtype ({idx.dtype} of shape {list(idx.shape)})")
+            length, _, inner = _line(shape, dim)
+            flat_idx = self.contiguous(idx)
+            g = self.contiguous(self.astype(g, np.dtype(dtype)))
+            n = flat_idx.size
+            bad = cuda.to_device(np.array([n], np.int64))
+            threads = min(_THREADS, n)
+            hand.index_backward_kernel[-(-n // threads), threads](_flat_buf(g), _flat_buf(flat_idx), gx.buf, length,
+                                                                  inner, bad)
+            first = int(bad.copy_to_host()[0])
+            if first < n:
+                raise RuntimeError(f"index {self.item(self.slice(self.reshape(flat_idx, (-1,)), (first,)))} is out "
+                                   f"of bounds for dimension {dim} with size {length}")
+        return gx
+
+    def _distribute_backward(self, g, x, m, dims, nan_too=False):
+        """``g`` shared evenly among the positions of ``x`` equal to its extreme ``m`` (with
+        ``nan_too``, among the NaNs where ``m`` is NaN): table kernels and a sum."""
+        _check_saved("max/min backward", g, x, dims, m)
+        shape, dtype = x.shape, x.dtype
+        hit = self.launch("eq", (x, m), shape, dtype)
+        if nan_too:
+            nan_x = self.launch("ne", (x, x), shape, dtype)
+            nan_m = self.launch("ne", (m, m), m.shape, dtype)
+            hit = self.launch("logical_or", (hit, self.launch("logical_and", (nan_x, nan_m), shape, dtype)),
+                              shape, dtype)
+        count = self._sum(hit, dims, dtype)
+        share = self.launch("div", (g, count), count.shape, dtype)
+        return self.launch("mul", (hit, share), shape, dtype)
 
     # -- matrix products ------------------------------------------------------------------------
     def _bmm(self, a, b):
@@ -462,6 +535,18 @@ class CudaTarget:
             ignore_index)
         self._bad(bad, flat)
         return out
+
+
+def _plan(x, dims):
+    """(kept shape, kept element strides, reduced shape, reduced strides, reduced count) of
+    ``x`` over ``dims``: tuples, never empty (a kernel indexes them)."""
+    st = [s // x.itemsize for s in x.strides]
+    kept = [d for d in range(x.ndim) if d not in dims]
+    nred = 1
+    for d in dims:
+        nred *= x.shape[d]
+    return (tuple(x.shape[d] for d in kept) or (1,), tuple(st[d] for d in kept) or (0,),
+            tuple(x.shape[d] for d in dims) or (1,), tuple(st[d] for d in dims) or (0,), nred)
 
 
 def _flat_buf(arr):

@@ -16,7 +16,7 @@ Every array argument is a flat device buffer plus an element offset. Sources go 
 from .._cache import load_module
 from ..table import ACCUMULATIONS, TABLE, names_in
 
-__all__ = ["elementwise", "KERNELS", "module_source"]
+__all__ = ["CudaElementwise", "KERNELS", "accumulation"]
 
 _HEADER = '''\
 import math
@@ -109,6 +109,97 @@ def _build():
 KERNELS = _build()       # the same names as ``elementwise.OPS``
 
 
-def module_source(name, source):
-    """Import a hand-written kernel module's ``source`` through the kernel cache."""
-    return load_module("cuda_" + name, source)
+# -- accumulations (sum, prod, var, std, logsumexp, count_zeros): the table's kernel text ------------------
+_ACC = '''\
+import math
+from numba import cuda, float64, int64
+
+INF = math.inf
+THREADS = {threads}
+
+
+def _make(acc_type):
+    @cuda.jit
+    def first(x, xo, kshape, kstr, rshape, rstr, nred, parts, out, oo, scale, center, partials):
+        """Block ``b`` accumulates part ``b % parts`` of output ``b // parts``: threads stride
+        over the reduced elements, then a tree in shared memory; one part: finished here."""
+        b = cuda.blockIdx.x
+        t = cuda.threadIdx.x
+        j = b // parts
+        part = b - j * parts
+        zero = acc_type({zero})
+        cs = center
+        c = {center}
+        base = xo
+        rem = j
+        for d in range(len(kshape) - 1, -1, -1):
+            q = rem % kshape[d]
+            rem //= kshape[d]
+            base += q * kstr[d]
+        acc = acc_type({zero})
+        r = part * THREADS + t
+        while r < nred:
+            p = base
+            rem = r
+            for d in range(len(rshape) - 1, -1, -1):
+                q = rem % rshape[d]
+                rem //= rshape[d]
+                p += q * rstr[d]
+            v = x[p]
+            acc {op}= {term}
+            r += parts * THREADS
+        sh = cuda.shared.array(THREADS, acc_type)
+        sh[t] = acc
+        cuda.syncthreads()
+        s = THREADS // 2
+        while s > 0:
+            if t < s:
+                sh[t] {op}= sh[t + s]
+            cuda.syncthreads()
+            s //= 2
+        if t == 0:
+            if parts == 1:
+                acc = sh[0]
+                out[oo + j] = {finish}
+            else:
+                partials[b] = sh[0]
+
+    @cuda.jit
+    def combine(partials, parts, out, oo, scale, center):
+        j = cuda.blockIdx.x
+        t = cuda.threadIdx.x
+        zero = acc_type({zero})
+        cs = center
+        c = {center}
+        acc = acc_type({zero})
+        k = t
+        while k < parts:
+            acc {op}= partials[j * parts + k]
+            k += THREADS
+        sh = cuda.shared.array(THREADS, acc_type)
+        sh[t] = acc
+        cuda.syncthreads()
+        s = THREADS // 2
+        while s > 0:
+            if t < s:
+                sh[t] {op}= sh[t + s]
+            cuda.syncthreads()
+            s //= 2
+        if t == 0:
+            acc = sh[0]
+            out[oo + j] = {finish}
+    return first, combine
+
+
+float_first, float_combine = _make(float64)
+int_first, int_combine = _make(int64)
+'''
+
+
+def accumulation(name, threads):
+    """The CUDA kernels of accumulation ``name`` (``ACCUMULATIONS``): the same ``op``, ``term``,
+    ``center`` and ``finish`` text the CPU loops paste in (``cs[j]``: the output's center)."""
+    rec = ACCUMULATIONS[name]
+    source = _ACC.format(threads=threads, op=rec.op, term=rec.term, center=rec.center, finish=rec.finish,
+                         zero="1" if rec.op == "*" else "0")
+    return load_module(f"cuda_acc_{name}", source)

@@ -1,9 +1,10 @@
-"""The CUDA target's hand-written kernels: the accumulating reduction and the matrix product.
+"""The CUDA target's hand-written kernels: the matrix product, the extreme values, fills.
 
-* ``accumulate``: one output element per group of ``parts`` blocks; each thread accumulates a
-  strided share of the reduced elements (in float64 for floats, int64 otherwise, as the CPU
-  does), the block sums its threads' values by a tree in shared memory, and when several blocks
-  share an output a second launch sums their partials the same way.
+(The accumulating reductions are generated from the op table: ``cuda_codegen.accumulation``.)
+
+* ``extreme``: max/min with the index of the first extreme (NaN counts as the maximum and the
+  minimum, as on the CPU), one block per output: a strided scan per thread, then a tree of
+  (value, index) pairs in shared memory.
 * ``matmul``: the classic tiled product, ``TILE`` x ``TILE`` threads per block, both operands'
   tiles staged through shared memory, any strides (a transposed weight is read in place).
 
@@ -15,78 +16,11 @@ import math
 import numpy as np
 from numba import config, cuda, float64, int64
 
-__all__ = ["THREADS", "TILE", "accumulate_kernel", "partials_kernel", "matmul_kernel", "fill_kernel"]
+__all__ = ["THREADS", "TILE", "matmul_kernel", "fill_kernel", "extreme_kernel", "index_backward_kernel"]
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
 THREADS = 32 if SIMULATED else 256     # threads per reduction block (a power of two)
 TILE = 4 if SIMULATED else 16          # matmul tile edge
-
-
-def _accumulate(nbtype, terms):
-    """A sum (``terms``: "v") or a sum of squared deviations (not yet used) kernel."""
-    @cuda.jit
-    def kernel(x, xo, kshape, kstr, rshape, rstr, nred, parts, out, oo, scale, partials):
-        b = cuda.blockIdx.x
-        t = cuda.threadIdx.x
-        j = b // parts
-        part = b - j * parts
-        # the kept dims give the output's first input element
-        base = xo
-        rem = j
-        for d in range(len(kshape) - 1, -1, -1):
-            q = rem % kshape[d]
-            rem //= kshape[d]
-            base += q * kstr[d]
-        acc = nbtype(0)
-        r = part * THREADS + t
-        while r < nred:
-            p = base
-            rem = r
-            for d in range(len(rshape) - 1, -1, -1):
-                q = rem % rshape[d]
-                rem //= rshape[d]
-                p += q * rstr[d]
-            acc += x[p]
-            r += parts * THREADS
-        sh = cuda.shared.array(THREADS, nbtype)
-        sh[t] = acc
-        cuda.syncthreads()
-        s = THREADS // 2
-        while s > 0:
-            if t < s:
-                sh[t] += sh[t + s]
-            cuda.syncthreads()
-            s //= 2
-        if t == 0:
-            if parts == 1:
-                out[oo + j] = sh[0] * scale
-            else:
-                partials[b] = sh[0]
-    return kernel
-
-
-def _partials(nbtype):
-    @cuda.jit
-    def kernel(partials, parts, out, oo, scale):
-        j = cuda.blockIdx.x
-        t = cuda.threadIdx.x
-        acc = nbtype(0)
-        k = t
-        while k < parts:
-            acc += partials[j * parts + k]
-            k += THREADS
-        sh = cuda.shared.array(THREADS, nbtype)
-        sh[t] = acc
-        cuda.syncthreads()
-        s = THREADS // 2
-        while s > 0:
-            if t < s:
-                sh[t] += sh[t + s]
-            cuda.syncthreads()
-            s //= 2
-        if t == 0:
-            out[oo + j] = sh[0] * scale
-    return kernel
 
 
 def _matmul(nbtype):
@@ -114,6 +48,75 @@ def _matmul(nbtype):
     return kernel
 
 
+def _extreme(nbtype):
+    @cuda.jit
+    def kernel(x, xo, kshape, kstr, rshape, rstr, nred, smallest, vals, idx):
+        j = cuda.blockIdx.x
+        t = cuda.threadIdx.x
+        base = xo
+        rem = j
+        for d in range(len(kshape) - 1, -1, -1):
+            q = rem % kshape[d]
+            rem //= kshape[d]
+            base += q * kstr[d]
+        best = nbtype(0)
+        at = int64(-1)
+        r = t
+        while r < nred:
+            p = base
+            rem = r
+            for d in range(len(rshape) - 1, -1, -1):
+                q = rem % rshape[d]
+                rem //= rshape[d]
+                p += q * rstr[d]
+            v = nbtype(x[p])
+            if at < 0 or (best == best and (v != v or (v < best if smallest else v > best))):
+                best = v
+                at = r
+            r += THREADS
+        sv = cuda.shared.array(THREADS, nbtype)
+        si = cuda.shared.array(THREADS, int64)
+        sv[t] = best
+        si[t] = at
+        cuda.syncthreads()
+        s = THREADS // 2
+        while s > 0:
+            if t < s:
+                v = sv[t + s]
+                i = si[t + s]
+                b = sv[t]
+                k = si[t]
+                if i >= 0 and (k < 0 or (b == b and v != v) or (b == b and (v < b if smallest else v > b))
+                               or ((v == b or (v != v and b != b)) and i < k)):
+                    sv[t] = v
+                    si[t] = i
+            cuda.syncthreads()
+            s //= 2
+        if t == 0:
+            vals[j] = sv[0]
+            idx[j] = si[0]
+    return kernel
+
+
+def extreme_kernel(floating):
+    return _cached("extreme", _extreme, floating)
+
+
+@cuda.jit
+def index_backward_kernel(g, idx, gx, red, inner, bad):
+    """``gx[o, idx[p], i] = g[p]`` for output position ``p = o * inner + i``; an index outside
+    ``[0, red)`` is recorded (atomic minimum of its position), not followed."""
+    p = cuda.grid(1)
+    if p >= idx.shape[0]:
+        return
+    k = idx[p]
+    if k < 0 or k >= red:
+        cuda.atomic.min(bad, 0, p)
+        return
+    o = p // inner
+    gx[(o * red + k) * inner + p - o * inner] = g[p]
+
+
 @cuda.jit
 def fill_kernel(out, size, value):
     i = cuda.grid(1)
@@ -132,14 +135,6 @@ def _cached(kind, make, floating):
     if k is None:
         k = _KERNELS[key] = make(float64 if floating else int64)
     return k
-
-
-def accumulate_kernel(floating):
-    return _cached("sum", lambda t: _accumulate(t, "v"), floating)
-
-
-def partials_kernel(floating):
-    return _cached("partials", _partials, floating)
 
 
 def matmul_kernel(floating):
