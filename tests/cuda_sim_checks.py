@@ -238,6 +238,41 @@ def test_a_target_out_of_range_is_pytorchs_error():
         nn.functional.cross_entropy(z, nbgrad.tensor([0, 7, 1], device="cuda"))
 
 
+INDEXING = {
+    "rows": lambda t, i: t[i], "columns": lambda t, i: t[:, i], "rows_and_slice": lambda t, i: t[i, 1:],
+    "index_select": lambda t, i: t.index_select(1, i), "mask": lambda t, i: t[t > 0.5],
+    "two_indices": lambda t, i: t[i, i],
+}
+
+
+@pytest.mark.parametrize("name", sorted(INDEXING))
+def test_advanced_indexing_and_its_backward(name):
+    """Repeated indices: the backward's scatter adds them up (atomic adds)."""
+    x, xd = _pair((4, 5), 12)
+    idx = nbgrad.tensor([3, 0, 3, 1])
+    y, yd = INDEXING[name](x, idx), INDEXING[name](xd, idx.cuda())
+    assert yd.is_cuda
+    np.testing.assert_array_equal(yd.detach().cpu().numpy(), y.detach().numpy())
+    (y * y).sum().backward()
+    (yd * yd).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-12)
+
+
+def test_index_put_and_its_errors():
+    x = nbgrad.randn(4, 5, dtype=nbgrad.float64)
+    c, cd = x.clone(), x.cuda()
+    idx = nbgrad.tensor([3, 0, 3, 1])
+    c[idx] = 7.0
+    cd[idx.cuda()] = 7.0
+    np.testing.assert_array_equal(cd.cpu().numpy(), c.numpy())
+    ones = nbgrad.ones(4, 5, dtype=nbgrad.float64)
+    c.index_put_((idx,), ones, accumulate=True)
+    cd.index_put_((idx.cuda(),), ones.cuda(), accumulate=True)
+    np.testing.assert_array_equal(cd.cpu().numpy(), c.numpy())
+    with pytest.raises(IndexError, match="index 9 is out of bounds for dimension 0 with size 4"):
+        cd[nbgrad.tensor([9], device="cuda")]
+
+
 def test_cat_stack_and_copies():
     a, b = nbgrad.randn(2, 3), nbgrad.randn(4, 3)
     assert nbgrad.cat([a.cuda(), b.cuda()]).cpu().tolist() == nbgrad.cat([a, b]).tolist()

@@ -87,7 +87,7 @@ class CudaTarget:
                               softmax=self._softmax, softmax_backward=self._softmax_backward,
                               check_saved=_check_saved)
         self.linalg = _Family("linalg", bmm=self._bmm, add_rows=self._add_rows)
-        self.index = _Family("index")
+        self.index = _Family("index", gather=self._gather, scatter=self._scatter)
         self.loss = _Family("loss", nll_forward=self._nll_forward, nll_backward=self._nll_backward)
         self.shape = _Family("shape")
 
@@ -458,6 +458,51 @@ class CudaTarget:
     def _add_rows(self, out, v):
         """``out[i, :] += v``: a linear layer's bias, added in place."""
         return self._elementwise("add", out, (out, v), fresh_out=False)
+
+    # -- advanced indexing ----------------------------------------------------------------------
+    @staticmethod
+    def _plan_args(p):
+        """A host-side plan (``ops/index.py``) as kernel arguments: shapes and strides as
+        tuples, the offset table copied to the device once."""
+        pre_shape, pre_strides = (tuple(int(v) for v in a) for a in p.pre)
+        post_shape, post_strides = (tuple(int(v) for v in a) for a in p.post)
+        npost = 1
+        for n in post_shape:
+            npost *= n
+        return pre_shape, pre_strides, cuda.to_device(p.adv), post_shape, post_strides, npost
+
+    def _gather(self, out, src, p):
+        """``out`` (C-contiguous, ``p.shape``) = ``src`` read as planned; a plan with an index
+        out of range raises PyTorch's IndexError."""
+        if out.size == 0:
+            return out
+        if p.bad:
+            raise p.error()
+        n = out.size
+        threads = min(_THREADS, n)
+        hand.gather_kernel[-(-n // threads), threads](_flat_buf(out), src.buf, src.offset, *self._plan_args(p), n)
+        return out
+
+    def _scatter(self, dst, vals, p, accumulate=False):
+        """``dst[planned positions] = vals`` (``accumulate``: ``+=``, atomic adds)."""
+        if vals.size == 0:
+            return dst
+        if p.bad:
+            raise p.error()
+        vals = self.contiguous(vals)
+        args = self._plan_args(p)
+        if accumulate:
+            n = vals.size
+            kernel = hand.scatter_add_kernel
+        else:
+            n = 1
+            for v in p.pre[0]:
+                n *= int(v)
+            n *= args[-1]
+            kernel = hand.scatter_kernel
+        threads = min(_THREADS, n)
+        kernel[-(-n // threads), threads](dst.buf, dst.offset, _flat_buf(vals), *args, n)
+        return dst
 
     # -- softmax and the negative log-likelihood ------------------------------------------------
     def _softmax(self, x, dim, log=False):

@@ -148,3 +148,56 @@ def blocks_for(size, threads):
 
 def dtype_floating(dtype):
     return np.dtype(dtype).kind == "f"
+
+
+# -- advanced indexing through a plan (ops/index.py's Plan: pre x adv x post) ------------------------------
+@cuda.jit(device=True)
+def _offset(k, shape, strides):
+    off = 0
+    for d in range(len(shape) - 1, -1, -1):
+        n = shape[d]
+        off += (k % n) * strides[d]
+        k //= n
+    return off
+
+
+@cuda.jit
+def gather_kernel(out, src, so, pre_shape, pre_strides, adv, post_shape, post_strides, npost, size):
+    """One thread per output element (C order over pre x adv x post)."""
+    u = cuda.grid(1)
+    if u >= size:
+        return
+    na = adv.shape[0]
+    q = u % npost
+    a = (u // npost) % na
+    p = u // npost // na
+    out[u] = src[so + _offset(p, pre_shape, pre_strides) + adv[a] + _offset(q, post_shape, post_strides)]
+
+
+@cuda.jit
+def scatter_add_kernel(dst, do, vals, pre_shape, pre_strides, adv, post_shape, post_strides, npost, size):
+    """One thread per value; repeated positions add up through atomic adds."""
+    u = cuda.grid(1)
+    if u >= size:
+        return
+    na = adv.shape[0]
+    q = u % npost
+    a = (u // npost) % na
+    p = u // npost // na
+    cuda.atomic.add(dst, do + _offset(p, pre_shape, pre_strides) + adv[a] + _offset(q, post_shape, post_strides),
+                    vals[u])
+
+
+@cuda.jit
+def scatter_kernel(dst, do, vals, pre_shape, pre_strides, adv, post_shape, post_strides, npost, size):
+    """One thread per (pre, post) position walking the index table in order: distinct
+    positions never collide, and a repeated index takes the last value, as on the CPU."""
+    w = cuda.grid(1)
+    if w >= size:
+        return
+    na = adv.shape[0]
+    p = w // npost
+    q = w % npost
+    base = do + _offset(p, pre_shape, pre_strides) + _offset(q, post_shape, post_strides)
+    for b in range(na):
+        dst[base + adv[b]] = vals[(p * na + b) * npost + q]
