@@ -30,6 +30,7 @@ from .compiler import compile
 from .serialization import load, save
 from . import utils
 from . import distributed  # imports no MPI until init_process_group
+from .functional.device import get_default_device, set_default_device
 
 __version__ = "0.1.0"
 
@@ -42,3 +43,4 @@ __all__ = ["Tensor", "Size", "device", "dtype", "float32", "float64", "int64", "
 __all__ += ["compile", "compiler"]
 __all__ += ["utils", "save", "load"]
 __all__ += ["distributed"]
+__all__ += ["set_default_device", "get_default_device"]

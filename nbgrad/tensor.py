@@ -76,9 +76,14 @@ def _device_of(target):
     return d
 
 
+_DEFAULT_DEVICE = [None]                 # set_default_device's; None: the CPU
+
+
 def _check_device(d):
-    """The target that makes arrays for device ``d`` (``None``: the CPU); PyTorch's errors
-    for a device string it does not know, nbgrad's for a device without a target."""
+    """The target that makes arrays for device ``d`` (``None``: the default device); PyTorch's
+    errors for a device string it does not know, nbgrad's for a device without a target."""
+    if d is None:
+        d = _DEFAULT_DEVICE[0]
     return target_for(None if d is None else device(d).type)
 
 

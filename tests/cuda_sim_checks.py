@@ -19,6 +19,9 @@ from nbgrad.ops.targets import target_for
 
 CUDA = target_for("cuda")
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+# On a GPU, a host array given to a kernel is copied at every launch and numba warns: an error
+# here. (In the simulator host arrays cost nothing and nothing warns.)
+pytestmark = pytest.mark.filterwarnings("error::numba.core.errors.NumbaPerformanceWarning")
 
 
 def _inputs(n_operands, shape, dtype, seed, low=0.2):
@@ -356,6 +359,19 @@ def test_the_cuda_array_interface_is_a_view():
     assert iface["data"][0] == t.data_ptr() + 4          # t[0, 1]
     from numba import cuda
     assert cuda.as_cuda_array(t).copy_to_host().tolist() == t.cpu().tolist()
+
+
+def test_set_default_device():
+    assert nbgrad.get_default_device() == nbgrad.device("cpu")
+    nbgrad.set_default_device("cuda")
+    try:
+        assert nbgrad.get_default_device() == nbgrad.device("cuda:0")
+        assert nbgrad.zeros(2).is_cuda and nbgrad.tensor([1.0]).is_cuda and nbgrad.randn(2, 2).is_cuda
+        assert nn.Linear(2, 3).weight.is_cuda
+        assert nbgrad.zeros(2, device="cpu").device == nbgrad.device("cpu")
+    finally:
+        nbgrad.set_default_device(None)
+    assert not nbgrad.zeros(2).is_cuda
 
 
 def test_the_gradient_of_a_move_goes_back():

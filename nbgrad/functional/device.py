@@ -7,9 +7,9 @@ backward moves the gradient back, so a gradient lives on the device of its tenso
 from nbgrad.ops.targets import target_for, target_of
 
 from ..autograd.graph import Node
-from ..tensor import Tensor, record
+from ..tensor import _DEFAULT_DEVICE, device as _device, record
 
-__all__ = ["to_device"]
+__all__ = ["to_device", "set_default_device", "get_default_device"]
 
 
 class ToCopyBackward0(Node):
@@ -25,3 +25,16 @@ def to_device(t, device_type):
         return t
     data = dest.asarray(source.to_host(t._data))
     return record(ToCopyBackward0, data, (t,), source=source.device_type)
+
+
+def set_default_device(device):
+    """The device factories use when given none (``None``: the CPU again), as PyTorch's."""
+    if device is not None:
+        device = _device(device)
+        target_for(device.type)                # refused now, not at the next factory call
+    _DEFAULT_DEVICE[0] = device
+
+
+def get_default_device():
+    d = _DEFAULT_DEVICE[0]
+    return _device("cpu") if d is None else (_device("cuda", 0) if d.type == "cuda" else d)

@@ -109,7 +109,10 @@ class CudaTarget:
 
     @staticmethod
     def device_name():
-        return "SIMULATOR" if hand.SIMULATED else cuda.get_current_device().name.decode()
+        if hand.SIMULATED:
+            return "SIMULATOR"
+        name = cuda.get_current_device().name
+        return name.decode() if isinstance(name, bytes) else str(name)
 
     @staticmethod
     def implementation():

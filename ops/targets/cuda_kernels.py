@@ -111,7 +111,7 @@ def index_backward_kernel(g, idx, gx, red, inner, bad):
         return
     k = idx[p]
     if k < 0 or k >= red:
-        cuda.atomic.min(bad, 0, p)
+        cuda.atomic.min(bad, 0, int64(p))
         return
     o = p // inner
     gx[(o * red + k) * inner + p - o * inner] = g[p]

@@ -11,7 +11,7 @@
 """
 import math
 
-from numba import cuda, float64
+from numba import cuda, float64, int64
 
 from .cuda_kernels import THREADS
 
@@ -117,7 +117,7 @@ def nll_forward_kernel(x, xo, xs, shape, target, weight, has_weight, out, wout, 
         out[i] = 0
         wout[i] = 0
     elif tgt < 0 or tgt >= shape[1]:
-        cuda.atomic.min(bad, 0, i)
+        cuda.atomic.min(bad, 0, int64(i))
         out[i] = 0
         wout[i] = 0
     else:
@@ -139,7 +139,7 @@ def nll_backward_kernel(out, shape, target, weight, has_weight, grad, per_positi
     if tgt == ignore_index:
         return
     if tgt < 0 or tgt >= shape[1]:
-        cuda.atomic.min(bad, 0, i)
+        cuda.atomic.min(bad, 0, int64(i))
         return
     wt = weight[tgt] if has_weight else 1
     out[(n * shape[1] + tgt) * hw + k] = wt * -grad[i if per_position else 0]
