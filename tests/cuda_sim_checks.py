@@ -208,7 +208,7 @@ def test_mlp_training_step_matches_the_cpu():
 
 
 @pytest.mark.parametrize("log", [False, True])
-@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("dim", [0, -1])
 def test_softmax_forward_and_backward(dim, log):
     x, xd = _pair((3, 4, 5), 8)
     fn = nbgrad.log_softmax if log else nbgrad.softmax

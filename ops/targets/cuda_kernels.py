@@ -19,7 +19,7 @@ from numba import config, cuda, float64, int64
 __all__ = ["THREADS", "TILE", "matmul_kernel", "fill_kernel", "extreme_kernel", "index_backward_kernel"]
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
-THREADS = 32 if SIMULATED else 256     # threads per reduction block (a power of two)
+THREADS = 8 if SIMULATED else 256      # threads per reduction block (a power of two)
 TILE = 4 if SIMULATED else 16          # matmul tile edge
 
 
