@@ -276,6 +276,26 @@ def test_index_put_and_its_errors():
         cd[nbgrad.tensor([9], device="cuda")]
 
 
+def test_gather_scatter_along_a_dim():
+    x, xd = _pair((3, 4), 13)
+    idx = nbgrad.tensor([[0, 3, 3], [1, 1, 0], [2, 0, 2]])
+    y, yd = nbgrad.gather(x, 1, idx), nbgrad.gather(xd, 1, idx.cuda())
+    np.testing.assert_array_equal(yd.detach().cpu().numpy(), y.detach().numpy())
+    (y * y).sum().backward()                   # the backward scatter-adds: repeated indices add up
+    (yd * yd).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-12)
+    src = nbgrad.arange(9, dtype=nbgrad.float64).reshape(3, 3)
+    z = nbgrad.zeros(3, 4, dtype=nbgrad.float64)
+    for reduce in (None, "add"):
+        kw = {} if reduce is None else {"reduce": reduce}
+        a = z.scatter(1, idx, src, **kw) if reduce is None else z.scatter_add(1, idx, src)
+        b = z.cuda().scatter(1, idx.cuda(), src.cuda()) if reduce is None else z.cuda().scatter_add(1, idx.cuda(),
+                                                                                                   src.cuda())
+        np.testing.assert_array_equal(b.cpu().numpy(), a.numpy())
+    with pytest.raises(RuntimeError, match="index 4 is out of bounds for dimension 1 with size 4"):
+        nbgrad.gather(xd, 1, nbgrad.tensor([[4]], device="cuda"))
+
+
 def test_cat_stack_and_copies():
     a, b = nbgrad.randn(2, 3), nbgrad.randn(4, 3)
     assert nbgrad.cat([a.cuda(), b.cuda()]).cpu().tolist() == nbgrad.cat([a, b]).tolist()

@@ -87,7 +87,8 @@ class CudaTarget:
                               softmax=self._softmax, softmax_backward=self._softmax_backward,
                               check_saved=_check_saved)
         self.linalg = _Family("linalg", bmm=self._bmm, add_rows=self._add_rows)
-        self.index = _Family("index", gather=self._gather, scatter=self._scatter)
+        self.index = _Family("index", gather=self._gather, scatter=self._scatter, gather_dim=self._gather_dim,
+                             scatter_dim=self._scatter_dim)
         self.loss = _Family("loss", nll_forward=self._nll_forward, nll_backward=self._nll_backward)
         self.shape = _Family("shape")
 
@@ -505,6 +506,49 @@ class CudaTarget:
             kernel = hand.scatter_kernel
         threads = min(_THREADS, n)
         kernel[-(-n // threads), threads](dst.buf, dst.offset, _flat_buf(vals), *args, n)
+        return dst
+
+    def _checked_index(self, index, dim, size):
+        """``index`` as a flat C-contiguous int64 device array, every value checked to lie in
+        ``[0, size)`` before anything is read or written (PyTorch's error otherwise)."""
+        flat = self.contiguous(self.astype(index, np.dtype(np.int64)))
+        n = flat.size
+        bad = cuda.to_device(np.array([n], np.int64))
+        threads = min(_THREADS, n)
+        hand.check_index_kernel[-(-n // threads), threads](_flat_buf(flat), size, bad)
+        first = int(bad.copy_to_host()[0])
+        if first < n:
+            value = self.item(self.slice(self.reshape(flat, (-1,)), (first,)))
+            raise RuntimeError(f"index {value} is out of bounds for dimension {dim} with size {size}")
+        return flat
+
+    def _gather_dim(self, out, src, dim, index):
+        """``out[i][j][k] = src[i][index[i][j][k]][k]`` (``dim == 1``); any strides."""
+        if index.size == 0:
+            return out
+        size = src.shape[dim]
+        flat = self._checked_index(index, dim, size)
+        n = flat.size
+        threads = min(_THREADS, n)
+        hand.gather_dim_kernel[-(-n // threads), threads](
+            out.buf, out.offset, tuple(out.element_strides()), src.buf, src.offset, tuple(src.element_strides()),
+            _flat_buf(flat), index.shape, dim, size, n)
+        return out
+
+    def _scatter_dim(self, dst, dim, index, src, reduce=None, check_first=False):
+        """``dst[i][index[i][j][k]][k] = src[i][j][k]`` (``reduce``: "add"/"multiply");
+        every index is checked before any write, so ``check_first`` always holds."""
+        if index.size == 0:
+            return dst
+        size = dst.shape[dim]
+        flat = self._checked_index(index, dim, size)
+        istr = tuple(flat.element_strides())      # C order, of index's shape
+        sstr = (0,) * index.ndim if src.ndim == 0 else tuple(src.element_strides())
+        nlines = index.size // index.shape[dim]
+        threads = min(_THREADS, max(nlines, 1))
+        hand.scatter_dim_kernel[-(-nlines // threads), threads](
+            dst.buf, dst.offset, tuple(dst.element_strides()), _flat_buf(flat), istr, index.shape, dim, src.buf,
+            src.offset, sstr, {None: 0, "add": 1, "multiply": 2}[reduce], size, nlines)
         return dst
 
     # -- softmax and the negative log-likelihood ------------------------------------------------

@@ -201,3 +201,65 @@ def scatter_kernel(dst, do, vals, pre_shape, pre_strides, adv, post_shape, post_
     base = do + _offset(p, pre_shape, pre_strides) + _offset(q, post_shape, post_strides)
     for b in range(na):
         dst[base + adv[b]] = vals[(p * na + b) * npost + q]
+
+
+# -- gather / scatter along one dim (torch.gather, scatter, scatter_add) ----------------------------------
+@cuda.jit
+def check_index_kernel(idx, size, bad):
+    """The first position of a value outside ``[0, size)`` in the flat index (atomic minimum)."""
+    i = cuda.grid(1)
+    if i < idx.shape[0]:
+        k = idx[i]
+        if k < 0 or k >= size:
+            cuda.atomic.min(bad, 0, int64(i))
+
+
+@cuda.jit
+def gather_dim_kernel(out, oo, ostr, src, so, sstr, idx, shape, dim, size, n):
+    """One thread per index element: ``out[pos] = src[pos with coordinate dim = idx[pos]]``."""
+    u = cuda.grid(1)
+    if u >= n:
+        return
+    k = idx[u]
+    if k < 0 or k >= size:
+        return
+    rem = u
+    po = oo
+    ps = so
+    for d in range(len(shape) - 1, -1, -1):
+        q = rem % shape[d]
+        rem //= shape[d]
+        po += q * ostr[d]
+        ps += (k if d == dim else q) * sstr[d]
+    out[po] = src[ps]
+
+
+@cuda.jit
+def scatter_dim_kernel(dst, do, dstr, idx, istr, shape, dim, src, so, sstr, mode, size, nlines):
+    """One thread per line along ``dim`` (repeated indices can only meet within a line), walking
+    it in order: the last value wins (``mode`` 0), or all add up (1) or multiply (2), as on the CPU."""
+    w = cuda.grid(1)
+    if w >= nlines:
+        return
+    rem = w
+    bd = do
+    bs = so
+    bi = 0
+    for d in range(len(shape) - 1, -1, -1):
+        n = 1 if d == dim else shape[d]
+        q = rem % n
+        rem //= n
+        bd += q * dstr[d]
+        bs += q * sstr[d]
+        bi += q * istr[d]
+    for j in range(shape[dim]):
+        k = idx[bi + j * istr[dim]]
+        if k >= 0 and k < size:
+            p = bd + k * dstr[dim]
+            v = src[bs + j * sstr[dim]]
+            if mode == 0:
+                dst[p] = v
+            elif mode == 1:
+                dst[p] += v
+            else:
+                dst[p] *= v
