@@ -90,7 +90,7 @@ class CudaTarget:
         self.index = _Family("index", gather=self._gather, scatter=self._scatter, gather_dim=self._gather_dim,
                              scatter_dim=self._scatter_dim)
         self.loss = _Family("loss", nll_forward=self._nll_forward, nll_backward=self._nll_backward)
-        self.shape = _Family("shape")
+        self.shape = _Family("shape", flip=self._flip)
 
     def __repr__(self):
         return "<nbgrad target cuda>"
@@ -342,6 +342,17 @@ class CudaTarget:
         ostr = tuple(_element_strides(out, shape)) or (0,)
         k.kernel("strided")[-(-size // threads), threads](size, dims, out.buf, out.offset, ostr, *args)
         return out
+
+    def _flip(self, out, x, dims):
+        """``out[...] = x`` reversed along ``dims``: the copy kernel reading ``x`` through
+        negative strides from its mirrored first element."""
+        if out.size == 0:
+            return out
+        offset, strides = x.offset, list(x.strides)
+        for d in dims:
+            offset += (x.shape[d] - 1) * strides[d] // x.itemsize
+            strides[d] = -strides[d]
+        return self._elementwise("copy", out, (DeviceArray(x.buf, offset, x.shape, strides),), True)
 
     # -- reductions -----------------------------------------------------------------------------
     def _accumulate(self, name, x, dims, out_dtype, scale=1, center=None):
