@@ -31,3 +31,16 @@ def test_without_a_gpu_or_the_simulator_cuda_is_refused_with_the_reason():
     with pytest.raises(RuntimeError) as info:
         nbgrad.ones(2, device="cuda")
     assert str(info.value) == CUDA_MISSING
+
+
+def test_every_cuda_kernel_compiles_to_ptx():
+    """Where numba-cuda is installed (nbgrad[cuda]), with or without a GPU: every kernel the
+    CUDA target launches compiles for sm_90 (``tests/cuda_ptx_check.py``)."""
+    import importlib.util
+    if importlib.util.find_spec("numba_cuda") is None:
+        pytest.skip("numba-cuda is not installed (pip install nbgrad[cuda]): kernels are checked in the simulator only")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    run = subprocess.run([sys.executable, str(CHECKS.with_name("cuda_ptx_check.py"))], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]

@@ -63,11 +63,13 @@ def _cuda():
     if not _CUDA_TRIED:
         _CUDA_TRIED.append(True)
         try:
-            from .cuda import CudaTarget, available
-        except ImportError:
+            from numba import cuda
+            if not cuda.is_available():
+                return None
+        except Exception:                      # no numba.cuda, no driver: no CUDA target
             return None
-        if available():
-            register(CudaTarget())
+        from .cuda import CudaTarget
+        register(CudaTarget())
     return TARGETS.get("cuda")
 
 

@@ -13,8 +13,13 @@ Each op-table expression (a forward, or one operand's fused gradient) becomes on
 Every array argument is a flat device buffer plus an element offset. Sources go through
 ``load_module`` (a real file in the kernel cache), like the CPU's.
 """
+from numba import config
+
 from .._cache import load_module
 from ..table import ACCUMULATIONS, TABLE, names_in
+
+if not config.ENABLE_CUDASIM:
+    from . import cuda_scalar  # noqa: F401  (CUDA lowerings of scalar.py's NumPy-ufunc functions)
 
 __all__ = ["CudaElementwise", "KERNELS", "accumulation"]
 
