@@ -221,7 +221,8 @@ def main(argv=None):
                 if isinstance(row.get(lib_name), float):
                     row[lib_name + "_tflops"] = 2 * 4096 ** 3 / row[lib_name] / 1e12
             extra = "  " + ", ".join(f"{k}: {v:.1f} TFLOP/s" for k, v in row.items() if k.endswith("_tflops"))
-        ratio = row["nbgrad"] / row["torch"] if all(isinstance(row.get(k), float) for k in ("nbgrad", "torch")) else None
+        timed = all(isinstance(row.get(k), float) for k in ("nbgrad", "torch"))
+        ratio = row["nbgrad"] / row["torch"] if timed else None
         cells = "  ".join(f"{k}={v * 1e3:.3f} ms" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
                           if k in libs)
         print(f"{name:16s} {cells}" + (f"  ratio {ratio:.2f}" if ratio else "") + extra, flush=True)

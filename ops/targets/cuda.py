@@ -18,7 +18,7 @@ from numba import cuda
 
 from . import cuda_kernels as hand
 from . import cuda_nn
-from .cuda_array import DeviceArray, probe
+from .cuda_array import DeviceArray
 from .cuda_codegen import KERNELS, accumulation
 from ..table import ACCUMULATIONS
 from ..reduce import check_saved as _check_saved, keep_shape as _keep_shape    # host-side shape checks
