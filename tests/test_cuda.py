@@ -26,7 +26,7 @@ def test_every_cuda_check_passes_under_the_simulator():
 
 
 def test_without_a_gpu_or_the_simulator_cuda_is_refused_with_the_reason():
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or nbgrad.ops.targets._cuda() is not None:
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or nbgrad.ops.targets.cuda_target() is not None:
         pytest.skip("a CUDA target is available in this process")
     with pytest.raises(RuntimeError) as info:
         nbgrad.ones(2, device="cuda")

@@ -12,7 +12,8 @@ import numpy as np
 
 from .cpu import CPU, CpuTarget
 
-__all__ = ["CPU", "CpuTarget", "register", "target_of", "target_for", "common_target", "TARGETS"]
+__all__ = ["CPU", "CpuTarget", "register", "target_of", "target_for", "common_target", "TARGETS", "cuda_target",
+           "CUDA_MISSING"]
 
 _BY_ARRAY_TYPE = {}
 TARGETS = {}             # device type -> target
@@ -44,7 +45,7 @@ def target_for(device_type=None):
         return CPU
     target = TARGETS.get(device_type)
     if target is None and device_type == "cuda":
-        target = _cuda()
+        target = cuda_target()
     if target is None:
         if device_type == "cuda":
             raise RuntimeError(CUDA_MISSING)
@@ -57,9 +58,11 @@ CUDA_MISSING = ("nbgrad was asked for a CUDA tensor, but numba.cuda finds no GPU
 _CUDA_TRIED = []
 
 
-def _cuda():
+def cuda_target():
     """The CUDA target, made and registered on first request when numba.cuda can run kernels
-    (a GPU, or its simulator); ``None`` otherwise. Importing nbgrad imports no numba.cuda."""
+    (a GPU, or its simulator); ``None`` otherwise. Importing nbgrad imports no numba.cuda.
+    ``nbgrad.cuda`` asks it: ``is_available()`` is ``cuda_target() is not None``, and the
+    target answers ``device_count()``, ``synchronize()``, ``device_name()``, ``implementation()``."""
     if not _CUDA_TRIED:
         _CUDA_TRIED.append(True)
         try:
