@@ -2,6 +2,7 @@
 
     python -m benchmarks.gpu                 # everything; results in benchmarks/results/gpu.json
     python -m benchmarks.gpu --quick --only poly_1e6,matmul_4096
+    NUMBA_ENABLE_CUDASIM=1 python -m benchmarks.gpu --tiny --quick     # the script itself, in the simulator
 
 The workloads of ``benchmarks/compare.py`` (the same computations, built from the helpers of
 ``benchmarks/workloads.py``) with their tensors and models on 'cuda', plus the two figures the
@@ -19,11 +20,35 @@ from statistics import median
 
 import numpy as np
 
-from .workloads import _chain_100, _data, _fan_in, _graph, _mlp_data, _mlp_loss, _mlp_params, _poly
+from .workloads import _chain_100, _data, _fan_in, _graph, _mlp_loss, _poly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "gpu.json")
 DEV = "cuda"
+# the sizes of compare.py's workloads; ``--tiny`` shrinks them so that the script itself can be
+# run end to end under the simulator (tests/cuda_sim_checks.py does)
+SIZES = dict(poly_small=10 ** 6, poly_big=10 ** 7, batch=256, features=784, hidden=256, classes=10,
+             logits=(4096, 1000), bandwidth=1 << 27, matmul=4096, chain=(5, 5))
+SIZES_FULL = dict(SIZES)
+TINY = dict(poly_small=64, poly_big=128, batch=4, features=6, hidden=5, classes=3, logits=(4, 5), bandwidth=64,
+            matmul=8, chain=(2, 2))
+
+
+def _mlp_data(tensor):
+    """Inputs, class targets and one-hot targets (workloads.py's, at SIZES)."""
+    x = _data(3, (SIZES["batch"], SIZES["features"]))
+    y = np.random.default_rng(0).integers(0, SIZES["classes"], SIZES["batch"])
+    return tensor(x), tensor(y), tensor(np.eye(SIZES["classes"], dtype=np.float32)[y])
+
+
+def _mlp_params():
+    f, h, c = SIZES["features"], SIZES["hidden"], SIZES["classes"]
+    return [_data(4, (f, h), 0.05), np.zeros(h, np.float32), _data(5, (h, c), 0.05), np.zeros(c, np.float32)]
+
+
+def _mlp(nn):
+    return nn.Sequential(nn.Linear(SIZES["features"], SIZES["hidden"]), nn.ReLU(),
+                         nn.Linear(SIZES["hidden"], SIZES["classes"])).to(DEV)
 
 
 # -- the libraries ------------------------------------------------------------------------------------
@@ -42,9 +67,9 @@ def libraries():
 
 
 # -- workloads: make(lib) -> one iteration ---------------------------------------------------------------
-def _poly_make(n):
+def _poly_make(size):
     def make(lib):
-        x = lib.tensor(_data(0, n), device=DEV, requires_grad=True)
+        x = lib.tensor(_data(0, SIZES[size]), device=DEV, requires_grad=True)
 
         def run():
             _poly(x).sum().backward()
@@ -55,13 +80,13 @@ def _poly_make(n):
 
 def _tutorial_make(lib):
     def run():
-        _graph(*(lib.randn((5, 5), device=DEV, requires_grad=True) for _ in range(5))).backward()
+        _graph(*(lib.randn(SIZES["chain"], device=DEV, requires_grad=True) for _ in range(5))).backward()
     return run
 
 
 def _chain_make(body):
     def make(lib):
-        x = lib.tensor(_data(1, (5, 5)), device=DEV, requires_grad=True)
+        x = lib.tensor(_data(1, SIZES["chain"]), device=DEV, requires_grad=True)
 
         def run():
             body(x, lib.Tensor.tanh).sum().backward()
@@ -73,7 +98,7 @@ def _chain_make(body):
 def _mlp_step_make(lib):
     nn = lib.nn
     lib.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)).to(DEV)
+    model = _mlp(nn)
     opt = lib.optim.SGD(model.parameters(), lr=0.01)
     x, y, _ = _mlp_data(lambda a: lib.tensor(a, device=DEV))
 
@@ -88,7 +113,7 @@ def _mlp_mse_make(lib):
     """The MLP step with an MSE loss on one-hot targets (no softmax kernel needed)."""
     nn = lib.nn
     lib.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)).to(DEV)
+    model = _mlp(nn)
     opt = lib.optim.SGD(model.parameters(), lr=0.01)
     x, _, onehot = _mlp_data(lambda a: lib.tensor(a, device=DEV))
 
@@ -113,8 +138,9 @@ def _mlp_plain_make(lib):
 
 
 def _cross_entropy_make(lib):
-    z = lib.tensor(_data(2, (4096, 1000)), device=DEV, requires_grad=True)
-    t = lib.tensor(np.random.default_rng(2).integers(0, 1000, 4096), device=DEV)
+    n, c = SIZES["logits"]
+    z = lib.tensor(_data(2, (n, c)), device=DEV, requires_grad=True)
+    t = lib.tensor(np.random.default_rng(2).integers(0, c, n), device=DEV)
 
     def run():
         lib.nn.functional.cross_entropy(z, t).backward()
@@ -122,11 +148,12 @@ def _cross_entropy_make(lib):
     return run
 
 
-def _bandwidth_make(n):
+def _bandwidth_make():
     """``(a * b).backward(g)``: the forward reads a, b and writes y; the two fused gradient
     kernels read g and b, g and a, and write a gradient each: 9 passes over n float32 values.
     (The engine's copies of the gradients into ``.grad`` are extra traffic, not counted.)"""
     def make(lib):
+        n = SIZES["bandwidth"]
         a = lib.tensor(_data(8, n), device=DEV, requires_grad=True)
         b = lib.tensor(_data(9, n), device=DEV, requires_grad=True)
         g = lib.ones(n, device=DEV)
@@ -141,8 +168,9 @@ def _bandwidth_make(n):
 BANDWIDTH_BYTES = lambda n: 4 * n * (3 + 6)          # noqa: E731  float32: forward 3 passes, backward 6
 
 
-def _matmul_make(n):
+def _matmul_make():
     def make(lib):
+        n = SIZES["matmul"]
         a = lib.tensor(_data(10, (n, n)), device=DEV)
         b = lib.tensor(_data(11, (n, n)), device=DEV)
         return lambda: a @ b
@@ -150,8 +178,8 @@ def _matmul_make(n):
 
 
 WORKLOADS = {
-    "poly_1e6": _poly_make(10 ** 6),
-    "poly_1e7": _poly_make(10 ** 7),
+    "poly_1e6": _poly_make("poly_small"),
+    "poly_1e7": _poly_make("poly_big"),
     "tutorial_5x5": _tutorial_make,
     "chain_100": _chain_make(_chain_100),
     "fan_in_chain": _chain_make(_fan_in),
@@ -159,8 +187,8 @@ WORKLOADS = {
     "mlp_mse_step": _mlp_mse_make,
     "mlp_plain_ops": _mlp_plain_make,
     "cross_entropy": _cross_entropy_make,
-    "bandwidth_2e27": _bandwidth_make(1 << 27),
-    "matmul_4096": _matmul_make(4096),
+    "bandwidth_2e27": _bandwidth_make(),
+    "matmul_4096": _matmul_make(),
 }
 
 
@@ -192,7 +220,10 @@ def main(argv=None):
     parser.add_argument("--only", help="comma-separated workload names")
     parser.add_argument("--quick", action="store_true", help="3 timed calls instead of 10")
     parser.add_argument("--out", default=RESULTS)
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes: to try the script under the simulator")
     args = parser.parse_args(argv)
+    if args.tiny:
+        SIZES.update(TINY)
     names = args.only.split(",") if args.only else list(WORKLOADS)
     libs = libraries()
     from nbgrad.ops.targets import target_for
@@ -211,7 +242,7 @@ def main(argv=None):
                 row[lib_name] = f"{type(error).__name__}: {error}"
         extra = ""
         if name.startswith("bandwidth") and isinstance(row.get("nbgrad"), float):
-            gbs = BANDWIDTH_BYTES(1 << 27) / row["nbgrad"] / 1e9
+            gbs = BANDWIDTH_BYTES(SIZES["bandwidth"]) / row["nbgrad"] / 1e9
             row["nbgrad_gbs"] = gbs
             if info["peak_gbs"]:
                 row["fraction_of_peak"] = gbs / info["peak_gbs"]
@@ -219,7 +250,7 @@ def main(argv=None):
         if name.startswith("matmul"):
             for lib_name in libs:
                 if isinstance(row.get(lib_name), float):
-                    row[lib_name + "_tflops"] = 2 * 4096 ** 3 / row[lib_name] / 1e12
+                    row[lib_name + "_tflops"] = 2 * SIZES["matmul"] ** 3 / row[lib_name] / 1e12
             extra = "  " + ", ".join(f"{k}: {v:.1f} TFLOP/s" for k, v in row.items() if k.endswith("_tflops"))
         timed = all(isinstance(row.get(k), float) for k in ("nbgrad", "torch"))
         ratio = row["nbgrad"] / row["torch"] if timed else None

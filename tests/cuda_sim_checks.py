@@ -8,6 +8,7 @@ forward and backward of table ops with broadcasting and a transposed operand, su
 matmul, an MLP training step, moves between devices and the device-mixing error.
 """
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -424,6 +425,22 @@ def test_a_missing_kernel_says_so_instead_of_running_on_the_cpu():
     x = nbgrad.randn(2, 3, device="cuda")
     with pytest.raises(NotImplementedError, match="'index.nonzero' is not implemented for cuda"):
         x.nonzero()
+
+
+def test_the_gpu_benchmark_script_runs(tmp_path):
+    """benchmarks/gpu.py end to end at tiny sizes, so that a GPU session does not find it broken
+    (every workload of it runs in the simulator: ``python -m benchmarks.gpu --tiny --quick``)."""
+    import json
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+    from benchmarks import gpu
+    out = tmp_path / "gpu.json"
+    try:
+        assert gpu.main(["--tiny", "--quick", "--only", "tutorial_5x5,mlp_step", "--out", str(out)]) == 0
+    finally:
+        gpu.SIZES.update(gpu.SIZES_FULL)
+    results = json.loads(out.read_text())["results"]
+    assert all(isinstance(results[w]["nbgrad"], float) for w in ("tutorial_5x5", "mlp_step")), results
 
 
 def test_the_target_answers_what_nbgrad_cuda_asks():
