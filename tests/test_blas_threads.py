@@ -70,7 +70,9 @@ def _product(flops_side):
     linalg.bmm(a, a)
 
 
-def test_small_products_on_one_thread_large_ones_on_blas_count(blas):
+def test_small_products_on_one_thread_large_ones_on_blas_count(blas, monkeypatch):
+    monkeypatch.setattr(blas_threads, "BUSY_MARGIN", None)     # as on a quiet machine, whatever the load now
+    monkeypatch.setattr(blas_threads, "_busy_at", -2.0)
     small = int(round((blas_threads.SMALL_FLOPS / 2 / 8) ** (1 / 3)))   # 2*n**3 well below
     large = int(round((blas_threads.SMALL_FLOPS / 2 * 2) ** (1 / 3)))   # 2*n**3 above
     _product(small)
@@ -81,7 +83,9 @@ def test_small_products_on_one_thread_large_ones_on_blas_count(blas):
     assert blas_threads._get() == 1
 
 
-def test_a_count_the_user_sets_is_kept_for_large_products(blas):
+def test_a_count_the_user_sets_is_kept_for_large_products(blas, monkeypatch):
+    monkeypatch.setattr(blas_threads, "BUSY_MARGIN", None)     # as on a quiet machine, whatever the load now
+    monkeypatch.setattr(blas_threads, "_busy_at", -2.0)
     large = int(round(blas_threads.SMALL_FLOPS ** (1 / 3))) + 1
     _product(large)
     blas_threads._set(3)                     # as threadpoolctl or the user would

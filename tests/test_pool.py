@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import nbgrad
 import nbgrad.nn.functional as F
+from nbgrad.nn import _pool
 from helpers import assert_close, random_array, same_error
 from nbgrad.autograd import gradcheck, gradgradcheck
 
@@ -103,8 +104,10 @@ def test_max_and_avg_pool_random_options(torch, h, w, k, s, p, d, ceil, seed):
         torch.nn.functional.max_pool2d(torch.tensor(x), k, s, p, d, ceil)
     except RuntimeError:                                    # output too small: tested below
         return
-    check(torch, "max_pool2d", x, seed, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil,
-          return_indices=True)
+    out_hw = _pool._out_hw(nbgrad.tensor(x), k, s, p, d, ceil)
+    if _pool._empty_windows((h, w), out_hw, k, s, p, d) is None:    # PyTorch writes those past the plane: below
+        check(torch, "max_pool2d", x, seed, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil,
+              return_indices=True)
     if all(pi <= ki // 2 for pi, ki in zip(p, k)):
         try:
             torch.nn.functional.avg_pool2d(torch.tensor(x), k, s, p, ceil)
@@ -218,3 +221,18 @@ def test_saved_indices_replaced_through_data_are_refused():
     idx.data = nbgrad.full((2, 2, 3, 3), 36, dtype=nbgrad.int64)           # right shape, index out of range
     with pytest.raises(RuntimeError, match="out of bounds"):
         y.sum().backward()
+
+
+def test_a_window_wholly_in_the_padding_is_minus_inf_and_gets_no_gradient(torch):
+    """PyTorch gives such a window -inf and an index one past its plane, and its backward then
+    adds the gradient into the next plane's first element; nbgrad gives the same value and index
+    and drops that gradient."""
+    x = random_array((2, 1, 1, 1), np.float64, 3)
+    kw = dict(kernel_size=(2, 1), stride=1, padding=(1, 0), dilation=(2, 1), return_indices=True)
+    y_t, i_t = torch.nn.functional.max_pool2d(torch.tensor(x), **kw)
+    xn = nbgrad.tensor(x, requires_grad=True)
+    y_n, i_n = F.max_pool2d(xn, **kw)
+    assert np.isneginf(y_n.detach().numpy()).all() and np.isneginf(y_t.numpy()).all()
+    np.testing.assert_array_equal(i_n.numpy(), i_t.numpy())
+    y_n.sum().backward()
+    assert not xn.grad.numpy().any()

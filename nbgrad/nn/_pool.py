@@ -32,7 +32,15 @@ class MaxPool2DWithIndicesBackward0(Node):
 
     def backward(self, grad):
         (idx,) = self.saved_tensors
-        dx = kernels.max_backward(_planes(grad._data), _planes(idx._data), self._in_shape[-2:])
+        go, ix = _planes(grad._data), _planes(idx._data)
+        if self._empty is not None:            # windows wholly in the padding: -inf, no input to send to
+            go, ix = go.copy(), ix.copy()
+            for rows, cols in self._empty:
+                if rows and cols:
+                    block = (slice(None),) + np.ix_(rows, cols)
+                    go[block] = 0
+                    ix[block] = 0
+        dx = kernels.max_backward(go, ix, self._in_shape[-2:])
         return (record(MaxPool2DWithIndicesBackwardBackward0, dx.reshape(self._in_shape), (grad,), saved=(idx,),
                        _out_shape=grad.shape),)
 
@@ -43,6 +51,16 @@ class MaxPool2DWithIndicesBackwardBackward0(Node):
         out = kernels.max_gather(_planes(gg._data), _planes(idx._data))
         return (record(MaxPool2DWithIndicesBackward0, out.reshape(self._out_shape), (gg,), saved=(idx,),
                        _in_shape=gg.shape),)
+
+
+def _empty_windows(in_hw, out_hw, kernel, stride, padding, dilation):
+    """``(rows, cols)`` blocks of the output windows that lie wholly in the padding (PyTorch gives
+    them -inf and an index outside the plane, and no gradient), or None: planned on the host."""
+    empty = [[o for o in range(out) if not any(0 <= o * s - p + j * d < size for j in range(k))]
+             for size, out, k, s, p, d in zip(in_hw, out_hw, kernel, stride, padding, dilation)]
+    if not empty[0] and not empty[1]:
+        return None
+    return [(empty[0], list(range(out_hw[1]))), (list(range(out_hw[0])), empty[1])]
 
 
 def _pair(value, name, what, allow_none=False):
@@ -112,7 +130,7 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
     indices = Tensor._wrap(idx.reshape(shape))
     out = record(MaxPool2DWithIndicesBackward0, out.reshape(shape), (input,), saved=(indices,),
                  _in_shape=input.shape, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
-                 ceil_mode=ceil_mode)
+                 ceil_mode=ceil_mode, _empty=_empty_windows(input.shape[-2:], out_hw, kernel, stride, padding, dilation))
     return out, indices
 
 
