@@ -32,3 +32,23 @@ def normal(mean, std, size, requires_grad=False):
     """``torch.normal(mean, std, size)`` from the seeded NumPy generator."""
     a = _rng.normal(mean, std, tuple(size))
     return torch.tensor(a, dtype=torch.float32, requires_grad=requires_grad)
+
+
+def synthetic_mnist(n_train=5000, n_valid=1000, seed=0):
+    """A stand-in for the MNIST pickle of "What is torch.nn really?" (no download): NumPy arrays
+    shaped like it, ``x`` float32 (N, 784) in [0, 1], ``y`` int64 in 0..9; mostly zeros like
+    MNIST; each class
+    inks random 4x4 blocks (half the pixels dropped, plus stray ink), so that a linear model
+    or a small CNN can learn it."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((10, 7, 7)) < 0.3               # each digit's "ink": 4x4 blocks, mostly zeros
+    strokes = np.kron(coarse, np.ones((4, 4), dtype=bool)).reshape(10, 784)
+
+    def draw(n):
+        y = rng.integers(0, 10, n)
+        ink = (strokes[y] & (rng.random((n, 784)) < 0.5)) | (rng.random((n, 784)) < 0.1)
+        x = ink * rng.uniform(0.3, 1.0, (n, 784))
+        return x.astype(np.float32), y.astype(np.int64)
+
+    (x_train, y_train), (x_valid, y_valid) = draw(n_train), draw(n_valid)
+    return (x_train, y_train), (x_valid, y_valid), None
