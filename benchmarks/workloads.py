@@ -214,6 +214,32 @@ def _ce_numpy():
 cross_entropy = Workload(_ce_make, _ce_jax, _ce_numpy)
 """log-softmax cross-entropy forward and backward on 4096x1000 logits."""
 
+
+def _cnn_data(tensor):
+    """Batch 64 of 1x28x28 images and their 10-class labels."""
+    return tensor(_data(6, (64, 1, 28, 28))), tensor(np.random.default_rng(6).integers(0, 10, 64))
+
+
+def _cnn_step_make(lib, compile=_eager):
+    nn = lib.nn
+    lib.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 5 * 5, 10))
+    opt = lib.optim.SGD(model.parameters(), lr=0.01)
+    x, y = _cnn_data(lib.tensor)
+    loss = compile(lambda x, y: nn.functional.cross_entropy(model(x), y))
+
+    def run():
+        opt.zero_grad()
+        loss(x, y).backward()
+        opt.step()
+    return run
+
+
+cnn_step = Workload(_cnn_step_make)
+"""Small CNN step: Conv2d(1,8,3)-ReLU-MaxPool2d(2)-Conv2d(8,16,3)-ReLU-MaxPool2d(2)-Flatten-Linear(400,10),
+cross_entropy, batch 64 of 1x28x28, forward + backward + SGD step."""
+
 WORKLOADS = {
     "poly_1e6": poly(10 ** 6),
     "poly_1e7": poly(10 ** 7),
@@ -223,6 +249,7 @@ WORKLOADS = {
     "mlp_step": mlp_step,
     "mlp_plain_ops": mlp_plain_ops,
     "cross_entropy": cross_entropy,
+    "cnn_step": cnn_step,
 }
 
 

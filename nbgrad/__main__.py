@@ -44,9 +44,28 @@ def info():
         ("cache size", f"{size / 2**20:.1f} MiB in {files} files"),
         ("CUDA available", "yes" if has_cuda else "no"),
     ]
+    if has_cuda:
+        rows += _cuda_rows()
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+
+
+def _cuda_rows():
+    """The CUDA target's implementation and device (name, memory, compute capability)."""
+    from nbgrad.ops.targets import target_for
+    target = target_for("cuda")
+    rows = [("CUDA implementation", target.implementation())]
+    try:
+        from numba import cuda
+        dev = cuda.get_current_device()
+        free, total = cuda.current_context().get_memory_info()
+        rows += [("CUDA device", dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)),
+                 ("CUDA memory", f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)"),
+                 ("compute capability", ".".join(map(str, dev.compute_capability)))]
+    except Exception:            # the simulator has no device properties
+        rows.append(("CUDA device", target.device_name()))
+    return rows
 
 
 def precompile(quiet=False):

@@ -7,7 +7,7 @@ import numbers
 
 import numba
 
-from .tensor import _check_device, device
+from .functional.device import get_default_device, set_default_device  # noqa: F401  (exported here)
 
 __all__ = ["set_default_device", "get_default_device", "set_num_threads", "get_num_threads",
            "get_num_interop_threads", "set_num_interop_threads", "use_deterministic_algorithms",
@@ -15,17 +15,6 @@ __all__ = ["set_default_device", "get_default_device", "set_num_threads", "get_n
 
 _interop = [None]
 _deterministic = [False]
-
-
-def set_default_device(device):
-    """Where factories put new tensors. Only the CPU is built: ``"cuda"`` raises nbgrad's
-    CUDA-not-built error at once (PyTorch raises at the next factory call)."""
-    _check_device(device)
-
-
-def get_default_device():
-    """The device factories put new tensors on: ``device(type='cpu')``."""
-    return device("cpu")
 
 
 def _positive(n, name):

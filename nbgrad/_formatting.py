@@ -161,6 +161,8 @@ def tensor_repr(t):
     dtype = t.dtype
     default = _dtype.get_default_dtype()
     suffixes = []
+    if t.device.type != "cpu":                         # PyTorch names a non-default device first
+        suffixes.append(f"device='{t.device}'")
     if arr.size == 0:
         if arr.ndim != 1:
             suffixes.append(f"size={tuple(arr.shape)}")

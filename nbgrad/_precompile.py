@@ -83,9 +83,20 @@ def _tensor_functions(nbgrad, x, y):
     x.detach().unique(return_inverse=True, return_counts=True), x.detach().unique(dim=0), x.isnan(), x.histc(4)
 
 
+def _layers(nbgrad, x, y):
+    """Convolution, pooling and normalisation (the large input's image runs their parallel loops)."""
+    F = nbgrad.nn.functional
+    w = nbgrad.ones(4, 1, 3, 3, dtype=x.dtype, requires_grad=True)
+    h = F.conv2d(x.reshape(1, 1, *x.shape), w, w[:, 0, 0, 0], padding=1)
+    outs = [F.max_pool2d(h, 2, ceil_mode=True), F.avg_pool2d(h, 2, ceil_mode=True), F.adaptive_avg_pool2d(h, 2),
+            F.batch_norm(h, None, None, training=True), F.layer_norm(h, h.shape[-1:]), F.group_norm(h, 2),
+            F.conv1d(x.unsqueeze(0), nbgrad.ones(2, x.shape[0], 3, dtype=x.dtype, requires_grad=True))]
+    sum(out.sum() for out in outs).backward()
+
+
 FAMILIES = [("pointwise", _pointwise), ("reductions", _reductions),
             ("matmul, shapes, indexing", _linalg_shape_index), ("nn", _nn), ("optim", _optim),
-            ("sorting, scans", _tensor_functions)]
+            ("sorting, scans", _tensor_functions), ("conv, pool, norm", _layers)]
 
 
 def workloads():

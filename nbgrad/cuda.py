@@ -1,7 +1,8 @@
-"""``torch.cuda`` as a CPU-only PyTorch build answers it: no device, and the calls that need
-one raise PyTorch's ``AssertionError``. The CUDA target (its own issue) will fill this in;
-until then scripts that probe for a GPU (``"cuda" if torch.cuda.is_available() else "cpu"``)
-take the CPU branch."""
+"""``torch.cuda``: answered by the CUDA target (``ops/targets/cuda.py``) where numba.cuda can
+run kernels (a GPU, or its simulator under ``NUMBA_ENABLE_CUDASIM=1``); elsewhere as a
+CPU-only PyTorch build answers it: no device, and the calls that need one raise PyTorch's
+``AssertionError``, so ``"cuda" if torch.cuda.is_available() else "cpu"`` takes the CPU branch."""
+from nbgrad.ops.targets import cuda_target
 
 __all__ = ["is_available", "device_count", "is_initialized", "manual_seed", "manual_seed_all", "seed", "seed_all",
            "synchronize", "current_device", "set_device", "get_device_name", "get_device_properties",
@@ -13,17 +14,22 @@ _NOT_COMPILED = "Torch not compiled with CUDA enabled"
 
 
 def _lazy_init():
-    raise AssertionError(_NOT_COMPILED)
+    """The CUDA target, or PyTorch's error where there is none."""
+    target = cuda_target()
+    if target is None:
+        raise AssertionError(_NOT_COMPILED)
+    return target
 
 
 def is_available():
-    """Whether a CUDA device can be used: False (nbgrad's CUDA target is not built yet)."""
-    return False
+    """Whether a CUDA device (or the simulator) can run nbgrad's CUDA target."""
+    return cuda_target() is not None
 
 
 def device_count():
-    """The number of CUDA devices: 0."""
-    return 0
+    """The number of CUDA devices (0 without one)."""
+    target = cuda_target()
+    return 0 if target is None else target.device_count()
 
 
 def is_initialized():
@@ -79,12 +85,13 @@ def is_bf16_supported(including_emulation=True):
 
 
 def synchronize(device=None):
-    """Wait for a CUDA device: raises, there is none."""
-    _lazy_init()
+    """Wait for the device's queued work."""
+    _lazy_init().synchronize()
 
 
 def current_device():
     _lazy_init()
+    return 0
 
 
 def set_device(device):
@@ -92,7 +99,7 @@ def set_device(device):
 
 
 def get_device_name(device=None):
-    _lazy_init()
+    return _lazy_init().device_name()
 
 
 def get_device_properties(device=None):

@@ -58,8 +58,13 @@ def scalar_tensor(value, *, dtype=None, device=None, requires_grad=False):
 def as_tensor(data, dtype=None, device=None):
     """``data`` as a tensor, sharing memory where it can (a tensor or an array of a supported dtype)."""
     _check_device(device)
+    if device is not None:
+        return as_tensor(data, dtype).to(device)
     if isinstance(data, Tensor):
         return data if dtype is None else data.to(dtype)
+    if getattr(data, "__cuda_ndarray__", False) or hasattr(data, "__cuda_array_interface__"):
+        t = Tensor._wrap(_check_device("cuda").wrap(data))          # zero-copy: CuPy, PyTorch CUDA, numba
+        return t if dtype is None else t.to(dtype)
     if isinstance(data, np.ndarray) and (dtype is None or to_dtype(dtype).numpy == data.dtype):
         try:
             return from_numpy(data)

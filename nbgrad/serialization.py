@@ -30,12 +30,12 @@ __all__ = ["save", "load"]
 _FORMAT_KEY = "nbgrad"          # our metadata entry; "format": "pt" marks the tensor layout (row-major, named)
 _VERSION = 1
 _MAX_HEADER = 100_000_000      # the safetensors library's limit: a longer "header" means a foreign file
-# safetensors dtype names; the last ones are only read (widened to a type nbgrad has)
+# safetensors dtype names; the last two are only read (widened to a type nbgrad has)
 _ST_DTYPE = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "BOOL": np.bool_,
              "F16": np.float16, "I32": np.int32, "I16": np.int16, "I8": np.int8,
              "U8": np.uint8, "U16": np.uint16, "U32": np.uint32}
 _DICT_TAGS = {dict: "dict", OrderedDict: "odict", Counter: "counter"}   # Counter: MultiStepLR's milestones
-_ST_NAME = {np.dtype(v): k for k, v in list(_ST_DTYPE.items())[:4]}
+_ST_NAME = {np.dtype(v): k for k, v in list(_ST_DTYPE.items())[:-2]}
 
 
 # -- save ----------------------------------------------------------------------------------------

@@ -82,13 +82,18 @@ def _device_of(target):
     """The ``device`` of ``target``'s arrays (one object per target)."""
     d = _DEVICES.get(target)
     if d is None:
-        d = _DEVICES[target] = device(target.device_type)
+        d = _DEVICES[target] = device(getattr(target, "device_str", target.device_type))
     return d
 
 
+_DEFAULT_DEVICE = [None]                 # set_default_device's; None: the CPU
+
+
 def _check_device(d):
-    """The target that makes arrays for device ``d`` (``None``: the CPU); PyTorch's errors
-    for a device string it does not know, nbgrad's for a device without a target."""
+    """The target that makes arrays for device ``d`` (``None``: the default device); PyTorch's
+    errors for a device string it does not know, nbgrad's for a device without a target."""
+    if d is None:
+        d = _DEFAULT_DEVICE[0]
     return target_for(None if d is None else device(d).type)
 
 
@@ -341,7 +346,23 @@ class Tensor:
         if not force and _grad_mode.enabled and self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. "
                                "Use tensor.detach().numpy() instead.")
-        return target_of(self._data).to_host(self._data)
+        target = target_of(self._data)
+        if target.device_type != "cpu":
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy the "
+                            "tensor to host memory first.")
+        return target.to_host(self._data)
+
+    @property
+    def __cuda_array_interface__(self):
+        """CUDA tensors' memory for CuPy, PyTorch and numba (zero-copy); CPU tensors have none."""
+        if not self.is_cuda:
+            raise AttributeError("Can't get __cuda_array_interface__ on non-CUDA tensor type: "
+                                 f"torch.{self.dtype.legacy}Tensor If CUDA data is required use "
+                                 "tensor.cuda() to copy tensor to device memory.")
+        if self.requires_grad:
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires grad. If gradients "
+                               "aren't required, use var.detach() to get Variable that doesn't require grad.")
+        return self._data.__cuda_array_interface__
 
     def __len__(self):
         if self._data.ndim == 0:
@@ -407,16 +428,20 @@ class Tensor:
         """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other_tensor)``."""
         for a in args:
             if isinstance(a, Tensor):
-                dtype = a.dtype
+                dtype, device = a.dtype, a.device
             elif isinstance(a, (str, globals()["device"])):
                 device = a
             else:
                 dtype = a
         _check_device(device)
-        if dtype is None or to_dtype(dtype) is self.dtype:
-            return self.clone() if copy else self
+        t = self
+        if device is not None and globals()["device"](device).type != target_of(self._data).device_type:
+            from .functional.device import to_device
+            t, copy = to_device(self, globals()["device"](device).type), False
+        if dtype is None or to_dtype(dtype) is t.dtype:
+            return t.clone() if copy else t
         from .functional.pointwise import cast
-        return cast(self, to_dtype(dtype))
+        return cast(t, to_dtype(dtype))
 
     def float(self):
         return self.to(_dtype.float32)
@@ -437,10 +462,10 @@ class Tensor:
         return self.to(other.dtype)
 
     def cpu(self):
-        return self
+        return self.to("cpu")
 
     def cuda(self, device=None):
-        _check_device("cuda")
+        return self.to("cuda" if device is None else device)
 
     def new_tensor(self, data, dtype=None, requires_grad=False):
         from .factories import tensor

@@ -12,8 +12,8 @@ each in a serial and a ``prange`` version; small arrays take the serial one beca
 starting threads costs more than the work. The same scalar function is the body of the
 CUDA kernels when that target is built.
 
-Callers (the Tensor layer) have already broadcast shapes, promoted dtypes and allocated
-``out``; here we only choose a loop and run it.
+Callers (the CPU target, ``targets/cpu.py``, for the Tensor layer) have already broadcast
+shapes, promoted dtypes and allocated ``out``; here we only choose a loop and run it.
 """
 import threading
 
@@ -131,9 +131,9 @@ class Elementwise:
         """Compute into C-contiguous ``out`` from 1-D operands, full (``c``) or one value
         (``s``) as ``pattern`` says. The quick path for callers that know their layout."""
         if out.size < PARALLEL_MIN:
-            (self._kernels.get((pattern, False)) or self.kernel(pattern, False))(out.reshape(-1), *flat)
+            (self._kernels.get((pattern, False)) or self.kernel(pattern, False))(out.ravel(), *flat)
         else:
-            _launch(self.kernel(pattern, True), True, out.reshape(-1), *flat)
+            _launch(self.kernel(pattern, True), True, out.ravel(), *flat)
         return out
 
 
@@ -154,7 +154,7 @@ def _contiguous_operands(xs, size):
     for x in xs:
         if x.flags.c_contiguous and x.size == size:
             pattern += "c"
-            flat.append(x.reshape(-1))
+            flat.append(x.ravel())        # a view (C-contiguous), and quicker than reshape(-1)
         elif x.size == 1:
             pattern += "s"
             flat.append(x.reshape(-1))

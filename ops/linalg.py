@@ -14,6 +14,7 @@ C array is an F array, which Numba's ``np.dot`` hands to BLAS as the transpose.
 import numpy as np
 from numba import njit
 
+from . import blas_threads
 from ._cache import guard
 from .elementwise import copy_of
 
@@ -80,8 +81,11 @@ def bmm(a, b):
     """``a @ b`` for 3-D arrays of one dtype and batch size, of any strides; a new array."""
     out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
     (a, ta), (b, tb) = operand(a), operand(b)
-    kernel = bmm_blas if a.dtype.kind == "f" else bmm_loop
-    kernel(out, a, b, ta, tb)
+    if a.dtype.kind == "f":
+        blas_threads.for_product(2 * out.shape[1] * out.shape[2] * (a.shape[1] if ta else a.shape[2]))
+        bmm_blas(out, a, b, ta, tb)
+    else:
+        bmm_loop(out, a, b, ta, tb)
     return out
 
 

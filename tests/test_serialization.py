@@ -156,7 +156,7 @@ def test_reads_foreign_safetensors(tmp_path):
     assert set(got) == set(arrays)
     for k, v in arrays.items():
         np.testing.assert_array_equal(got[k].numpy(), v)
-    assert got["i"].dtype == nbgrad.int64 and got["h"].dtype == nbgrad.float32 and got["m"].dtype == nbgrad.bool
+    assert got["i"].dtype == nbgrad.int32 and got["h"].dtype == nbgrad.float16 and got["m"].dtype == nbgrad.bool
 
 
 def test_module_state_dict_round_trip(tmp_path):
@@ -348,3 +348,14 @@ def test_save_writes_through_a_symlink(tmp_path):
 def test_missing_parent_directory(tmp_path):
     with pytest.raises(RuntimeError, match="Parent directory .* does not exist"):
         nbgrad.save([1], tmp_path / "nope" / "x.pt")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int32", "int16", "int8", "uint8"])
+def test_the_narrow_dtypes_round_trip(dtype):
+    t = nbgrad.tensor([[1, 2], [3, 4]], dtype=getattr(nbgrad, dtype))
+    buf = io.BytesIO()
+    nbgrad.save({"t": t}, buf)
+    buf.seek(0)
+    got = nbgrad.load(buf)["t"]
+    assert got.dtype == t.dtype
+    np.testing.assert_array_equal(got.numpy(), t.numpy())

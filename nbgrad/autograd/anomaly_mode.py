@@ -5,6 +5,8 @@ import os
 import traceback
 import warnings
 
+from nbgrad.ops.targets import target_of
+
 __all__ = ["detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "is_anomaly_check_nan_enabled"]
 
 
@@ -80,5 +82,11 @@ def report_error(node):
 
 def check_nan(node, outputs):
     for i, g in enumerate(outputs):
-        if g is not None and g._data.dtype.kind == "f" and g._data.size and bool((g._data != g._data).any()):
+        if g is not None and g._data.dtype.kind == "f" and g._data.size and _has_nan(g._data):
             raise RuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output.")
+
+
+def _has_nan(data):
+    """Whether ``data`` holds a NaN: checked in host memory."""
+    host = target_of(data).to_host(data)
+    return bool((host != host).any())

@@ -104,15 +104,21 @@ def _compute_any(kernel, operands, dtype, out_dtype, out):
         return _compute_half(kernel, operands, dtype, out_dtype, out)
     arrays = []
     shapes = []
+    kind = None                     # the one array type, or False when they are several
     for x in operands:
         if isinstance(x, Tensor):
-            shapes.append(x._data.shape)
-            arrays.append(x._data)
+            d = x._data
+            shapes.append(d.shape)
+            arrays.append(d)
+            if kind is None:
+                kind = type(d)
+            elif type(d) is not kind:
+                kind = False
         else:
             if type(x) not in (float, int, bool):
                 _check_operand(x)
             arrays.append(x)
-    target = common_target(arrays)
+    target = CPU if kind is _ndarray else common_target(arrays)
     if out is not None:
         return target.launch(kernel, arrays, None, dtype.numpy, out=out)
     if not shapes:
@@ -122,6 +128,7 @@ def _compute_any(kernel, operands, dtype, out_dtype, out):
 
 
 _alike = CPU.alike       # the small-tensor quick path is the CPU target's; other targets' arrays fail it
+_ndarray = CPU.array_type
 
 
 def _compute_half(kernel, operands, dtype, out_dtype, out):
@@ -177,7 +184,10 @@ def derivative(record, arg, values):
     if _grad_mode.enabled and needs_grad(operands):
         result = eval(_compiled(expr), COMPOSED, dict(zip(names, operands)))
         return result if isinstance(result, Tensor) else full_like(grad, result)
-    data = _compute_alike(kernel, operands, None, None)
+    arrays = []                     # a loop, not a comprehension: one call less per step
+    for x in operands:
+        arrays.append(x._data if isinstance(x, Tensor) else x if type(x) is float or type(x) is int else None)
+    data = _alike(kernel, arrays)
     return Tensor._wrap(data if data is not None else _compute_any(kernel, operands, None, None, None))
 
 
@@ -230,7 +240,7 @@ def _check_divisor(a, b):
 
 
 def _has_zero(x):
-    return bool((x._data == 0).any()) if isinstance(x, Tensor) else x == 0
+    return bool((target_of(x._data).to_host(x._data) == 0).any()) if isinstance(x, Tensor) else x == 0
 
 
 def _is_integral(x):

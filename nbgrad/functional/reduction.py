@@ -33,6 +33,15 @@ __all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "argmax", "argmi
 keep_shape = kernels.keep_shape
 
 
+def _reduce(t):
+    """The reduction kernels of ``t``'s target."""
+    return target_of(t._data).reduce
+
+
+def _reshaped(data, shape):
+    return target_of(data).reshape(data, shape)
+
+
 # -- dims and shapes ------------------------------------------------------------------------------
 def _dims(dim, ndim, name):
     """The reduced dims, wrapped, distinct and sorted; ``None`` and ``()`` mean all of them."""
@@ -105,7 +114,7 @@ def _gradient(node, grad, x=None, y=None, m=None, s=None):
         if y is not None:
             values["y"] = keep(y)
         if m is not None:
-            values["m"] = Tensor._wrap(m.astype(x._data.dtype))
+            values["m"] = Tensor._wrap(target_of(m).astype(m, x._data.dtype))
     return derivative(rec, "x", values)
 
 
@@ -142,12 +151,13 @@ class ExpandBackward0(Node):
 def _sum(x, dims, out_shape, node, out_dtype=None, scale=1, **attrs):
     """``x`` summed over ``dims`` (times ``scale``), given ``out_shape``; recorded as ``node``."""
     data = x._data
+    target = target_of(data)
     if data.dtype is _dtype.F16 or data.dtype is _dtype.BF16:    # summed in float32, stored in 2 bytes (as PyTorch)
-        half = out_dtype or data.dtype
-        data = kernels.sum(data.astype(np.float32), dims, np.dtype(np.float32), scale).astype(half)
+        f32 = _dtype.float32.numpy
+        data = target.astype(target.reduce.sum(target.astype(data, f32), dims, f32, scale), out_dtype or data.dtype)
     else:
-        data = kernels.sum(data, dims, out_dtype or _sum_dtype(x), scale)
-    return record(node, data.reshape(out_shape), (x,), keep=data.shape, in_shape=x._data.shape, **attrs)
+        data = target.reduce.sum(data, dims, out_dtype or _sum_dtype(x), scale)
+    return record(node, target.reshape(data, out_shape), (x,), keep=data.shape, in_shape=x._data.shape, **attrs)
 
 
 def _expand(g, keep, shape):
@@ -155,8 +165,8 @@ def _expand(g, keep, shape):
     so an in-place write into it fails instead of writing one element many times."""
     kept = _keep(g, keep)
     dims = tuple([d for d in range(len(shape)) if keep[d] == 1 and shape[d] != 1])
-    data = target_of(kept).as_strided(kept, shape, tuple([0 if d in dims else kept.strides[d] for d in range(len(shape))]),
-                        writeable=False)
+    strides = tuple([0 if d in dims else kept.strides[d] for d in range(len(shape))])
+    data = target_of(kept).as_strided(kept, shape, strides, writeable=False)
     return record(ExpandBackward0, data, (g,), dims=dims, in_shape=g._data.shape)
 
 
@@ -212,10 +222,10 @@ class _ProdBackward(Node):
 
     def backward(self, grad):
         x, y = self.saved_tensors
-        kernels.check_saved("prod backward", _keep(grad, self.keep), x._data, self.dims)
+        _reduce(grad).check_saved("prod backward", _keep(grad, self.keep), x._data, self.dims)
         if not self.dims:                      # 0-d: the gradient passes
             return (grad,)
-        zeros = kernels.count_zeros(x._data)
+        zeros = _reduce(x).count_zeros(x._data)
         if not zeros:
             return (_gradient(self, grad, x, y),)
         if needs_grad((grad, x)):
@@ -223,7 +233,7 @@ class _ProdBackward(Node):
                                       "input is not supported")
         if zeros > 1 and type(self) is ProdBackward0:
             return (Tensor._wrap(target_of(x._data).zeros(self.in_shape, x._data.dtype)),)
-        return (Tensor._wrap(kernels.prod_backward(_keep(grad, self.keep), x._data, self.dims)),)
+        return (Tensor._wrap(_reduce(grad).prod_backward(_keep(grad, self.keep), x._data, self.dims)),)
 
 
 class ProdBackward0(_ProdBackward):
@@ -242,7 +252,8 @@ def prod(input, dim=None, keepdim=False, *, dtype=None):
         dims, node = tuple(range(input.ndim)), ProdBackward0
     else:
         dims, node = _dims(_one_dim(dim, input.ndim, "prod"), input.ndim, "prod"), ProdBackward1
-    data = kernels.prod(input._data, dims, _sum_dtype(input)).reshape(_out_shape(input.shape, dims, keepdim))
+    data = _reduce(input).prod(input._data, dims, _sum_dtype(input))
+    data = _reshaped(data, _out_shape(input.shape, dims, keepdim))
     out = record(node, data, (input,), keep=keep_shape(input._data.shape, dims), in_shape=input._data.shape,
                  dims=dims)
     if out.grad_fn is not None:
@@ -286,7 +297,7 @@ class _EvenBackward(Node):
 
     def backward(self, grad):
         x, y = self.saved_tensors
-        share = lambda g: kernels.distribute_backward(_keep(g, self.keep), x._data, _keep(y, self.keep),
+        share = lambda g: _reduce(g).distribute_backward(_keep(g, self.keep), x._data, _keep(y, self.keep),
                                                       self.dims, self.nan_too)
         if needs_grad((grad, x)):
             shares = Tensor._wrap(share(Tensor._wrap(target_of(x._data).ones(self.keep, x._data.dtype))))
@@ -318,7 +329,7 @@ class _IndexBackward(Node):
 
     def backward(self, grad):
         idx, = self.saved_tensors
-        put = lambda g: kernels.index_backward(_keep(g, self.keep), idx._data, self.in_shape, self.dim,
+        put = lambda g: _reduce(g).index_backward(_keep(g, self.keep), idx._data, self.in_shape, self.dim,
                                                self.dtype)
         if needs_grad((grad,)):
             picked = Tensor._wrap(put(Tensor._wrap(target_of(idx._data).ones(self.keep, self.dtype))) != 0)
@@ -353,8 +364,8 @@ def _extreme(input, dim, keepdim, smallest, name, node):
     specified = dim is not None and dim != () and dim != []
     dims = _dims(dim, input.ndim, name)
     _check_nonempty(input, dims, name, specified, (dim,) if isinstance(dim, (int, np.integer)) else dim)
-    values, _ = kernels.max(input._data, dims, smallest)
-    data = values.reshape(_out_shape(input.shape, dims, keepdim))
+    values, _ = _reduce(input).max(input._data, dims, smallest)
+    data = _reshaped(values, _out_shape(input.shape, dims, keepdim))
     out = record(node, data, (input,), keep=values.shape, in_shape=input._data.shape, dims=dims)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(input, out.detach())
@@ -365,10 +376,10 @@ def _extreme_along(input, dim, keepdim, smallest, name, node, result):
     d = _one_dim(dim, input.ndim, name)
     dims = (d,) if input.ndim else ()
     _check_nonempty(input, dims, name, True)
-    values, indices = kernels.max(input._data, dims, smallest)
+    values, indices = _reduce(input).max(input._data, dims, smallest)
     shape = _out_shape(input.shape, dims, keepdim)
-    idx = Tensor._wrap(indices.reshape(shape))
-    out = record(node, values.reshape(shape), (input,), keep=values.shape, in_shape=input._data.shape, dim=d,
+    idx = Tensor._wrap(_reshaped(indices, shape))
+    out = record(node, _reshaped(values, shape), (input,), keep=values.shape, in_shape=input._data.shape, dim=d,
                  dtype=input._data.dtype)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(idx)
@@ -418,8 +429,8 @@ def _arg(input, dim, keepdim, smallest, name):
     else:
         dims = _dims(_one_dim(dim, input.ndim, name), input.ndim, name)
         _check_nonempty(input, dims, name, True)
-    _, indices = kernels.max(input._data, dims, smallest, ordered=True)
-    return Tensor._wrap(indices.reshape(_out_shape(input.shape, dims, keepdim)))
+    _, indices = _reduce(input).max(input._data, dims, smallest, ordered=True)
+    return Tensor._wrap(_reshaped(indices, _out_shape(input.shape, dims, keepdim)))
 
 
 @tensor_method()
@@ -446,7 +457,7 @@ class VarBackward0(Node):
 
     def backward(self, grad):
         x, = self.saved_tensors
-        kernels.check_saved("var backward", _keep(grad, self.keep), x._data, self.dims)
+        _reduce(grad).check_saved("var backward", _keep(grad, self.keep), x._data, self.dims)
         if self.whole and self.dof <= 0:
             return _no_dof_backward(grad, x, self)
         return (_gradient(self, grad, x, m=self.mean, s=2.0 / self.dof if self.dof else math.inf),)
@@ -458,7 +469,7 @@ class StdBackward0(Node):
 
     def backward(self, grad):
         x, y = self.saved_tensors
-        kernels.check_saved("std backward", _keep(grad, self.keep), x._data, self.dims)
+        _reduce(grad).check_saved("std backward", _keep(grad, self.keep), x._data, self.dims)
         if self.whole and self.dof <= 0:
             y = _result(self, y)
             return _no_dof_backward(where(y == 0, 0.0, grad / (2 * y)), x, self)
@@ -481,10 +492,10 @@ def _variance(input, dim, unbiased, keepdim, correction, name):
     if dof <= 0:
         warnings.warn(f"{name}(): degrees of freedom is <= 0. Correction should be strictly less than the "
                       "reduction factor (input numel divided by output numel).", UserWarning, stacklevel=3)
-    data, mu = kernels.var(input._data, dims, correction, root=name == "std")
+    data, mu = _reduce(input).var(input._data, dims, correction, root=name == "std")
     node = StdBackward0 if name == "std" else VarBackward0
     # over all of x (dim None), PyTorch's backward treats N <= correction apart
-    out = record(node, data.reshape(_out_shape(input.shape, dims, keepdim)), (input,), keep=data.shape,
+    out = record(node, _reshaped(data, _out_shape(input.shape, dims, keepdim)), (input,), keep=data.shape,
                  in_shape=input._data.shape, dims=dims, dof=dof, mean=mu, whole=dim is None or not input.ndim)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(*((input, out.detach()) if name == "std" else (input,)))
@@ -513,7 +524,7 @@ class LogsumexpBackward0(Node):
 
     def backward(self, grad):
         x, y = self.saved_tensors
-        kernels.check_saved("logsumexp backward", _keep(grad, self.keep), x._data, self.dims)
+        _reduce(grad).check_saved("logsumexp backward", _keep(grad, self.keep), x._data, self.dims)
         return (_gradient(self, grad, x, y),)
 
 
@@ -523,8 +534,8 @@ def logsumexp(input, dim, keepdim=False):
         raise TypeError("logsumexp(): argument 'dim' must be tuple of ints, not NoneType")
     input = _float_input(input)
     dims = _dims(dim, input.ndim, "logsumexp")
-    data = kernels.logsumexp(input._data, dims)
-    out = record(LogsumexpBackward0, data.reshape(_out_shape(input.shape, dims, keepdim)), (input,),
+    data = _reduce(input).logsumexp(input._data, dims)
+    out = record(LogsumexpBackward0, _reshaped(data, _out_shape(input.shape, dims, keepdim)), (input,),
                  keep=data.shape, in_shape=input._data.shape, dims=dims)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(input, out.detach())
@@ -579,7 +590,7 @@ def _softmax_backward_data(grad, y, dim, log):
     """The gradient of softmax (``log``: log_softmax) at output ``y``: the kernel, recorded as
     PyTorch records its ``_softmax_backward_data``."""
     node = LogSoftmaxBackwardDataBackward0 if log else SoftmaxBackwardDataBackward0
-    out = record(node, kernels.softmax_backward(grad._data, y._data, dim, log), (grad, y), dim=dim)
+    out = record(node, _reduce(grad).softmax_backward(grad._data, y._data, dim, log), (grad, y), dim=dim)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(grad, y)
     return out
@@ -594,7 +605,7 @@ def _softmax(input, dim, dtype, log):
         name = "log_softmax" if log else "softmax"
         raise NotImplementedError(f"\"{name}_lastdim_kernel_impl\" not implemented for '{input.dtype.legacy}'")
     d = _one_dim(dim, input.ndim, "log_softmax" if log else "softmax")
-    y = kernels.softmax(input._data, d if input.ndim else 0, log)
+    y = _reduce(input).softmax(input._data, d if input.ndim else 0, log)
     out = record(LogSoftmaxBackward0 if log else SoftmaxBackward0, y, (input,), dim=d)
     if out.grad_fn is not None:
         out.grad_fn.save_for_backward(out.detach())

@@ -6,7 +6,10 @@ incoming gradient with the same indices: the backward records ``EmbeddingDenseBa
 (scatter), whose backward is a gather recorded as ``EmbeddingBackward0`` again, so any order
 of derivative works without a second implementation. The ``padding_idx`` row gets no
 gradient (the scatter skips it; its adjoint, the gather, yields zeros there)."""
-from nbgrad.ops import embedding as kernels
+from nbgrad.ops.targets import target_for
+
+# the CPU target's embedding kernels (these layers run on the CPU target only, so far)
+kernels = target_for("cpu").embedding
 
 from .. import _dtype
 from ..autograd.grad_mode import no_grad

@@ -444,6 +444,14 @@ def _cross_entropy_probabilities(input, target, weight, ignore_index, reduction,
     return -picked.sum() if reduction == "sum" else -picked.sum(cdim)
 
 
+# -- the layers with their own kernels, each in its own module --------------------------------------
+from . import _conv, _norm, _pool  # noqa: E402
+from ._conv import *  # noqa: E402,F401,F403
+from ._norm import *  # noqa: E402,F401,F403
+from ._pool import *  # noqa: E402,F401,F403
+
+__all__ += _conv.__all__ + _pool.__all__ + _norm.__all__
+
 # -- layers whose functional forms live in their own modules ------------------------------------------
 from ._attention import scaled_dot_product_attention  # noqa: E402
 from ._embedding import embedding  # noqa: E402

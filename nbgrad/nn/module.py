@@ -422,6 +422,9 @@ class Module:
     def cpu(self):
         return self._apply(lambda t: t.cpu())
 
+    def cuda(self, device=None):
+        return self._apply(lambda t: t.cuda(device))
+
     # -- state ---------------------------------------------------------------------------------
     def _state_items(self):
         """(key, tensor) of every parameter and persistent buffer, in ``state_dict`` order."""

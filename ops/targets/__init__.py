@@ -12,7 +12,8 @@ import numpy as np
 
 from .cpu import CPU, CpuTarget
 
-__all__ = ["CPU", "CpuTarget", "register", "target_of", "target_for", "common_target", "TARGETS"]
+__all__ = ["CPU", "CpuTarget", "register", "target_of", "target_for", "common_target", "TARGETS", "cuda_target",
+           "CUDA_MISSING"]
 
 _BY_ARRAY_TYPE = {}
 TARGETS = {}             # device type -> target
@@ -43,11 +44,36 @@ def target_for(device_type=None):
     if device_type is None:
         return CPU
     target = TARGETS.get(device_type)
+    if target is None and device_type == "cuda":
+        target = cuda_target()
     if target is None:
         if device_type == "cuda":
-            raise RuntimeError("nbgrad was asked for a CUDA tensor, but only the CPU target is built so far")
+            raise RuntimeError(CUDA_MISSING)
         raise RuntimeError(f"nbgrad has no target for device type '{device_type}'")
     return target
+
+
+CUDA_MISSING = ("nbgrad was asked for a CUDA tensor, but numba.cuda finds no GPU here (install nbgrad[cuda] "
+                "on a machine with one, or set NUMBA_ENABLE_CUDASIM=1 for the simulator)")
+_CUDA_TRIED = []
+
+
+def cuda_target():
+    """The CUDA target, made and registered on first request when numba.cuda can run kernels
+    (a GPU, or its simulator); ``None`` otherwise. Importing nbgrad imports no numba.cuda.
+    ``nbgrad.cuda`` asks it: ``is_available()`` is ``cuda_target() is not None``, and the
+    target answers ``device_count()``, ``synchronize()``, ``device_name()``, ``implementation()``."""
+    if not _CUDA_TRIED:
+        _CUDA_TRIED.append(True)
+        try:
+            from numba import cuda
+            if not cuda.is_available():
+                return None
+        except Exception:                      # no numba.cuda, no driver: no CUDA target
+            return None
+        from .cuda import CudaTarget
+        register(CudaTarget())
+    return TARGETS.get("cuda")
 
 
 def common_target(arrays):
@@ -64,5 +90,10 @@ def common_target(arrays):
             found = t
         elif t is not found:
             raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices, "
-                               f"{found.device_type} and {t.device_type}!")
+                               f"{_name(found)} and {_name(t)}!")
     return found or CPU
+
+
+def _name(target):
+    """A target's device as PyTorch's error texts name it (``cuda:0``, ``cpu``)."""
+    return getattr(target, "device_str", target.device_type)

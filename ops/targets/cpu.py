@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from .. import count, index, linalg, loss, optim, reduce, scan, shape, sort, svd
+from .. import conv, count, embedding, index, linalg, loss, norm, optim, pool, reduce, scan, shape, sort, svd
 from ..elementwise import OPS, PARALLEL_MIN, copy_of, element_strides, flat_buffer, strided_view
 
 __all__ = ["CpuTarget", "CPU"]
@@ -30,6 +30,7 @@ class CpuTarget:
     reduce, index, linalg, loss, shape = reduce, index, linalg, loss, shape
     optim = optim
     sort, scan, count, svd = sort, scan, count, svd
+    conv, pool, norm, embedding = conv, pool, norm, embedding
 
     def __repr__(self):
         return "<nbgrad target cpu>"
@@ -67,13 +68,16 @@ class CpuTarget:
 
     def number(self, value, dtype):
         """``value`` as a one-element array of ``dtype``, to pass as a loop's operand. The same
-        few numbers recur (``x * 2``, ``1 - y``), so their arrays are kept: never write to one."""
+        few numbers recur (``x * 2``, ``1 - y``), so their arrays are kept: never write to one.
+        Zeros are not kept: ``0``, ``0.0`` and ``-0.0`` are one key, but ``x * -0.0`` is ``-0``."""
         key = (value, dtype)
         arr = _NUMBERS.get(key)
         if arr is None:
-            if len(_NUMBERS) > 4096:
-                _NUMBERS.clear()
-            arr = _NUMBERS[key] = np.array((value,), dtype)
+            arr = np.array((value,), dtype)
+            if value != 0:
+                if len(_NUMBERS) > 4096:
+                    _NUMBERS.clear()
+                _NUMBERS[key] = arr
         return arr
 
     # -- to and from the host -------------------------------------------------------------------
@@ -205,10 +209,11 @@ class CpuTarget:
         ``out_dtype`` (default ``dtype``); returns the output."""
         arrays = []
         for x in operands:
-            if type(x) is np.ndarray:
+            if type(x) is _ndarray:
                 arrays.append(x if x.dtype == dtype else self.astype(x, dtype))
             else:
-                arrays.append(self.number(x, dtype))
+                arr = _NUMBERS.get((x, dtype))
+                arrays.append(arr if arr is not None else self.number(x, dtype))
         if out is not None:
             return OPS[kernel](out, *arrays)
         out = np.empty(shape, dtype if out_dtype is None else out_dtype)
@@ -226,10 +231,7 @@ class CpuTarget:
         flat = []
         for x in operands:
             t = type(x)
-            if t is float or t is int:
-                pattern += "s"
-                flat.append(x)
-            elif t is np.ndarray:
+            if t is _ndarray:
                 if data is None:
                     data = x
                 elif x.dtype != data.dtype or x.shape != data.shape:
@@ -237,7 +239,10 @@ class CpuTarget:
                 if not x.flags.c_contiguous:
                     return None
                 pattern += "c"
-                flat.append(x.reshape(-1))
+                flat.append(x.ravel())          # a view of a C-contiguous array; 2.5x quicker than reshape(-1)
+            elif t is float or t is int:
+                pattern += "s"
+                flat.append(x)
             else:
                 return None
         if data is None:
@@ -265,7 +270,7 @@ class CpuTarget:
             loop = _SERIAL_LOOPS.get(key)
             if loop is None:
                 loop = _SERIAL_LOOPS[key] = OPS[kernel].kernel(pattern, False)
-            loop(out.reshape(-1), *flat)
+            loop(out.ravel(), *flat)
         elif size:
             OPS[kernel].contiguous(out, pattern, flat)
         return out
@@ -273,6 +278,7 @@ class CpuTarget:
 
 _NUMBERS = {}
 _SERIAL_LOOPS = {}
+_ndarray = np.ndarray
 
 
 def _half(dtype):

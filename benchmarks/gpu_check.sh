@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU, in one go: install nbgrad with its CUDA extra, show what
+# numba.cuda sees, run the CUDA checks on the real device (the same file CI runs under the
+# simulator; a host array passed to a kernel fails them), then the GPU benchmarks.
+#
+#     bash benchmarks/gpu_check.sh                # all of it; benchmark results in benchmarks/results/gpu.json
+#     bash benchmarks/gpu_check.sh --quick        # arguments go to benchmarks/gpu.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+"$PY" -m pip install -q -e ".[cuda,test]"
+unset NUMBA_ENABLE_CUDASIM
+"$PY" -m nbgrad info
+# tiny test inputs make small grids: numba's occupancy warnings are expected there, not errors
+NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0 "$PY" -m pytest -q -p no:cacheprovider -rfEs tests/cuda_sim_checks.py
+"$PY" -m benchmarks.gpu "$@"

@@ -1,0 +1,91 @@
+"""Compile every kernel of the CUDA target to PTX for sm_90 with numba-cuda's NVVM: no GPU needed.
+
+    python tests/cuda_ptx_check.py          # needs numba-cuda (nbgrad[cuda]); prints what fails, exits 1 if any
+
+Each op-table kernel (forward and fused gradients; contiguous and strided; float32 and float64),
+each accumulation of the table, and each hand-written kernel, with the argument types the CUDA
+target launches them with. The simulator runs kernels as Python and so cannot tell whether they
+compile for a device; this does (it cannot tell whether they are right: the simulator checks that).
+``tests/test_cuda.py`` runs it where numba-cuda is installed.
+"""
+import sys
+
+try:
+    import _numba_cuda_redirector  # noqa: F401  (what numba-cuda's .pth does in site-packages)
+except ImportError:
+    pass
+import numba.cuda.dispatcher as _disp
+from numba import boolean, cuda, float32, float64, int64, types
+
+if not hasattr(_disp, "get_current_device"):
+    sys.exit("numba-cuda is not installed: `from numba import cuda` is numba's own")
+
+
+class _Device:
+    """Device functions ask the current device for its compute capability: an H100's, here."""
+    compute_capability = (9, 0)
+
+
+_disp.get_current_device = lambda: _Device()
+
+from nbgrad.ops.table import ACCUMULATIONS  # noqa: E402
+from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn  # noqa: E402
+from nbgrad.ops.targets.cuda_codegen import KERNELS, accumulation  # noqa: E402
+
+A = lambda t: types.Array(t, 1, "C")  # noqa: E731
+T = lambda k: types.UniTuple(int64, k)  # noqa: E731
+jobs = []
+for name in sorted(KERNELS):
+    k = KERNELS[name]
+    n = len(k.args)
+    for dt in (float32, float64):
+        jobs.append((f"{name} {dt} contiguous", k.kernel("c" * n), (int64, A(dt), int64) + (A(dt), int64) * n))
+        jobs.append((f"{name} {dt} strided", k.kernel("strided"),
+                     (int64, T(2), A(dt), int64, T(2)) + (A(dt), int64, T(2)) * n))
+for name in ACCUMULATIONS:
+    if ACCUMULATIONS[name].kernel:
+        continue
+    mod = accumulation(name, hand.THREADS)
+    for dt, acc, (first, combine) in ((float32, float64, (mod.float_first, mod.float_combine)),
+                                      (float64, float64, (mod.float_first, mod.float_combine)),
+                                      (int64, int64, (mod.int_first, mod.int_combine))):
+        sig = (A(dt), int64, T(2), T(2), T(1), T(1), int64, int64, A(dt), int64, acc, A(float64), A(acc))
+        jobs.append((f"acc {name} {dt}", first, sig))
+        jobs.append((f"combine {name} {dt}", combine, (A(acc), int64, A(dt), int64, acc, A(float64))))
+for dt in (float32, float64, int64):
+    fl = dt is not int64
+    jobs.append((f"extreme {dt}", hand.extreme_kernel(fl), (A(dt), int64, T(2), T(2), T(1), T(1), int64, boolean,
+                                                            A(dt), A(int64))))
+    jobs.append((f"matmul {dt}", hand.matmul_kernel(fl), (A(dt), int64, T(3), A(dt), int64, T(3), A(dt), int64, T(3),
+                                                          int64, int64, int64)))
+    jobs.append((f"fill {dt}", hand.fill_kernel, (A(dt), int64, dt)))
+    jobs.append((f"gather {dt}", hand.gather_kernel, (A(dt), A(dt), int64, T(1), T(1), A(int64), T(2), T(2), int64,
+                                                      int64)))
+    jobs.append((f"scatter_add {dt}", hand.scatter_add_kernel, (A(dt), int64, A(dt), T(1), T(1), A(int64), T(2), T(2),
+                                                                int64, int64)))
+    jobs.append((f"scatter {dt}", hand.scatter_kernel, (A(dt), int64, A(dt), T(1), T(1), A(int64), T(2), T(2), int64,
+                                                        int64)))
+    jobs.append((f"gather_dim {dt}", hand.gather_dim_kernel, (A(dt), int64, T(2), A(dt), int64, T(2), A(int64), T(2),
+                                                              int64, int64, int64)))
+    jobs.append((f"scatter_dim {dt}", hand.scatter_dim_kernel, (A(dt), int64, T(2), A(int64), T(2), T(2), int64, A(dt),
+                                                                int64, T(2), int64, int64, int64)))
+    jobs.append((f"index_backward {dt}", hand.index_backward_kernel, (A(dt), A(int64), A(dt), int64, int64,
+                                                                      A(int64))))
+jobs.append(("check_index", hand.check_index_kernel, (A(int64), int64, A(int64))))
+for dt in (float32, float64):
+    jobs.append((f"softmax {dt}", cuda_nn.softmax_kernel, (A(dt), int64, A(dt), int64, int64, boolean)))
+    jobs.append((f"softmax_backward {dt}", cuda_nn.softmax_backward_kernel, (A(dt), int64, A(dt), A(dt), int64, int64,
+                                                                            boolean)))
+    jobs.append((f"nll_forward {dt}", cuda_nn.nll_forward_kernel, (A(dt), int64, T(4), T(4), A(int64), A(dt), boolean,
+                                                                   A(dt), A(dt), A(int64), int64)))
+    jobs.append((f"nll_backward {dt}", cuda_nn.nll_backward_kernel, (A(dt), T(4), A(int64), A(dt), boolean, A(dt),
+                                                                     boolean, A(int64), int64)))
+failed = 0
+for label, disp, sig in jobs:
+    try:
+        cuda.compile_ptx(disp.py_func, sig, cc=(9, 0))
+    except Exception as e:             # noqa: BLE001  every failure is listed
+        failed += 1
+        print(label, type(e).__name__, " ".join(str(e).split())[:300])
+print(f"compiled {len(jobs) - failed} of {len(jobs)} kernels to PTX")
+sys.exit(1 if failed else 0)

@@ -1,0 +1,454 @@
+"""The CUDA target's checks, run by ``tests/test_cuda.py`` in a pytest process of their own
+with ``NUMBA_ENABLE_CUDASIM=1`` set before numba is imported (or, unchanged, on a real GPU).
+
+Tiny inputs: the simulator runs every CUDA thread as a Python thread. Every kernel of the op
+table (each op's forward and each fused gradient) is compared with the CPU's on the same
+inputs, in both launch paths (contiguous and strided); then the Tensor layer on 'cuda':
+forward and backward of table ops with broadcasting and a transposed operand, sum/mean,
+matmul, an MLP training step, moves between devices and the device-mixing error.
+"""
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+import nbgrad
+from nbgrad import nn
+from nbgrad.ops.elementwise import OPS
+from nbgrad.ops.targets import target_for
+
+CUDA = target_for("cuda")
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+# On a GPU, a host array given to a kernel is copied at every launch and numba warns: an error
+# here. (In the simulator host arrays cost nothing and nothing warns.)
+pytestmark = pytest.mark.filterwarnings("error::numba.core.errors.NumbaPerformanceWarning")
+
+
+def _inputs(n_operands, shape, dtype, seed, low=0.2):
+    """Operands in (low, low + 0.7): (0.2, 0.9) is in every table op's domain but acosh's.
+    (The simulator calls Python's ``math`` functions, which raise outside the domain where a
+    GPU's return NaN.)"""
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(low, low + 0.7, shape).astype(dtype) for _ in range(n_operands)]
+
+
+def _compare(cpu, dev, dtype):
+    tol = dict(rtol=1e-5, atol=1e-6) if np.dtype(dtype) == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(CUDA.to_host(dev), cpu, equal_nan=True, **tol)
+
+
+# -- every kernel of the op table ---------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_table_kernel_matches_the_cpu(name):
+    """Forward and fused-gradient kernels alike: contiguous operands (the grid-stride kernel),
+    then a transposed output and operand with a broadcast row (the strided kernel)."""
+    n = len(OPS[name].args)
+    dtype = np.int64 if name.startswith("bitwise") else np.float64       # bitwise ops take integers
+    xs = _inputs(n, (2, 3), np.float64, seed=len(name), low=1.2 if name.startswith("acosh") else 0.2)
+    if dtype is np.int64:
+        xs = [(x * 100).astype(dtype) for x in xs]
+    cpu = np.empty((2, 3), dtype)
+    OPS[name](cpu, *xs)
+    dev = CUDA.empty((2, 3), dtype)
+    CUDA.run(name, dev, *(CUDA.asarray(x) for x in xs))
+    _compare(cpu, dev, np.float64)
+    # strided: a transposed output, a transposed first operand, the others one broadcast row
+    cpu_t = np.empty((3, 2), dtype).T
+    host = [xs[0].T.copy().T] + [x[:1] for x in xs[1:]]
+    OPS[name](cpu_t, *host)
+    dev_t = CUDA.permute(CUDA.empty((3, 2), dtype))
+    dev_ops = [CUDA.permute(CUDA.asarray(xs[0].T.copy()))] + [CUDA.asarray(x[:1]) for x in xs[1:]]
+    CUDA.run(name, dev_t, *dev_ops)
+    _compare(cpu_t, dev_t, np.float64)
+
+
+@pytest.mark.parametrize("name", ["mul", "tanh", "sigmoid", "exp", "div_db", "pow"])
+def test_float32_kernels(name):
+    n = len(OPS[name].args)
+    xs = _inputs(n, (5,), np.float32, seed=1)
+    cpu = np.empty(5, np.float32)
+    OPS[name](cpu, *xs)
+    dev = CUDA.empty((5,), np.float32)
+    CUDA.run(name, dev, *(CUDA.asarray(x) for x in xs))
+    _compare(cpu, dev, np.float32)
+
+
+# -- the Tensor layer on 'cuda' ---------------------------------------------------------------------
+def _pair(shape, seed, transposed=False):
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.2, 0.9, shape[::-1] if transposed else shape)
+    cpu = nbgrad.tensor(a, dtype=nbgrad.float64)
+    if transposed:
+        cpu = cpu.t()
+    dev = cpu.to("cuda")
+    return cpu.detach().requires_grad_(), dev.detach().requires_grad_()
+
+
+OPS_ON_TENSORS = {
+    "mul": lambda a, b: a * b, "div": lambda a, b: a / b, "sub": lambda a, b: a - b,
+    "pow": lambda a, b: a ** b, "maximum": nbgrad.maximum, "atan2": nbgrad.atan2,
+    "tanh": lambda a, b: a.tanh() * b, "sigmoid": lambda a, b: a.sigmoid() + b,
+    "relu": lambda a, b: (a - 0.5).relu() * b, "log": lambda a, b: a.log() + b.exp(),
+    "clamp": lambda a, b: a.clamp(0.3, 0.7) * b, "where": lambda a, b: nbgrad.where(a > 0.5, a, b),
+    "scalar": lambda a, b: 2.0 * a + b / 3 - 1,
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPS_ON_TENSORS))
+def test_tensor_op_forward_and_backward(name):
+    f = OPS_ON_TENSORS[name]
+    a, ad = _pair((2, 3), 1, transposed=True)
+    b, bd = _pair((3,), 2)                     # broadcast: its gradient is a sum over rows
+    y, yd = f(a, b), f(ad, bd)
+    assert yd.device == nbgrad.device("cuda", 0) and yd.is_cuda
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    y.sum().backward()
+    yd.sum().backward()
+    assert ad.grad.is_cuda and bd.grad.is_cuda
+    np.testing.assert_allclose(ad.grad.cpu().numpy(), a.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(bd.grad.cpu().numpy(), b.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1, (0, 2)])
+@pytest.mark.parametrize("op", ["sum", "mean"])
+def test_sum_and_mean(op, dim):
+    x, xd = _pair((3, 4, 5), 3)
+    y = getattr(x, op)() if dim is None else getattr(x, op)(dim)
+    yd = getattr(xd, op)() if dim is None else getattr(xd, op)(dim)
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    (y * y).sum().backward()
+    (yd * yd).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-12)
+
+
+REDUCTIONS = {
+    "prod": lambda x, d: x.prod() if d is None else x.prod(d),
+    "var": lambda x, d: x.var(d), "std": lambda x, d: x.std(d, correction=0),
+    "logsumexp": lambda x, d: x.logsumexp(tuple(range(x.ndim)) if d is None else d),
+    "max": lambda x, d: x.max() if d is None else x.max(d).values, "amin": lambda x, d: x.amin(d),
+}
+
+
+@pytest.mark.parametrize("dim", [None, 1, (0, 2)])
+@pytest.mark.parametrize("op", sorted(REDUCTIONS))
+def test_table_accumulations_and_extremes(op, dim):
+    if op in ("prod", "max") and isinstance(dim, tuple):
+        return                                 # one dim or all, as PyTorch takes them
+    x, xd = _pair((3, 4, 5), 11)
+    y, yd = REDUCTIONS[op](x, dim), REDUCTIONS[op](xd, dim)
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    (y * y).sum().backward()
+    (yd * yd).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-10)
+
+
+def test_extremes_take_the_first_tie_and_nan():
+    x = nbgrad.tensor([[1.0, 3.0, 3.0, 0.0], [float("nan"), 2.0, float("nan"), 5.0], [2.0, 2.0, 2.0, 2.0]])
+    for fn in (lambda t: t.max(1), lambda t: t.min(1)):
+        v, i = fn(x)
+        vd, id_ = fn(x.cuda())
+        np.testing.assert_array_equal(vd.cpu().numpy(), v.numpy())
+        assert id_.cpu().tolist() == i.tolist() and id_.is_cuda
+    assert x.cuda().argmax().item() == x.argmax().item() == 4
+    i = nbgrad.arange(40).reshape(5, 8)
+    assert i.cuda().max().item() == 39 and i.cuda().amin(0).cpu().tolist() == list(range(8))
+    g = nbgrad.tensor([[1.0, 2.0, 2.0]], requires_grad=True)
+    gd = g.detach().cuda().requires_grad_()
+    g.max().backward()
+    gd.max().backward()                        # shared evenly between the tied maxima
+    assert gd.grad.cpu().tolist() == g.grad.tolist() == [[0.0, 0.5, 0.5]]
+
+
+def test_a_sum_over_many_blocks():
+    """More elements than one block's threads x 4: partial sums per block, then a second launch."""
+    x = nbgrad.arange(600, dtype=nbgrad.float64)
+    assert x.to("cuda").sum().item() == x.sum().item() == 179700.0
+    ints = nbgrad.arange(600)
+    assert ints.cuda().sum().item() == 179700 and ints.cuda().sum().dtype is nbgrad.int64
+
+
+@pytest.mark.parametrize("shapes", [((5, 3), (3, 7)), ((2, 4, 3), (2, 3, 5)), ((6,), (6,)), ((4, 6), (6,))])
+def test_matmul(shapes):
+    (a, ad), (b, bd) = _pair(shapes[0], 4), _pair(shapes[1], 5)
+    y, yd = a @ b, ad @ bd
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    y.sum().backward()
+    yd.sum().backward()
+    np.testing.assert_allclose(ad.grad.cpu().numpy(), a.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(bd.grad.cpu().numpy(), b.grad.numpy(), rtol=1e-12)
+
+
+def test_matmul_of_a_transposed_weight_and_integers():
+    a, ad = _pair((3, 5), 6)
+    w, wd = _pair((4, 5), 7)
+    np.testing.assert_allclose((ad @ wd.t()).detach().cpu().numpy(), (a @ w.t()).detach().numpy(), rtol=1e-12)
+    i = nbgrad.arange(12).reshape(3, 4)
+    assert ((i.cuda() @ i.cuda().t()).cpu().tolist() == (i @ i.t()).tolist())
+
+
+def test_mlp_training_step_matches_the_cpu():
+    nbgrad.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    twin = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    twin.load_state_dict(model.state_dict())
+    twin.to("cuda")
+    assert all(p.is_cuda for p in twin.parameters()) and not any(p.is_cuda for p in model.parameters())
+    x = nbgrad.randn(5, 4, dtype=nbgrad.float64)
+    t = nbgrad.randn(5, 3, dtype=nbgrad.float64)
+    xd, td = x.to("cuda"), t.cuda()
+    opt = nbgrad.optim.SGD(model.parameters(), lr=0.1)
+    opt_d = nbgrad.optim.SGD(twin.parameters(), lr=0.1)
+    for _ in range(2):
+        for m, o, xx, tt in ((model, opt, x, t), (twin, opt_d, xd, td)):
+            o.zero_grad()
+            loss = ((m(xx) - tt) ** 2).mean()
+            loss.backward()
+            o.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert q.is_cuda and q.grad.is_cuda
+        np.testing.assert_allclose(q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(q.grad.cpu().numpy(), p.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("dim", [0, -1])
+def test_softmax_forward_and_backward(dim, log):
+    x, xd = _pair((3, 4, 5), 8)
+    fn = nbgrad.log_softmax if log else nbgrad.softmax
+    y, yd = fn(x, dim), fn(xd, dim)
+    np.testing.assert_allclose(yd.detach().cpu().numpy(), y.detach().numpy(), rtol=1e-12)
+    w = nbgrad.tensor(np.random.default_rng(9).standard_normal((3, 4, 5)))
+    (y * w).sum().backward()
+    (yd * w.cuda()).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy(reduction, weighted):
+    z, zd = _pair((4, 6), 10)
+    t = nbgrad.tensor([1, 0, 5, -100])
+    w = nbgrad.tensor(np.linspace(0.5, 1.5, 6)) if weighted else None
+    loss = nn.functional.cross_entropy(z, t, weight=w, reduction=reduction)
+    loss_d = nn.functional.cross_entropy(zd, t.cuda(), weight=w.cuda() if weighted else None, reduction=reduction)
+    assert loss_d.is_cuda
+    np.testing.assert_allclose(loss_d.detach().cpu().numpy(), loss.detach().numpy(), rtol=1e-12)
+    loss.sum().backward()
+    loss_d.sum().backward()
+    np.testing.assert_allclose(zd.grad.cpu().numpy(), z.grad.numpy(), rtol=1e-12)
+
+
+def test_a_target_out_of_range_is_pytorchs_error():
+    z = nbgrad.randn(3, 4, device="cuda", requires_grad=True)
+    with pytest.raises(IndexError, match="Target 7 is out of bounds."):
+        nn.functional.cross_entropy(z, nbgrad.tensor([0, 7, 1], device="cuda"))
+
+
+INDEXING = {
+    "rows": lambda t, i: t[i], "columns": lambda t, i: t[:, i], "rows_and_slice": lambda t, i: t[i, 1:],
+    "index_select": lambda t, i: t.index_select(1, i), "mask": lambda t, i: t[t > 0.5],
+    "two_indices": lambda t, i: t[i, i],
+}
+
+
+@pytest.mark.parametrize("name", sorted(INDEXING))
+def test_advanced_indexing_and_its_backward(name):
+    """Repeated indices: the backward's scatter adds them up (atomic adds)."""
+    x, xd = _pair((4, 5), 12)
+    idx = nbgrad.tensor([3, 0, 3, 1])
+    y, yd = INDEXING[name](x, idx), INDEXING[name](xd, idx.cuda())
+    assert yd.is_cuda
+    np.testing.assert_array_equal(yd.detach().cpu().numpy(), y.detach().numpy())
+    (y * y).sum().backward()
+    (yd * yd).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-12)
+
+
+def test_index_put_and_its_errors():
+    x = nbgrad.randn(4, 5, dtype=nbgrad.float64)
+    c, cd = x.clone(), x.cuda()
+    idx = nbgrad.tensor([3, 0, 3, 1])
+    c[idx] = 7.0
+    cd[idx.cuda()] = 7.0
+    np.testing.assert_array_equal(cd.cpu().numpy(), c.numpy())
+    ones = nbgrad.ones(4, 5, dtype=nbgrad.float64)
+    c.index_put_((idx,), ones, accumulate=True)
+    cd.index_put_((idx.cuda(),), ones.cuda(), accumulate=True)
+    np.testing.assert_array_equal(cd.cpu().numpy(), c.numpy())
+    with pytest.raises(IndexError, match="index 9 is out of bounds for dimension 0 with size 4"):
+        cd[nbgrad.tensor([9], device="cuda")]
+
+
+def test_gather_scatter_along_a_dim():
+    x, xd = _pair((3, 4), 13)
+    idx = nbgrad.tensor([[0, 3, 3], [1, 1, 0], [2, 0, 2]])
+    y, yd = nbgrad.gather(x, 1, idx), nbgrad.gather(xd, 1, idx.cuda())
+    np.testing.assert_array_equal(yd.detach().cpu().numpy(), y.detach().numpy())
+    (y * y).sum().backward()                   # the backward scatter-adds: repeated indices add up
+    (yd * yd).sum().backward()
+    np.testing.assert_allclose(xd.grad.cpu().numpy(), x.grad.numpy(), rtol=1e-12)
+    src = nbgrad.arange(9, dtype=nbgrad.float64).reshape(3, 3)
+    z = nbgrad.zeros(3, 4, dtype=nbgrad.float64)
+    for reduce in (None, "add"):
+        kw = {} if reduce is None else {"reduce": reduce}
+        a = z.scatter(1, idx, src, **kw) if reduce is None else z.scatter_add(1, idx, src)
+        b = z.cuda().scatter(1, idx.cuda(), src.cuda()) if reduce is None else z.cuda().scatter_add(1, idx.cuda(),
+                                                                                                   src.cuda())
+        np.testing.assert_array_equal(b.cpu().numpy(), a.numpy())
+    with pytest.raises(RuntimeError, match="index 4 is out of bounds for dimension 1 with size 4"):
+        nbgrad.gather(xd, 1, nbgrad.tensor([[4]], device="cuda"))
+
+
+def test_flip():
+    x, xd = _pair((3, 4, 2), 14)
+    for dims in ((0,), (1, 2), (0, 1, 2)):
+        np.testing.assert_array_equal(xd.flip(dims).detach().cpu().numpy(), x.flip(dims).detach().numpy())
+    xd.flip((0, 2)).mul(nbgrad.arange(24, dtype=nbgrad.float64, device="cuda").reshape(3, 4, 2)).sum().backward()
+    x.flip((0, 2)).mul(nbgrad.arange(24, dtype=nbgrad.float64).reshape(3, 4, 2)).sum().backward()
+    np.testing.assert_array_equal(xd.grad.cpu().numpy(), x.grad.numpy())
+
+
+def test_cat_stack_and_copies():
+    a, b = nbgrad.randn(2, 3), nbgrad.randn(4, 3)
+    assert nbgrad.cat([a.cuda(), b.cuda()]).cpu().tolist() == nbgrad.cat([a, b]).tolist()
+    assert nbgrad.cat([a.cuda().t(), b.cuda().t()], 1).cpu().tolist() == nbgrad.cat([a.t(), b.t()], 1).tolist()
+    assert nbgrad.stack([a.cuda(), a.cuda() * 2], 1).cpu().tolist() == nbgrad.stack([a, a * 2], 1).tolist()
+    x = a.cuda().requires_grad_()
+    nbgrad.cat([x, x * 3]).sum().backward()
+    assert x.grad.is_cuda and x.grad.cpu().tolist() == [[4.0] * 3] * 2
+    c = a.cuda().clone()
+    c[0] = 5.0                                 # a copy into a row: the strided kernel, in place
+    assert c.cpu()[0].tolist() == [5.0] * 3 and c.cpu()[1].tolist() == a[1].tolist()
+
+
+def test_adam_and_an_mlp_with_cross_entropy():
+    """The benchmark's MLP step (Linear, ReLU, cross_entropy) with Adam, CPU and 'cuda' side by side."""
+    nbgrad.manual_seed(1)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+    twin = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+    twin.load_state_dict(model.state_dict())
+    twin.cuda()
+    x, t = nbgrad.randn(6, 5, dtype=nbgrad.float64), nbgrad.tensor([0, 2, 1, 1, 0, 2])
+    opts = nbgrad.optim.Adam(model.parameters(), lr=0.05), nbgrad.optim.Adam(twin.parameters(), lr=0.05)
+    for _ in range(2):
+        for m, o, xx, tt in ((model, opts[0], x, t), (twin, opts[1], x.cuda(), t.cuda())):
+            o.zero_grad()
+            nn.functional.cross_entropy(m(xx), tt).backward()
+            o.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_allclose(q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-10)
+
+
+# -- devices --------------------------------------------------------------------------------------------
+def test_round_trips_and_devices():
+    x = nbgrad.randn(2, 3)
+    d = x.to("cuda")
+    assert d.device == nbgrad.device("cuda:0") and str(d.device) == "cuda:0" and d.is_cuda
+    assert x.to("cpu") is x and d.to("cuda") is d and d.cuda() is d
+    np.testing.assert_array_equal(d.cpu().numpy(), x.numpy())
+    np.testing.assert_array_equal(x.cuda().cpu().numpy(), x.numpy())
+    np.testing.assert_array_equal(x.to(nbgrad.device("cuda")).cpu().numpy(), x.numpy())
+    np.testing.assert_array_equal(x.to("cuda", nbgrad.float64).cpu().numpy(), x.numpy().astype(np.float64))
+    z = nbgrad.zeros(2, 2, device="cuda")
+    assert z.is_cuda and z.cpu().tolist() == [[0, 0], [0, 0]]
+    f = nbgrad.full((3,), 2.5, device="cuda:0")
+    assert f.tolist() == [2.5, 2.5, 2.5] and f[1].item() == 2.5
+    e = nbgrad.eye(2, device="cuda")
+    assert e.t().contiguous().cpu().tolist() == [[1, 0], [0, 1]]
+    s = d[:, 1:]
+    assert s.is_cuda and s.cpu().tolist() == x[:, 1:].tolist()
+    assert d.t().reshape(6).cpu().tolist() == x.t().reshape(6).tolist()
+    assert "device='cuda:0'" in repr(d)
+
+
+def test_numba_device_arrays_are_taken_without_a_copy():
+    from numba import cuda
+    d = cuda.to_device(np.arange(6, dtype=np.float32).reshape(2, 3))
+    t = nbgrad.as_tensor(d)
+    assert t.is_cuda and t.shape == (2, 3) and t.dtype is nbgrad.float32
+    t.add_(1)                                  # the same memory: the numba array sees the write
+    np.testing.assert_array_equal(d.copy_to_host(), np.arange(1, 7).reshape(2, 3))
+    assert nbgrad.as_tensor([1, 2], device="cuda").is_cuda
+
+
+def test_host_conversions_are_pytorchs():
+    t = nbgrad.ones(2, device="cuda")
+    with pytest.raises(TypeError, match="can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu"):
+        t.numpy()
+    with pytest.raises(TypeError, match="can't convert cuda:0 device type tensor to numpy"):
+        np.asarray(t)
+    x = nbgrad.ones(2)
+    assert not hasattr(x, "__cuda_array_interface__")
+    assert x.to(t).is_cuda and x.to(t.double()).dtype is nbgrad.float64        # to(other): its device and dtype
+    assert t.tolist() == [1.0, 1.0] and float(t.sum()) == 2.0 and bool(t[0])
+
+
+@pytest.mark.skipif(SIMULATED, reason="the simulator's arrays are host arrays: no CUDA Array Interface")
+def test_the_cuda_array_interface_is_a_view():
+    t = nbgrad.arange(12, dtype=nbgrad.float32, device="cuda").reshape(3, 4)
+    iface = t.t()[1:].__cuda_array_interface__
+    assert iface["shape"] == (3, 3) and iface["strides"] == (4, 16) and iface["typestr"] == "<f4"
+    assert iface["data"][0] == t.data_ptr() + 4          # t[0, 1]
+    from numba import cuda
+    assert cuda.as_cuda_array(t).copy_to_host().tolist() == t.cpu().tolist()
+
+
+def test_set_default_device():
+    assert nbgrad.get_default_device() == nbgrad.device("cpu")
+    nbgrad.set_default_device("cuda")
+    try:
+        assert nbgrad.get_default_device() == nbgrad.device("cuda:0")
+        assert nbgrad.zeros(2).is_cuda and nbgrad.tensor([1.0]).is_cuda and nbgrad.randn(2, 2).is_cuda
+        assert nn.Linear(2, 3).weight.is_cuda
+        assert nbgrad.zeros(2, device="cpu").device == nbgrad.device("cpu")
+    finally:
+        nbgrad.set_default_device(None)
+    assert not nbgrad.zeros(2).is_cuda
+
+
+def test_the_gradient_of_a_move_goes_back():
+    x = nbgrad.randn(3, requires_grad=True)
+    y = x.cuda() * 3
+    assert y.grad_fn.next_functions[0][0].name() == "ToCopyBackward0"
+    y.sum().backward()
+    assert not x.grad.is_cuda and x.grad.tolist() == [3.0, 3.0, 3.0]
+
+
+def test_mixing_devices_is_pytorchs_error():
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device, but found at least two "
+                                           "devices, cuda:0 and cpu!"):
+        nbgrad.ones(3, device="cuda") + nbgrad.ones(3)
+    with pytest.raises(RuntimeError, match="Expected all tensors to be on the same device, but found at least two "
+                                           "devices, cpu and cuda:0!"):
+        nbgrad.ones(2, 3) @ nbgrad.ones(3, device="cuda")
+
+
+def test_a_missing_kernel_says_so_instead_of_running_on_the_cpu():
+    x = nbgrad.randn(2, 3, device="cuda")
+    with pytest.raises(NotImplementedError, match="'index.nonzero' is not implemented for cuda"):
+        x.nonzero()
+
+
+def test_the_gpu_benchmark_script_runs(tmp_path):
+    """benchmarks/gpu.py end to end at tiny sizes, so that a GPU session does not find it broken
+    (every workload of it runs in the simulator: ``python -m benchmarks.gpu --tiny --quick``)."""
+    import json
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+    from benchmarks import gpu
+    out = tmp_path / "gpu.json"
+    try:
+        assert gpu.main(["--tiny", "--quick", "--only", "tutorial_5x5,mlp_step", "--out", str(out)]) == 0
+    finally:
+        gpu.SIZES.update(gpu.SIZES_FULL)
+    results = json.loads(out.read_text())["results"]
+    assert all(isinstance(results[w]["nbgrad"], float) for w in ("tutorial_5x5", "mlp_step")), results
+
+
+def test_the_target_answers_what_nbgrad_cuda_asks():
+    assert nbgrad.ops.targets.cuda_target() is CUDA
+    assert CUDA.is_available() and CUDA.device_count() >= 1
+    CUDA.synchronize()
+    assert CUDA.device_name() == ("SIMULATOR" if SIMULATED else CUDA.device_name())
+    assert "simulator" in CUDA.implementation() or not SIMULATED
