@@ -21,8 +21,6 @@ NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|inf")
 ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 RANDOM_FROM_HERE = "--- random from here"
 
-CONV_MISSING = "F.conv2d / nn.Conv2d / max_pool2d / avg_pool2d are not in this tree yet (being merged)"
-
 
 def run(name, backend):
     """stdout of tests/programs/NAME.py run with ``backend`` ("nbgrad" or "torch")."""
@@ -184,7 +182,7 @@ CHECKED = {
     "quickstart": check_quickstart,
     "training_idioms": check_training_idioms,
 }
-XFAIL = {"nn_tutorial_cnn": CONV_MISSING, "blitz_neural_networks": CONV_MISSING}
+XFAIL = {}                  # none at present: a program that nbgrad cannot yet run goes here, with why
 
 
 @pytest.mark.parametrize("name", _marked(CHECKED, XFAIL))
