@@ -181,3 +181,15 @@ def test_saved_attributes_of_reductions_and_losses():
         loss = lib.nn.functional.nll_loss(x, lib.tensor([2, 0]))
         assert loss.grad_fn._saved_self is x and loss.grad_fn._saved_target.tolist() == [2, 0]
         assert lib.addmm(x[0], x.t(), x).grad_fn._saved_alpha == 1
+
+
+def test_saved_output_unpacks_to_a_new_tensor_object():
+    """Autograd mechanics notes: ``y.grad_fn._saved_result is y`` is False, same data and grad_fn."""
+    for lib in (nbgrad, torch):
+        x = lib.tensor([0.5, 1.5], requires_grad=True)
+        y = x.exp()
+        r = y.grad_fn._saved_result
+        assert y.equal(r) and r is not y and r.grad_fn is y.grad_fn and r.requires_grad
+        y.add_(1)
+        assert r._version == y._version == 1 and r.equal(y)
+        assert x.pow(2).grad_fn._saved_self is x

@@ -168,13 +168,24 @@ class Node:
         t.grad_fn, t._output_nr = self, output_nr
         return t
 
+    def _alias_output(self, output):
+        t = output.detach()
+        t.grad_fn, t._output_nr = self, output._output_nr
+        return t
+
     def __getattr__(self, name):
         """``_saved_self``, ``_saved_other``, ``_saved_result``...: a saved item by PyTorch's name;
         ``_saved_dim``, ``_saved_alpha``...: the op's attribute of that name."""
         if name.startswith("_saved_"):
             names = type(self)._saved_names
             if names and name[7:] in names:
-                return self.saved_tensors[names.index(name[7:])]
+                i = names.index(name[7:])
+                item = self.saved_tensors[i]
+                if self._saved_outputs and i in self._saved_outputs and item.grad_fn is self:
+                    # a saved output unpacks to a new tensor object, as in PyTorch
+                    # (``y.grad_fn._saved_result is y`` is False): same storage, same grad_fn
+                    item = self._alias_output(item)
+                return item
             attr = name[7:]
             if attr in self.__dict__:
                 return self.__dict__[attr]
