@@ -202,7 +202,7 @@ def peak_bandwidth():
         return None
 
 
-def time_it(run, sync, repeat):
+def _median_time(run, sync, repeat):
     for _ in range(2):             # compiles, allocator
         run()
     sync()
@@ -235,7 +235,7 @@ def main(argv=None):
         row = rows[name] = {}
         for lib_name, (lib, sync) in libs.items():
             try:
-                row[lib_name] = time_it(WORKLOADS[name](lib), sync, 3 if args.quick else 10)
+                row[lib_name] = _median_time(WORKLOADS[name](lib), sync, 3 if args.quick else 10)
             except NotImplementedError as error:
                 row[lib_name] = f"not implemented for cuda: {error}"
             except Exception as error:          # noqa: BLE001  reported, the rest still runs
