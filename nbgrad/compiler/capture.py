@@ -20,7 +20,6 @@ import numpy as np
 
 from nbgrad.ops.table import TABLE
 
-from .. import _dtype
 from ..autograd.grad_mode import is_grad_enabled
 from ..functional import pointwise
 from ..tensor import Size, Tensor, device
