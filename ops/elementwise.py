@@ -4,7 +4,8 @@ An op is written once, as a scalar function of its operands (``"a * b"``,
 ``"g * (1 - y * y)"``). From it we generate, into one cached module per op:
 
 * contiguous loops, one per pattern of operands that are full arrays (``c``) or single
-  values (``s``): ``x * 7`` runs a loop that reads ``7`` once;
+  values (``s``): ``x * 7`` runs a loop that reads ``7`` once; an in-place update reads its
+  first operand from the output (``i``), so that its loop vectorizes too;
 * row loops, made when first asked for, for the broadcasts of ordinary code: ``out`` seen
   as rows of ``k`` elements, each operand full (``c``), one row repeated (``r``: a bias
   ``x @ W + b``), one value per row (``o``: ``z - z.max(1, keepdim=True)``) or one value
@@ -50,15 +51,19 @@ def _generate(name, args, expr, helpers):
     out = [_HEADER, helpers, "\n"]
     out.append("@njit(inline='always', error_model='numpy')\n")
     out.append(f"def f({', '.join(args)}):\n    return {expr}\n\n")
-    params = ", ".join(f"x{k}" for k in range(n))
-    for mask in range(1 << n):
-        pattern = "".join("s" if mask >> k & 1 else "c" for k in range(n))
+    # an in-place update reads its first operand from ``out`` itself (``i``): LLVM does not
+    # vectorize a loop whose output overlaps an input passed as a second array
+    patterns = ["".join("s" if mask >> k & 1 else "c" for k in range(n)) for mask in range(1 << n)]
+    patterns += ["i" + p[1:] for p in patterns if p[0] == "c"]
+    for pattern in patterns:
+        params = ", ".join(f"x{k}" for k in range(n) if pattern[k] != "i")
         loads = "".join(f"    v{k} = x{k}[0]\n" for k in range(n) if pattern[k] == "s")
-        reads = ", ".join(f"v{k}" if pattern[k] == "s" else f"x{k}[i]" for k in range(n))
+        reads = ", ".join({"s": f"v{k}", "c": f"x{k}[i]", "i": "out[i]"}[m] for k, m in enumerate(pattern))
         for prefix, loop, extra in (("s", "range", ""), ("p", "prange", ", parallel=True")):
             out.append(_JIT.format(extra=extra))
             out.append(f"def {prefix}_{pattern}(out, {params}):\n{loads}"
                        f"    for i in {loop}(out.shape[0]):\n        out[i] = f({reads})\n\n")
+    params = ", ".join(f"x{k}" for k in range(n))
     sparams = ", ".join(f"x{k}, t{k}" for k in range(n))
     offs = "".join(f"        o{k} = 0\n" for k in range(n))
     steps = "".join(f"            o{k} += q * t{k}[d]\n" for k in range(n))
@@ -187,6 +192,8 @@ class Elementwise:
         if out.flags.c_contiguous:
             pattern, flat = _contiguous_operands(xs, size)
             if pattern is not None:
+                if xs[0] is out:              # an in-place update
+                    pattern, flat = "i" + pattern[1:], flat[1:]
                 return self.contiguous(out, pattern, flat)
             rows = _rows(out, xs)
             if rows is not None:
@@ -240,6 +247,8 @@ def _contiguous_operands(xs, size):
 
 def _no_partial_overlap(out, x):
     """An input that overlaps ``out`` other than element for element is read from a copy."""
+    if x is out:
+        return x
     if x.ndim and np.may_share_memory(out, x):
         if not (x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
                 and x.shape == out.shape and x.strides == out.strides):

@@ -72,3 +72,22 @@ def test_reassociated_sums_keep_nan_and_inf():
     assert nbgrad.tensor(x).sum().item() == np.inf
     x[3] = -np.inf
     assert np.isnan(nbgrad.tensor(x).sum().item())
+
+
+@pytest.mark.parametrize("n", [7, PARALLEL_MIN + 5])
+def test_in_place_updates_read_their_own_output(n):
+    """``p -= lr * g``, ``x.mul_(2)``, ``x.clamp_(...)``: the loops that read the first
+    operand from the output itself."""
+    rng = np.random.default_rng(n)
+    p, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    t = nbgrad.tensor(p.copy())
+    t -= 0.01 * nbgrad.tensor(g)
+    np.testing.assert_array_equal(t.numpy(), p - np.float32(0.01) * g)
+    t.mul_(2)
+    np.testing.assert_array_equal(t.numpy(), (p - np.float32(0.01) * g) * 2)
+    t.sub_(nbgrad.tensor(g), alpha=3)
+    t.clamp_(-1, 1)
+    want = torch.tensor(p.copy())
+    want -= 0.01 * torch.tensor(g)
+    want.mul_(2).sub_(torch.tensor(g), alpha=3).clamp_(-1, 1)
+    np.testing.assert_allclose(t.numpy(), want.numpy(), rtol=1e-6)
