@@ -1,7 +1,7 @@
 """``nbgrad.compile``: capture a function once per signature, fuse its forward and backward
 into a few Numba kernels, and run those on later calls.
 
-A call looks up the arguments' signature (each tensor's shape, dtype and requires_grad; the
+A call looks up the arguments' signature (each tensor's shape, dtype, device and requires_grad; the
 values of numbers and strings; the grad mode). A miss captures the function on proxies
 (``capture.py``: nothing is computed) and generates its program (``codegen.py``); a hit runs
 the program on the arguments' data and on the tensors the function read from elsewhere
@@ -41,7 +41,8 @@ def reset():
 
 def _signature(value):
     if isinstance(value, Tensor):
-        return (value._data.shape, value._data.dtype, value._requires_grad or value.grad_fn is not None)
+        return (value._data.shape, value._data.dtype, value._requires_grad or value.grad_fn is not None,
+                type(value._data))               # the device: its target's array type
     if isinstance(value, (tuple, list)):
         return (type(value).__name__,) + tuple(_signature(v) for v in value)
     if value is None or isinstance(value, (bool, int, float, str)):

@@ -69,6 +69,7 @@ class Graph:
         self.inputs = []              # input nodes, in order: the arguments', then lifted tensors'
         self.lifted = {}              # id(tensor) -> (tensor, node)
         self.outputs = None           # the returned structure, with nodes for proxies
+        self.device = device("cpu")   # the device of the tensors it reads (one: see ``input``)
 
     def add(self, node):
         node.index = len(self.nodes)
@@ -76,6 +77,10 @@ class Graph:
         return node
 
     def input(self, tensor, source):
+        if not self.inputs:
+            self.device = tensor.device
+        elif tensor.device != self.device:
+            _break(f"tensors on two devices ({self.device} and {tensor.device}) in one compiled graph")
         node = self.add(Node("input", (), tensor.shape, tensor.dtype,
                              tensor.requires_grad and is_grad_enabled(), source=source))
         self.inputs.append(node)
@@ -179,7 +184,7 @@ class Proxy:
     ndim = property(lambda self: len(self._node.shape))
     requires_grad = property(lambda self: self._node.requires_grad)
     is_leaf = property(lambda self: self._node.op == "input")
-    device = property(lambda self: device("cpu"))
+    device = property(lambda self: self._graph.device)
 
     def dim(self):
         return len(self._node.shape)
