@@ -159,3 +159,25 @@ def test_proxies_carry_the_device():
         return x * 2
     nbgrad.compile(f, fullgraph=True)(nbgrad.ones(2, device="cuda"))
     assert seen == [nbgrad.device("cuda", 0)]
+
+
+def test_several_outputs_retain_graph_and_no_grad():
+    rng = np.random.default_rng(4)
+    f = nbgrad.compile(lambda a, b: (a * b, (a * b).sum() + b.sum()), fullgraph=True)
+    a = nbgrad.tensor(rng.normal(size=(3,)), device="cuda")
+    b = nbgrad.tensor(rng.normal(size=(3,)), requires_grad=True, device="cuda")
+    prod, total = f(a, b)
+    total.backward(retain_graph=True)
+    np.testing.assert_allclose(b.grad.cpu().numpy(), a.cpu().numpy() + 1)
+    b.grad = None
+    (prod * 3).sum().backward()                # the other output alone: the first gets zeros
+    np.testing.assert_allclose(b.grad.cpu().numpy(), 3 * a.cpu().numpy())
+    x = nbgrad.tensor([1.0, 2.0], device="cuda", requires_grad=True)
+    c = nbgrad.compile(poly, fullgraph=True)
+    loss = c(x)
+    loss.backward(retain_graph=True)           # the joint pass runs again for the second backward
+    loss.backward()
+    np.testing.assert_allclose(x.grad.cpu().numpy(), [44.0, 90.0])
+    with nbgrad.no_grad():
+        out = c(x)
+    assert out.is_cuda and out.grad_fn is None and out.item() == 79.0
