@@ -17,9 +17,11 @@ the incoming gradient is not 1.
 
 The generated kernels are those of the inputs' target: ``njit`` loops on the CPU, ``cuda.jit``
 grid-stride kernels on CUDA (``cuda_codegen.py``: the same statements from the same writer,
-in another loop), and everything else a program does to memory (allocation, copies, the steps
-that are not fused) goes through that target. Generated modules go through ``ops._cache.load_module``: keyed by a hash of their source,
-with Numba's on-disk cache, so a second process compiles nothing.
+in another loop; ``Program.runner`` says how each target's kernels are written and launched),
+and everything else a program does to memory (allocation, copies, the steps that are not
+fused) goes through that target. Generated modules go through ``ops._cache.load_module``:
+keyed by a hash of their source, with Numba's on-disk cache, so a second process compiles
+nothing.
 """
 import ast
 import functools
@@ -390,7 +392,6 @@ class Program:
         return "".join(parts)
 
     # -- running ---------------------------------------------------------------------------------------
-
     def forward(self, arrays, want_grad):
         """Values of the outputs, and what backward needs (``env``, the joint gradients)."""
         env = {n.index: a for n, a in zip(self.graph.inputs, arrays)}

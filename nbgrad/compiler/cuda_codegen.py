@@ -8,8 +8,8 @@ sums its terms per thread, then per block as a tree in shared memory, and writes
 sum per block; the CUDA target's own reduction (``reduce.sum``) then adds the partials and
 scales them (the mean), on the device. The table's scalar functions are ``njit`` functions
 that numba's CUDA target compiles as device functions, with ``ops/targets/cuda_scalar.py``'s
-lowerings for the NumPy ufuncs it lacks (imported with the table kernels' generator), as the
-eager CUDA kernels do.
+lowerings for the NumPy ufuncs it lacks (registered when the CUDA target is imported, before
+any CUDA tensor exists), as the eager CUDA kernels do.
 
 Nothing is read back to the host: the incoming gradient of a reduction reaches a backward
 kernel as a one-element device array, and the joint forward-backward pass always scales its
@@ -21,9 +21,7 @@ the compiled code beside that file, per GPU architecture, so a new process skips
 (the simulator accepts the flag and runs the Python source).
 """
 import numpy as np
-from numba import cuda
 
-from nbgrad.ops.targets import cuda_codegen as _table_kernels  # noqa: F401  (imports cuda_scalar's lowerings)
 from nbgrad.ops.targets import cuda_kernels as hand
 from nbgrad.ops.targets import target_for
 
@@ -92,13 +90,13 @@ class _CudaRunner:
 
     def launch(self, kernel, group, parallel, args, reduces=False):
         """Run ``kernel`` over ``group``'s elements; a reducing one returns its partial sums
-        (a float64 device array, one per block)."""
+        (a float64 array of the CUDA target, one per block)."""
         blocks = hand.blocks_for(group.size, THREADS)
         args = [_buffer(a) for a in args]
         if reduces:
             blocks = min(blocks, MAX_BLOCKS)
-            partials = cuda.device_array(blocks, np.float64)
-            kernel[blocks, THREADS](*args, partials)
+            partials = self.target.empty((blocks,), np.float64)
+            kernel[blocks, THREADS](*args, partials.buf)
             return partials
         kernel[blocks, THREADS](*args)
         return None
@@ -110,9 +108,7 @@ class _CudaRunner:
         dtype = group.dtype.numpy
         if partials is None:
             return T.full(t.shape, float("nan") if t.params["mean"] else 0.0, dtype)
-        from nbgrad.ops.targets.cuda_array import DeviceArray
-        flat = DeviceArray.contiguous_over(partials, (partials.size,))
-        return T.reshape(T.reduce.sum(flat, (0,), dtype, t.params["scale"]), t.shape)
+        return T.reshape(T.reduce.sum(partials, (0,), dtype, t.params["scale"]), t.shape)
 
     @staticmethod
     def seed(grad):
