@@ -181,3 +181,22 @@ def test_several_outputs_retain_graph_and_no_grad():
     with nbgrad.no_grad():
         out = c(x)
     assert out.is_cuda and out.grad_fn is None and out.item() == 79.0
+
+
+@pytest.mark.filterwarnings("error::UserWarning")          # a graph break (eager fallback) fails it
+def test_the_gpu_benchmark_runs_compiled(tmp_path):
+    """``benchmarks/gpu.py --compiled`` end to end at tiny sizes (``--tiny --quick``), so that a GPU
+    session finds nbgrad.compile's rows working."""
+    import json
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+    from benchmarks import gpu
+    out = tmp_path / "gpu.json"
+    try:
+        assert gpu.main(["--tiny", "--quick", "--compiled", "--only", "poly_1e6,matmul_4096", "--out", str(out)]) == 0
+    finally:
+        gpu.SIZES.update(gpu.SIZES_FULL)
+    report = json.loads(out.read_text())
+    assert report["compiled"] and isinstance(report["results"]["poly_1e6"]["nbgrad"], float), report
+    assert "matmul_4096" not in report["results"]            # not a compilable workload: skipped

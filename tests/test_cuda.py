@@ -32,7 +32,7 @@ def test_compiled_functions_run_on_cuda_under_the_simulator():
                           str(CHECKS.with_name("cuda_compile_checks.py"))],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    assert run.stdout.split()[0] == "." * 11, run.stdout[-2000:]   # every check ran and passed
+    assert run.stdout.split()[0] == "." * 12, run.stdout[-2000:]   # every check ran and passed
 
 
 def test_without_a_gpu_or_the_simulator_cuda_is_refused_with_the_reason():
