@@ -95,6 +95,8 @@ def test_outputs_that_are_not_a_loss_and_broadcast_operands():
     _agree(lambda a, b: (a - b) / (1 + b * b), [rng.normal(size=(4, 3)), rng.normal(size=(4, 1))])
     _agree(lambda a: a.sum(1, keepdim=True) * a, [rng.normal(size=(4, 3))])
     _agree(lambda a, b: (a.t() @ b).sigmoid(), [rng.normal(size=(3, 2)), rng.normal(size=(3, 2))])
+    # operands broadcast in the middle: copied out to the group's shape on the device first
+    _agree(lambda a, b: (a * b).exp(), [rng.normal(size=(2, 1, 3)), rng.normal(size=(1, 2, 1))])
 
 
 @pytest.mark.parametrize("dtype", [nbgrad.float64, nbgrad.float32])
