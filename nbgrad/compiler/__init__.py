@@ -95,8 +95,13 @@ def _output_nodes(out):
 class CompiledFunctionBackward(Node):
     """The backward of a compiled call: the generated backward program (or, when it is
     itself recorded for ``create_graph``, the function run eagerly again)."""
+    materialize_grads = False          # the engine would make missing output gradients on the CPU
 
     def backward(self, *grads):
+        if any(g is None for g in grads):      # an output without a gradient: zeros on the program's device
+            target = self.entry.program.target
+            grads = tuple(g if g is not None else Tensor._wrap(target.zeros(n.shape, n.dtype.numpy))
+                          for g, n in zip(grads, self.entry.differentiable))
         for t, version in zip(self.tensors, self.versions):
             if t._version != version:
                 raise RuntimeError(

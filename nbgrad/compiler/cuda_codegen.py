@@ -67,8 +67,11 @@ def kernel_source(kernel):
 
 def _buffer(arg):
     """A kernel argument: a (flat, C-contiguous) ``DeviceArray`` as the device buffer from its
-    offset (a view, not a copy); numbers as they are."""
+    offset (a view, not a copy); numbers as they are. A host array is refused: numba would copy
+    it to the device at each launch (and the simulator would take it silently)."""
     if not hasattr(arg, "buf"):
+        if isinstance(arg, np.ndarray):
+            raise TypeError("nbgrad.compile: a host array reached a CUDA kernel")
         return arg
     if arg.offset == 0:
         return arg.buf
