@@ -1,8 +1,8 @@
 """Capture: run a function once on abstract values, recording its ops as a graph.
 
 The traced function sees ``Proxy`` objects where it was given tensors: they carry a shape, a
-dtype and ``requires_grad``, and no data, so capturing computes nothing and compiles no
-kernel (JAX's abstract values, PyTorch's fake tensors). Each op a proxy takes part in
+dtype, ``requires_grad`` and the device (one per graph: tensors on two devices break it), and no
+data, so capturing computes nothing and compiles no kernel (JAX's abstract values, PyTorch's fake tensors). Each op a proxy takes part in
 appends a node: the op table's pointwise records (by their name, so that code generation
 reads their forward and derivative expressions), sums and means, matrix products,
 transposes and reshapes. A real tensor met on the way (a module's parameter, a closed-over
@@ -172,7 +172,7 @@ def _method_table():
 
 
 class Proxy:
-    """A traced tensor: shape, dtype and requires_grad, no data."""
+    """A traced tensor: shape, dtype, requires_grad and (its graph's) device, no data."""
     __slots__ = ("_node", "_graph")
     __array_priority__ = 2000
 
