@@ -23,6 +23,7 @@ import weakref
 from ..autograd.grad_mode import enable_grad, is_grad_enabled
 from ..autograd.graph import Node
 from ..tensor import Tensor, record
+from . import effects
 from .capture import GraphBreak, capture
 from .codegen import Program
 
@@ -191,6 +192,8 @@ class CompiledFunction:
 
     def _run(self, entry, args, kwargs):
         tensors = _tensors(args, []) + _tensors(list(kwargs.values()), []) + entry.lifted
+        if entry.graph.effects:                 # backward, optimizer steps (effects.py)
+            return effects.run(entry, tensors)
         arrays = [t._data for t in tensors]
         program = entry.program
         env, joint = program.forward(arrays, bool(entry.differentiable))
