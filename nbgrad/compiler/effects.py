@@ -30,7 +30,6 @@ as eager's would be (eager's ``loss`` stays attached to that freed graph; values
 """
 from nbgrad.ops.targets import CPU, target_of
 
-from .._effects import EFFECTS
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor
 from .capture import Proxy, _break, _graph, _node
@@ -231,7 +230,7 @@ def check(graph):
         for n in graph.nodes[effect.at:] if params else ():
             for a in n.args:
                 t = by_node.get(getattr(a, "index", None))
-                if t is not None and id(t) in params:
+                if t is not None and (id(t) in params or id(t._base) in params):       # a parameter or its view
                     _break(f"an op reads a parameter after {type(effect.obj).__name__}.{effect.name}() in the "
                            "compiled function")
         if isinstance(effect, Backward) and effect.loss.op == "pointwise" and \
