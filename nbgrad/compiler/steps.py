@@ -62,10 +62,14 @@ def _op_backward(node, env, grad):
     if node.op == "matmul":
         b = node.args[1]
         out = []
+        # an operand that is a transpose (``x @ W.t()``) gets its gradient computed transposed, as
+        # eager's ``_mm_grads`` does: the gradient reaching ``W`` through the permute is then contiguous
         if a.requires_grad:
-            out.append((a, _matmul(grad, CPU.permute(env[b.index]))))
+            out.append((a, CPU.permute(_matmul(env[b.index], CPU.permute(grad))) if a.op == "permute" else
+                        _matmul(grad, CPU.permute(env[b.index]))))
         if b.requires_grad:
-            out.append((b, _matmul(CPU.permute(env[a.index]), grad)))
+            out.append((b, CPU.permute(_matmul(CPU.permute(grad), env[a.index])) if b.op == "permute" else
+                        _matmul(CPU.permute(env[a.index]), grad)))
         return out
     if not a.requires_grad:
         return []
