@@ -309,3 +309,29 @@ def test_a_new_batch_size_recaptures():
         assert float(step(x, y)) == float(eager(x, y))
     assert step._captures == 2
     _assert_same(_snapshot(model, opt, []), _snapshot(eager_model, eager_opt, []))
+
+
+_opt = None
+
+
+def _global_step(model, x, y):
+    _opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    _opt.step()
+
+
+def test_a_new_optimizer_bound_to_the_same_name_recaptures():
+    """The optimizer named by a global (or a closure cell) is guarded: rebinding the name to
+    another optimizer recaptures, and the new one steps."""
+    global _opt
+    model = _model(nbgrad)
+    x, y = nbgrad.tensor(X), nbgrad.tensor(Y)
+    step = nbgrad.compile(_global_step, fullgraph=True)
+    first = _opt = nbgrad.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step(model, x, y)
+    buffers = [v["momentum_buffer"].numpy().copy() for v in first.state.values()]
+    second = _opt = nbgrad.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step(model, x, y)
+    assert step._captures == 2 and len(second.state) == 4
+    for b, v in zip(buffers, first.state.values()):
+        np.testing.assert_array_equal(b, v["momentum_buffer"].numpy())

@@ -76,7 +76,8 @@ class _Entry:
                                     if n.requires_grad and n.op != "input"}.values())
 
     def valid(self):
-        return all(_signature(t) == s for t, s in zip(self.lifted, self.lifted_signature))
+        return all(_signature(t) == s for t, s in zip(self.lifted, self.lifted_signature)) and \
+            (not self.graph.effects or effects.bound(self.graph))
 
     def describe(self):
         p = self.program

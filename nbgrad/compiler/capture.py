@@ -421,5 +421,5 @@ def capture(fn, args, kwargs):
         return value
 
     graph.outputs = _structure(out, output)
-    effects.check(graph)
+    effects.check(graph, fn)
     return graph

@@ -220,9 +220,11 @@ def backward(proxy, gradient=None, retain_graph=None, create_graph=False, inputs
             _virtual(graph, tensor, _PENDING)
 
 
-def check(graph):
+def check(graph, fn):
     """Break the graph where replaying the effects after the forward program would differ from
-    running the function: an op reading an optimizer's parameter after its step."""
+    running the function: an op reading an optimizer's parameter after its step. Then note
+    where ``fn`` names the objects whose methods it replays (``graph.bindings``)."""
+    _bindings(graph, fn)
     by_node = {n.index: t for t, n in graph.lifted.values()}
     for effect in graph.effects:
         groups = getattr(effect, "obj", None) and getattr(effect.obj, "param_groups", None)
@@ -236,6 +238,36 @@ def check(graph):
         if isinstance(effect, Backward) and effect.loss.op == "pointwise" and \
                 all(n.op in ("input", "pointwise", "sum") for n in graph.nodes):
             _break("backward of an elementwise value in a compiled function that is one fused loop")
+
+
+def _bindings(graph, fn):
+    """The globals ``fn``'s code names and its closure cells that hold an object whose method
+    is replayed (the optimizer, the scheduler): a call where one of them names another object
+    recaptures (Dynamo guards globals likewise). Objects reached otherwise are not guarded."""
+    objects = {id(e.obj) for e in graph.effects if isinstance(e, Call)}
+    graph.bindings = []
+    fn = getattr(fn, "__func__", fn)
+    code, scope = getattr(fn, "__code__", None), getattr(fn, "__globals__", {})
+    if code is None or not objects:
+        return
+    for name in code.co_names:
+        if id(scope.get(name)) in objects:
+            graph.bindings.append((scope, name, scope[name]))
+    for cell in fn.__closure__ or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:                      # a cell not yet filled
+            continue
+        if id(value) in objects:
+            graph.bindings.append((cell, None, value))
+
+
+def bound(graph):
+    """Whether the names of ``graph.bindings`` still name the same objects."""
+    for where, name, obj in graph.bindings:
+        if (where.get(name) if name is not None else where.cell_contents) is not obj:
+            return False
+    return True
 
 
 # -- a call --------------------------------------------------------------------------------------------------
