@@ -335,3 +335,27 @@ def test_a_new_optimizer_bound_to_the_same_name_recaptures():
     assert step._captures == 2 and len(second.state) == 4
     for b, v in zip(buffers, first.state.values()):
         np.testing.assert_array_equal(b, v["momentum_buffer"].numpy())
+
+
+def test_a_loss_that_is_one_fused_loop():
+    """A graph that is one fused loop computes its gradients in the forward pass (the joint
+    pass): the backward inside the function takes them from there."""
+    results = []
+    for compiled in (False, True):
+        w = nbgrad.tensor(INIT[0].astype(np.float64), requires_grad=True)
+        opt = nbgrad.optim.SGD([w], lr=0.01, momentum=0.5)
+
+        def f(w, scale):
+            opt.zero_grad()
+            loss = ((w * scale) ** 3 + 7 * w ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        g = nbgrad.compile(f, fullgraph=True) if compiled else f
+        losses = [float(g(w, 0.5)) for _ in range(3)]
+        results.append((losses, w.detach().numpy().copy(), w.grad.numpy().copy()))
+        if compiled:
+            assert list(g._entries.values())[0].program.joint is not None
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-12)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-12)
+    np.testing.assert_allclose(results[1][2], results[0][2], rtol=1e-12)
