@@ -143,7 +143,7 @@ class Backward:
                 t = tensors[i]
                 grad = Tensor._wrap(grads[k])
                 grads[k] = None
-                if t.grad_fn is None and t._hooks is None:
+                if t.grad_fn is None and not t._hooks:
                     fresh = target_of(grad._data).is_private(grad._data)
                     t._grad_accumulator().apply(grad, fresh)
                 else:
