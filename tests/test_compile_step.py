@@ -359,3 +359,26 @@ def test_a_loss_that_is_one_fused_loop():
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-12)
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-12)
     np.testing.assert_allclose(results[1][2], results[0][2], rtol=1e-12)
+
+
+def test_effects_without_a_backward_inside_keep_the_output_differentiable():
+    """``zero_grad`` inside and ``backward`` outside: the call records its node as any compiled
+    call does, and the reset happens at the call."""
+    results = []
+    for compiled in (False, True):
+        model, opt, _ = _setup(nbgrad, "adam")
+        x, y = nbgrad.tensor(X), nbgrad.tensor(Y)
+
+        def f(x, y):
+            opt.zero_grad()
+            return F.cross_entropy(model(x), y)
+        g = nbgrad.compile(f, fullgraph=True) if compiled else f
+        losses = []
+        for _ in range(3):
+            loss = g(x, y)
+            assert loss.grad_fn is not None
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+        results.append(_snapshot(model, opt, losses))
+    _assert_same(results[1], results[0])

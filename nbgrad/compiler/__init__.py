@@ -193,7 +193,7 @@ class CompiledFunction:
 
     def _run(self, entry, args, kwargs):
         tensors = _tensors(args, []) + _tensors(list(kwargs.values()), []) + entry.lifted
-        if entry.graph.effects:                 # backward, optimizer steps (effects.py)
+        if entry.graph.effects and entry.graph.backward_inside:        # a training step (effects.py)
             return effects.run(entry, tensors)
         arrays = [t._data for t in tensors]
         program = entry.program
@@ -215,7 +215,10 @@ class CompiledFunction:
                 return out
             nodes[v.index] = Tensor._wrap(env[v.index])
             return nodes[v.index]
-        return value(entry.graph.outputs)
+        out = value(entry.graph.outputs)
+        for effect in entry.graph.effects:      # zero_grad, optimizer steps: the backward comes later
+            effect.apply(None)
+        return out
 
     def _output(self, entry, node, v, env, joint, arrays, tensors, args, kwargs):
         """Output ``v`` of the call's one recorded node (made by its first differentiable output)."""

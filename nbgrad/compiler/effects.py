@@ -225,6 +225,7 @@ def check(graph, fn):
     running the function: an op reading an optimizer's parameter after its step. Then note
     where ``fn`` names the objects whose methods it replays (``graph.bindings``)."""
     _bindings(graph, fn)
+    graph.backward_inside = any(isinstance(e, Backward) for e in graph.effects)
     by_node = {n.index: t for t, n in graph.lifted.values()}
     for effect in graph.effects:
         groups = getattr(effect, "obj", None) and getattr(effect.obj, "param_groups", None)
