@@ -29,7 +29,8 @@ class _Device:
 _disp.get_current_device = lambda: _Device()
 
 from nbgrad.ops.table import ACCUMULATIONS  # noqa: E402
-from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn  # noqa: E402
+from nbgrad.ops.optim import RULES, hyper_count  # noqa: E402
+from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn, cuda_optim  # noqa: E402
 from nbgrad.ops.targets.cuda_codegen import KERNELS, accumulation  # noqa: E402
 
 A = lambda t: types.Array(t, 1, "C")  # noqa: E731
@@ -80,6 +81,10 @@ for dt in (float32, float64):
                                                                    A(dt), A(dt), A(int64), int64)))
     jobs.append((f"nll_backward {dt}", cuda_nn.nll_backward_kernel, (A(dt), T(4), A(int64), A(dt), boolean, A(dt),
                                                                      boolean, A(int64), int64)))
+for family in RULES:
+    for dt in (float32, float64):
+        jobs.append((f"optim {family} {dt}", cuda_optim.kernel(family),
+                     (int64,) + (A(dt),) * (2 + len(RULES[family].states)) + (types.UniTuple(dt, hyper_count(family)),)))
 failed = 0
 for label, disp, sig in jobs:
     try:

@@ -340,6 +340,56 @@ def test_adam_and_an_mlp_with_cross_entropy():
         np.testing.assert_allclose(q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-10)
 
 
+# -- the optimizers' fused kernels --------------------------------------------------------------------------
+OPTIMIZERS = [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+              ("SGD", dict(lr=0.1, maximize=True)),
+              ("Adam", dict(lr=0.05, amsgrad=True, weight_decay=0.1)),
+              ("AdamW", dict(lr=0.05, weight_decay=0.1)),
+              ("NAdam", dict(lr=0.05, decoupled_weight_decay=True, weight_decay=0.1)),
+              ("RAdam", dict(lr=0.05, weight_decay=0.1)),
+              ("Adamax", dict(lr=0.05, weight_decay=0.1, maximize=True)),
+              ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1)),
+              ("RMSprop", dict(lr=0.01)),
+              ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1)),
+              ("Adadelta", dict(weight_decay=0.1))]
+
+
+@pytest.mark.parametrize("name,kw", OPTIMIZERS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPTIMIZERS)])
+def test_optimizer_steps_match_the_cpu(name, kw):
+    """Every optimizer family's kernel, with its flags on, against the CPU loop made from the same rule:
+    seven steps (RAdam's rectified branch starts at the sixth), a new gradient each."""
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((2, 3))
+    grads = [rng.standard_normal((2, 3)) for _ in range(7)]
+    cpu, dev = nbgrad.tensor(start, requires_grad=True), nbgrad.tensor(start, device="cuda", requires_grad=True)
+    opts = [getattr(nbgrad.optim, name)([p], **kw) for p in (cpu, dev)]
+    for g in grads:
+        for p, o in zip((cpu, dev), opts):
+            p.grad = nbgrad.tensor(g, device=p.device)
+            o.step()
+    assert dev.device.type == "cuda"
+    np.testing.assert_allclose(dev.detach().cpu().numpy(), cpu.detach().numpy(), rtol=1e-12, atol=1e-14)
+    for key, value in opts[0].state[cpu].items():
+        np.testing.assert_allclose(opts[1].state[dev][key].cpu().numpy(), value.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_an_optimizer_step_on_strided_float32_arrays():
+    """The target's step on a transposed parameter with a float64 gradient and a float32 state:
+    updated through contiguous copies written back, as the CPU's."""
+    from nbgrad.ops.targets import CPU
+    rng = np.random.default_rng(4)
+    p, g, m, v = (rng.uniform(0.1, 1, (3, 2)).astype(np.float32) for _ in range(4))
+    hyper = (1.0, 0.1, 0.999, 0.001, 1.0, 1e-8, -0.01, 0.0, 0.0, 0.0, 0.0)
+    dp, dm, dv = CUDA.permute(CUDA.asarray(p.T.copy())), CUDA.asarray(m), CUDA.asarray(v)
+    hp = p.T.copy().T
+    CPU.optim.step("adam", hp, g.astype(np.float64), [m, v, None], hyper)
+    CUDA.optim.step("adam", dp, CUDA.asarray(g.astype(np.float64)), [dm, dv, None], hyper)
+    for host, d in ((hp, dp), (m, dm), (v, dv)):      # (a GPU may contract a * b + c into one fma)
+        np.testing.assert_allclose(CUDA.to_host(d), host, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="a state or gradient of 5 elements for a parameter of 6 elements"):
+        CUDA.optim.step("adam", dp, CUDA.asarray(np.zeros(5)), [dm, dv, None], hyper)
+
+
 # -- devices --------------------------------------------------------------------------------------------
 def test_round_trips_and_devices():
     x = nbgrad.randn(2, 3)

@@ -17,9 +17,10 @@ import numpy as np
 from numba import cuda
 
 from . import cuda_kernels as hand
-from . import cuda_nn
+from . import cuda_nn, cuda_optim
 from .cuda_array import DeviceArray
 from .cuda_codegen import KERNELS, accumulation
+from ..optim import check_sizes
 from ..table import ACCUMULATIONS
 from ..reduce import check_saved as _check_saved, keep_shape as _keep_shape    # host-side shape checks
 
@@ -81,6 +82,7 @@ class CudaTarget:
 
     def __init__(self):
         self._numbers = {}
+        self._unused = {}
         self.reduce = _Family("reduce", sum=self._sum, prod=self._prod, var=self._var, logsumexp=self._logsumexp,
                               count_zeros=self._count_zeros, max=self._max, index_backward=self._index_backward,
                               distribute_backward=self._distribute_backward, keep_shape=_keep_shape,
@@ -97,16 +99,28 @@ class CudaTarget:
         return "<nbgrad target cuda>"
 
     def _optim_step(self, family, p, grad, states, hyper):
-        """The CPU target's fused optimizer step, run on host copies and written back: device
-        kernels for the optimizers are not built yet (one round trip per parameter and step)."""
-        from .cpu import CPU
+        """``family``'s fused update in one launch of its kernel (``cuda_optim``, from the same
+        rule as the CPU loop): ``p`` and its ``states`` updated in place on the device, through a
+        contiguous copy written back where one is strided or of another dtype."""
+        check_sizes(p, grad, states)
+        if p.size == 0:
+            return
+        dtype = p.dtype
         arrays = [p, *(s for s in states if s is not None)]
-        hosts = [self.to_host(a) for a in arrays]
-        host_states = iter(hosts[1:])
-        CPU.optim.step(family, hosts[0], self.to_host(grad), [None if s is None else next(host_states) for s in states],
-                       hyper)
-        for a, h in zip(arrays, hosts):
-            self.copy_into(a, self.asarray(h))
+        work = [self.contiguous(self.astype(a, dtype)) for a in arrays]
+        g = self.contiguous(self.astype(grad, dtype))
+        unused = self._unused.get(dtype)
+        if unused is None:
+            unused = self._unused[dtype] = cuda.device_array(1, dtype)     # a state the settings never read
+        it = iter(work[1:])
+        flats = [_flat_buf(next(it)) if s is not None else unused for s in states]
+        n = p.size
+        threads = min(_THREADS, n)
+        cuda_optim.kernel(family)[-(-n // threads), threads](n, _flat_buf(work[0]), _flat_buf(g), *flats,
+                                                               tuple(dtype.type(v) for v in hyper))
+        for a, w in zip(arrays, work):
+            if w is not a:
+                self.copy_into(a, w)
 
     # -- the device -----------------------------------------------------------------------------
     @staticmethod
