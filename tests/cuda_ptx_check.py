@@ -43,6 +43,18 @@ for name in sorted(KERNELS):
         jobs.append((f"{name} {dt} contiguous", k.kernel("c" * n), (int64, A(dt), int64) + (A(dt), int64) * n))
         jobs.append((f"{name} {dt} strided", k.kernel("strided"),
                      (int64, T(2), A(dt), int64, T(2)) + (A(dt), int64, T(2)) * n))
+for name in ("copy", "mul", "sub", "clamp", "where"):            # numbers passed by value: one per position
+    k = KERNELS[name]
+    n = len(k.args)
+    for dt in (float32, float64):
+        for at in range(n):
+            pat = "c" * at + "v" + "c" * (n - at - 1)
+            vals = [(dt,) if c == "v" else (A(dt), int64) for c in pat]
+            jobs.append((f"{name} {dt} {pat}", k.kernel(pat), (int64, A(dt), int64) + sum(vals, ())))
+            spat = pat.replace("c", "a")
+            svals = [(dt,) if c == "v" else (A(dt), int64, T(2)) for c in spat]
+            jobs.append((f"{name} {dt} strided_{spat}", k.kernel("strided_" + spat),
+                         (int64, T(2), A(dt), int64, T(2)) + sum(svals, ())))
 for name in ACCUMULATIONS:
     if ACCUMULATIONS[name].kernel:
         continue

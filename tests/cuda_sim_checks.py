@@ -340,6 +340,31 @@ def test_adam_and_an_mlp_with_cross_entropy():
         np.testing.assert_allclose(q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-10)
 
 
+# -- numbers passed by value -------------------------------------------------------------------------------
+def test_numbers_are_passed_to_the_table_kernels_by_value():
+    """A number operand is a NumPy scalar of the op's dtype, an argument of the kernel (``c_cv``,
+    ``strided_av``, ...): no device array is made for it. Contiguous and strided, first or middle."""
+    from nbgrad.ops.targets import CPU
+    assert type(CUDA.number(2, np.float32)) is np.float32
+    kept = dict(CUDA._numbers)
+    x = _inputs(1, (3, 2), np.float64, seed=5)[0]
+    mask = x > 0.5
+    for transposed in (False, True):           # the contiguous kernels, then the strided ones
+        on_host = {"x": x.T if transposed else x, "m": mask.T if transposed else mask}
+        on_dev = {k: CUDA.permute(CUDA.asarray(v)) if transposed else CUDA.asarray(v)
+                  for k, v in (("x", x), ("m", mask))}
+        for kernel, operands in (("mul", ("x", 2.5)), ("sub", (1, "x")), ("clamp", ("x", 0.3, 0.6)),
+                                 ("where", ("m", -1.0, "x"))):
+            shape = on_host["x"].shape
+            cpu = CPU.launch(kernel, [on_host.get(o, o) for o in operands], shape, np.float64)
+            _compare(cpu, CUDA.launch(kernel, [on_dev.get(o, o) for o in operands], shape, np.float64), np.float64)
+    assert CUDA._numbers == kept               # no one-element device array was made for a number
+    t = nbgrad.tensor(x, device="cuda")
+    t.t()[0] = 7.0                             # a number copied into a strided view, in place
+    assert t.cpu().numpy()[:, 0].tolist() == [7.0] * 3
+    np.testing.assert_allclose((t * 3 - 1).cpu().numpy(), t.cpu().numpy() * 3 - 1)
+
+
 # -- the optimizers' fused kernels --------------------------------------------------------------------------
 OPTIMIZERS = [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
               ("SGD", dict(lr=0.1, maximize=True)),

@@ -196,8 +196,15 @@ class CudaTarget:
         flat = dev.reshape(dev.size) if dev.size else cuda.device_array(1, dev.dtype)
         return DeviceArray.contiguous_over(flat, dev.shape)
 
-    def number(self, value, dtype):
-        """``value`` as a one-element device array of ``dtype`` (kept: never write to one)."""
+    @staticmethod
+    def number(value, dtype):
+        """``value`` as a NumPy scalar of ``dtype``: a table kernel's operand passed by value
+        (nothing allocated or copied to the device)."""
+        return np.dtype(dtype).type(value)
+
+    def _constant(self, value, dtype):
+        """``value`` as a one-element device array of ``dtype``, for the hand kernels that read
+        one (kept: never write to one)."""
         key = (value, type(value), np.dtype(dtype))
         arr = self._numbers.get(key)
         if arr is None:
@@ -317,7 +324,8 @@ class CudaTarget:
 
     def launch(self, kernel, operands, shape, dtype, out_dtype=None, out=None):
         arrays = [(x if x.dtype == dtype else self.astype(x, dtype)) if isinstance(x, DeviceArray)
-                  else self.number(x, dtype) for x in operands]
+                  else self.number(x, dtype) if isinstance(x, (numbers.Number, np.generic)) else x
+                  for x in operands]
         if out is not None:
             return self._elementwise(kernel, out, arrays, False)
         out = self.empty(shape, dtype if out_dtype is None else out_dtype)
@@ -330,27 +338,30 @@ class CudaTarget:
 
     def _elementwise(self, name, out, arrays, fresh_out):
         """Run table kernel ``name`` into ``out`` over ``arrays`` (device arrays of ``out``'s
-        shape or broadcasting to it): the contiguous grid-stride kernel when every operand
-        is contiguous or one element, else the strided one."""
-        if not isinstance(out, DeviceArray) or not all(isinstance(x, DeviceArray) for x in arrays):
+        shape or broadcasting to it, and numbers: NumPy scalars, passed by value): the
+        contiguous grid-stride kernel when every operand is contiguous or one element, else
+        the strided one."""
+        if not isinstance(out, DeviceArray) or not all(isinstance(x, (DeviceArray, np.generic)) for x in arrays):
             from . import common_target
-            common_target([out, *arrays])      # PyTorch's error for a CPU array among CUDA ones
+            common_target([out, *(x for x in arrays if not isinstance(x, np.generic))])   # PyTorch's error
             raise TypeError("the CUDA target was given a host value where it needs a device array")
         size = out.size
         if size == 0:
             return out
         shape = out.shape
         if not fresh_out:
-            arrays = [self.copy(x) if (x.buf is out.buf and x.ndim and
+            arrays = [self.copy(x) if (isinstance(x, DeviceArray) and x.buf is out.buf and x.ndim and
                                        (x.offset, x.shape, x.strides) != (out.offset, out.shape, out.strides))
                       else x for x in arrays]
-        strides = [_element_strides(x, shape) for x in arrays]
+        strides = [None if isinstance(x, np.generic) else _element_strides(x, shape) for x in arrays]
         k = KERNELS[name]
         blocks, threads = _grid(size)
         if self.is_contiguous(out):
             pattern = ""
             for x, st in zip(arrays, strides):
-                if x.size == size and self.is_contiguous(x):
+                if st is None:
+                    pattern += "v"
+                elif x.size == size and self.is_contiguous(x):
                     pattern += "c"
                 elif not any(st):
                     pattern += "s"
@@ -359,15 +370,17 @@ class CudaTarget:
             else:
                 args = []
                 for x in arrays:
-                    args += [x.buf, x.offset]
+                    args += [x] if isinstance(x, np.generic) else [x.buf, x.offset]
                 k.kernel(pattern)[blocks, threads](size, out.buf, out.offset, *args)
                 return out
         dims = tuple(shape) or (1,)
         args = []
         for x, st in zip(arrays, strides):
-            args += [x.buf, x.offset, tuple(st) or (0,)]
+            args += [x] if st is None else [x.buf, x.offset, tuple(st) or (0,)]
         ostr = tuple(_element_strides(out, shape)) or (0,)
-        k.kernel("strided")[-(-size // threads), threads](size, dims, out.buf, out.offset, ostr, *args)
+        layout = "strided" if all(st is not None for st in strides) else \
+            "strided_" + "".join("v" if st is None else "a" for st in strides)
+        k.kernel(layout)[-(-size // threads), threads](size, dims, out.buf, out.offset, ostr, *args)
         return out
 
     def _flip(self, out, x, dims):
@@ -396,7 +409,7 @@ class CudaTarget:
         floating = x.dtype.kind == "f" or out_dtype.kind == "f"
         parts = max(1, min(-(-nred // (hand.THREADS * 4)), 4 if hand.SIMULATED else 64))
         partials = cuda.device_array(nout * parts if parts > 1 else 1, np.float64 if floating else np.int64)
-        center = self.number(0.0, np.float64) if center is None else center
+        center = self._constant(0.0, np.float64) if center is None else center
         scale = float(scale) if floating else int(scale)
         mod = accumulation(ACCUMULATIONS[name].kernel or name, hand.THREADS)
         first, combine = (mod.float_first, mod.float_combine) if floating else (mod.int_first, mod.int_combine)
@@ -621,7 +634,7 @@ class CudaTarget:
         if weight is not None and weight.size != c:
             raise RuntimeError("weight tensor should be defined either for all or no classes")
         flat = self.contiguous(self.astype(target, np.dtype(np.int64)))
-        w = self.contiguous(self.astype(weight, dtype)) if weight is not None else self.number(1, dtype)
+        w = self.contiguous(self.astype(weight, dtype)) if weight is not None else self._constant(1, dtype)
         return flat, w
 
     def _bad(self, bad, flat_target):
