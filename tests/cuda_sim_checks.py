@@ -365,6 +365,41 @@ def test_numbers_are_passed_to_the_table_kernels_by_value():
     np.testing.assert_allclose((t * 3 - 1).cpu().numpy(), t.cpu().numpy() * 3 - 1)
 
 
+# -- zeros for a missing gradient ---------------------------------------------------------------------------
+class _TwoOutputs(nbgrad.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2, x * 3
+
+    @staticmethod
+    def backward(ctx, ga, gb):
+        ctx.devices = (ga.device, gb.device)
+        return ga * 2 + gb * 3
+
+
+def test_the_zeros_for_a_missing_gradient_are_made_on_its_device():
+    """An output that got no gradient (one piece of a split, one output of a Function) gets zeros
+    from its own target: on cuda for a cuda tensor, and on the CPU for a CPU tensor even where
+    the default device is cuda."""
+    x = nbgrad.tensor([1.0, 2.0, 3.0, 4.0], device="cuda", requires_grad=True)
+    a, _ = x.split(2)
+    a.sum().backward()
+    assert x.grad.device.type == "cuda" and x.grad.cpu().tolist() == [1.0, 1.0, 0.0, 0.0]
+    x.grad = None
+    first, _ = _TwoOutputs.apply(x)
+    first.sum().backward()
+    assert [d.type for d in first.grad_fn.devices] == ["cuda", "cuda"]
+    assert x.grad.cpu().tolist() == [2.0] * 4
+    nbgrad.set_default_device("cuda")
+    try:
+        y = nbgrad.tensor([1.0, 2.0], device="cpu", requires_grad=True)
+        _, b = y.unbind()
+        b.backward()
+    finally:
+        nbgrad.set_default_device("cpu")
+    assert y.grad.device.type == "cpu" and y.grad.tolist() == [0.0, 1.0]
+
+
 # -- the optimizers' fused kernels --------------------------------------------------------------------------
 OPTIMIZERS = [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
               ("SGD", dict(lr=0.1, maximize=True)),
