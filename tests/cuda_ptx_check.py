@@ -30,7 +30,7 @@ _disp.get_current_device = lambda: _Device()
 
 from nbgrad.ops.table import ACCUMULATIONS  # noqa: E402
 from nbgrad.ops.optim import RULES, hyper_count  # noqa: E402
-from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn, cuda_optim  # noqa: E402
+from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn, cuda_nonzero, cuda_optim, cuda_prod  # noqa: E402
 from nbgrad.ops.targets.cuda_codegen import KERNELS, accumulation  # noqa: E402
 
 A = lambda t: types.Array(t, 1, "C")  # noqa: E731
@@ -93,6 +93,14 @@ for dt in (float32, float64):
                                                                    A(dt), A(dt), A(int64), int64)))
     jobs.append((f"nll_backward {dt}", cuda_nn.nll_backward_kernel, (A(dt), T(4), A(int64), A(dt), boolean, A(dt),
                                                                      boolean, A(int64), int64)))
+for dt in (float32, float64, int64, boolean):
+    jobs.append((f"nonzero count {dt}", cuda_nonzero.count_kernel, (A(dt), int64, T(2), T(2), int64, A(int64))))
+    jobs.append((f"nonzero fill {dt}", cuda_nonzero.fill_kernel, (A(dt), int64, T(2), T(2), int64, A(int64),
+                                                                   A(int64))))
+jobs.append(("nonzero scan", cuda_nonzero.scan_kernel, (A(int64), int64, A(int64))))
+for dt in (float32, float64):
+    jobs.append((f"prod_backward {dt}", cuda_prod.prod_backward_kernel, (A(dt), int64, T(1), T(1), T(1), T(1), int64,
+                                                                        A(dt), A(dt), T(1), T(1), int64)))
 for family in RULES:
     for dt in (float32, float64):
         jobs.append((f"optim {family} {dt}", cuda_optim.kernel(family),

@@ -365,6 +365,44 @@ def test_numbers_are_passed_to_the_table_kernels_by_value():
     np.testing.assert_allclose((t * 3 - 1).cpu().numpy(), t.cpu().numpy() * 3 - 1)
 
 
+# -- nonzero and prod's backward with zeros ----------------------------------------------------------------
+def test_nonzero_matches_the_cpu():
+    """More elements than a block (8 blocks' counts scanned) with NaN (nonzero), a transposed view,
+    bool, int, 0-d, empty and all-zero inputs; ``as_tuple`` and ``argwhere``."""
+    rng = np.random.default_rng(6)
+    big = rng.integers(-1, 2, (4, 15)).astype(np.float64)
+    big[1, 3] = np.nan
+    small = rng.integers(-1, 2, (3, 4)).astype(np.float64)
+    cases = [big, small.T, small > 0, small.astype(np.int64), np.array(0.0), np.array(2.5), np.zeros((0, 3)),
+             np.zeros((2, 2))]
+    for host in cases:
+        cpu = nbgrad.tensor(host)
+        dev = cpu.cuda() if host is not cases[1] else nbgrad.tensor(small, device="cuda").t()
+        assert dev.shape == cpu.shape             # (a 0-d tensor stays 0-d on the way)
+        got = dev.nonzero()
+        assert got.device.type == "cuda" and got.dtype == nbgrad.int64
+        assert got.shape == cpu.nonzero().shape and got.cpu().tolist() == cpu.nonzero().tolist(), host
+    d = nbgrad.tensor(small, device="cuda")
+    assert [t.cpu().tolist() for t in d.nonzero(as_tuple=True)] == [t.tolist() for t in nbgrad.tensor(small).nonzero(
+        as_tuple=True)]
+    assert nbgrad.argwhere(d).cpu().tolist() == np.argwhere(small).tolist()
+
+
+@pytest.mark.parametrize("rows,dim", [(3, None), (3, 0), (3, 1), (1, None)])
+def test_prod_backward_with_zeros_matches_the_cpu(rows, dim):
+    """Slices with one zero, two zeros and none (along a dim), the whole with several zeros (all
+    zeros, no kernel) or one; on a transposed input."""
+    x = np.array([[0.5, 0.0, 2.0, 1.5], [0.0, 3.0, 0.0, -1.0], [1.25, 2.0, -0.5, 4.0]])[:rows]
+    grads = []
+    for device in ("cpu", "cuda"):
+        t = nbgrad.tensor(x.T.copy(), device=device).t().detach().requires_grad_(True)
+        y = t.prod() if dim is None else t.prod(dim)
+        (y * nbgrad.arange(1.0, y.numel() + 1, dtype=nbgrad.float64, device=device).reshape(y.shape)).sum().backward()
+        grads.append(t.grad.cpu().numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12)
+    assert grads[0].any() == (rows == 1 or dim is not None)
+
+
 # -- zeros for a missing gradient ---------------------------------------------------------------------------
 class _TwoOutputs(nbgrad.autograd.Function):
     @staticmethod
@@ -536,8 +574,12 @@ def test_mixing_devices_is_pytorchs_error():
 
 def test_a_missing_kernel_says_so_instead_of_running_on_the_cpu():
     x = nbgrad.randn(2, 3, device="cuda")
-    with pytest.raises(NotImplementedError, match="'index.nonzero' is not implemented for cuda"):
-        x.nonzero()
+    with pytest.raises(NotImplementedError, match=r"'scan\.cumulative_along' is not implemented for cuda"):
+        x.cumsum(0)
+    with pytest.raises(NotImplementedError, match=r"'sort\.\w+' is not implemented for cuda"):
+        x.sort()
+    with pytest.raises(AttributeError, match="'CudaTarget' object has no attribute 'no_such_family'"):
+        CUDA.no_such_family
 
 
 def test_the_gpu_benchmark_script_runs(tmp_path):

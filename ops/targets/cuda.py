@@ -17,7 +17,7 @@ import numpy as np
 from numba import cuda
 
 from . import cuda_kernels as hand
-from . import cuda_nn, cuda_optim
+from . import cuda_nn, cuda_nonzero, cuda_optim, cuda_prod
 from .cuda_array import DeviceArray
 from .cuda_codegen import KERNELS, accumulation
 from ..optim import check_sizes
@@ -87,16 +87,24 @@ class CudaTarget:
                               count_zeros=self._count_zeros, max=self._max, index_backward=self._index_backward,
                               distribute_backward=self._distribute_backward, keep_shape=_keep_shape,
                               softmax=self._softmax, softmax_backward=self._softmax_backward,
-                              check_saved=_check_saved)
+                              check_saved=_check_saved, prod_backward=self._prod_backward)
         self.linalg = _Family("linalg", bmm=self._bmm, add_rows=self._add_rows)
         self.index = _Family("index", gather=self._gather, scatter=self._scatter, gather_dim=self._gather_dim,
-                             scatter_dim=self._scatter_dim)
+                             scatter_dim=self._scatter_dim, nonzero=self._nonzero)
         self.loss = _Family("loss", nll_forward=self._nll_forward, nll_backward=self._nll_backward)
         self.shape = _Family("shape", flip=self._flip)
         self.optim = _Family("optim", step=self._optim_step)
 
     def __repr__(self):
         return "<nbgrad target cuda>"
+
+    def __getattr__(self, name):
+        """A kernel family the CPU target has and this one has not built (sort, scan, ...): each
+        member raises the clear ``NotImplementedError`` instead of an AttributeError."""
+        from .cpu import CpuTarget
+        if not name.startswith("_") and isinstance(getattr(CpuTarget, name, None), type(np)):
+            return _Family(name)
+        raise AttributeError(f"'CudaTarget' object has no attribute '{name}'")
 
     def _optim_step(self, family, p, grad, states, hyper):
         """``family``'s fused update in one launch of its kernel (``cuda_optim``, from the same
@@ -181,7 +189,9 @@ class CudaTarget:
     @staticmethod
     def asarray(host):
         """A new device array with the values of host array ``host`` (one copy to the device)."""
-        host = np.ascontiguousarray(host)
+        host = np.asarray(host)
+        if not host.flags.c_contiguous:
+            host = host.copy(order="C")        # (np.ascontiguousarray would make a 0-d array 1-d)
         flat = host.reshape(-1) if host.size else np.zeros(1, host.dtype)
         return DeviceArray.contiguous_over(cuda.to_device(flat), host.shape)
 
@@ -478,6 +488,22 @@ class CudaTarget:
                                    f"of bounds for dimension {dim} with size {length}")
         return gx
 
+    def _prod_backward(self, g, x, dims):
+        """``g`` (keepdim shape) times the product of the other elements of each reduced slice
+        of ``x`` (exact with zeros): a new array of x's shape."""
+        _check_saved("prod backward", g, x, dims)
+        gx = self.empty(x.shape, x.dtype)
+        if gx.size == 0:
+            return gx
+        kshape, kstr, rshape, rstr, nred = _plan(x, dims)
+        _, gkstr, _, grstr, _ = _plan(gx, dims)
+        g = self.contiguous(g)
+        n = g.size
+        threads = min(_THREADS, n)
+        cuda_prod.prod_backward_kernel[-(-n // threads), threads](x.buf, x.offset, kshape, kstr, rshape, rstr, nred,
+                                                                  _flat_buf(g), gx.buf, gkstr, grstr, n)
+        return gx
+
     def _distribute_backward(self, g, x, m, dims, nan_too=False):
         """``g`` shared evenly among the positions of ``x`` equal to its extreme ``m`` (with
         ``nan_too``, among the NaNs where ``m`` is NaN): table kernels and a sum."""
@@ -558,6 +584,24 @@ class CudaTarget:
         threads = min(_THREADS, n)
         kernel[-(-n // threads), threads](dst.buf, dst.offset, _flat_buf(vals), *args, n)
         return dst
+
+    def _nonzero(self, x):
+        """Coordinates of ``x``'s nonzero elements (any strides), ``(n, x.ndim)`` int64 in C
+        order (``cuda_nonzero``); ``n`` is read back to size the output."""
+        if x.size == 0:
+            return self.empty((0, x.ndim), np.int64)
+        flat = x if x.ndim else self.reshape(x, (1,))
+        shape, strides, n = tuple(flat.shape), tuple(flat.element_strides()), flat.size
+        threads = hand.THREADS
+        blocks = -(-n // threads)
+        counts, starts = cuda.device_array(blocks, np.int64), cuda.device_array(blocks + 1, np.int64)
+        cuda_nonzero.count_kernel[blocks, threads](flat.buf, flat.offset, shape, strides, n, counts)
+        cuda_nonzero.scan_kernel[1, threads](counts, blocks, starts)
+        total = int(starts[blocks:].copy_to_host()[0])
+        out = self.empty((total, x.ndim), np.int64)
+        if total and x.ndim:
+            cuda_nonzero.fill_kernel[blocks, threads](flat.buf, flat.offset, shape, strides, n, starts, out.buf)
+        return out
 
     def _checked_index(self, index, dim, size):
         """``index`` as a flat C-contiguous int64 device array, every value checked to lie in
