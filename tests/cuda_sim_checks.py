@@ -403,6 +403,27 @@ def test_prod_backward_with_zeros_matches_the_cpu(rows, dim):
     assert grads[0].any() == (rows == 1 or dim is not None)
 
 
+# -- what stays on the device ------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:.*encountered in scalar divide:RuntimeWarning")   # the simulator's 0/0
+def test_the_nll_sums_stay_on_the_device():
+    """nll's total and total weight are 0-d device arrays (no read back): the mean divides on the
+    device, its backward too; every target ignored gives NaN as on the CPU."""
+    from nbgrad.ops.targets.cuda import DeviceArray
+    z, zd = _pair((3, 4), 11)
+    _, total, weight = CUDA.loss.nll_forward(zd.detach()._data, CUDA.asarray(np.array([1, 0, 3])), None, -100)
+    assert isinstance(total, DeviceArray) and isinstance(weight, DeviceArray) and total.shape == weight.shape == ()
+    assert CUDA.item(weight) == 3.0
+    for t in ([2, -100, 1], [-100] * 3):
+        loss = nn.functional.nll_loss(z, nbgrad.tensor(t))
+        loss_d = nn.functional.nll_loss(zd, nbgrad.tensor(t, device="cuda"))
+        np.testing.assert_allclose(loss_d.detach().cpu().numpy(), loss.detach().numpy(), rtol=1e-12)
+        g, = nbgrad.autograd.grad(loss, z, create_graph=True)
+        gd, = nbgrad.autograd.grad(loss_d, zd, create_graph=True)
+        np.testing.assert_allclose(gd.detach().cpu().numpy(), g.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(nbgrad.autograd.grad(gd.sum(), zd)[0].cpu().numpy(),
+                                   nbgrad.autograd.grad(g.sum(), z)[0].numpy(), rtol=1e-12)
+
+
 # -- zeros for a missing gradient ---------------------------------------------------------------------------
 class _TwoOutputs(nbgrad.autograd.Function):
     @staticmethod

@@ -687,8 +687,8 @@ class CudaTarget:
             raise IndexError(f"Target {self.item(self.slice(flat_target, (first,)))} is out of bounds.")
 
     def _nll_forward(self, x, target, weight, ignore_index):
-        """Per-position losses shaped as ``target``, their sum and the sum of their weights
-        (host numbers of x's dtype, as the CPU's: two reads back from the device)."""
+        """Per-position losses shaped as ``target``, their sum and the sum of their weights (0-d
+        device arrays of x's dtype, summed in float64 as the CPU's host numbers: nothing read back)."""
         flat, w = self._nll_operands(x.shape, target, weight, x.dtype)
         x4 = _as_4d(self, x)
         out = self.empty(target.shape, x.dtype)
@@ -701,9 +701,11 @@ class CudaTarget:
                 x4.buf, x4.offset, tuple(x4.element_strides()), x4.shape, _flat_buf(flat), _flat_buf(w),
                 weight is not None, out.buf, wout.buf, bad, ignore_index)
             self._bad(bad, flat)
-        total = self.item(self._sum(out, tuple(range(out.ndim)), np.float64)) if n else 0.0
-        weights = self.item(self._sum(wout, tuple(range(wout.ndim)), np.float64)) if n else 0.0
-        return out, x.dtype.type(total), x.dtype.type(weights)
+        if not n:
+            return out, self.zeros((), x.dtype), self.zeros((), x.dtype)
+        total, weights = (self.astype(self.reshape(self._sum(a, tuple(range(a.ndim)), np.float64), ()), x.dtype)
+                          for a in (out, wout))
+        return out, total, weights
 
     def _nll_backward(self, shape, dtype, target, weight, grad, ignore_index):
         out = self.zeros(shape, dtype)
