@@ -39,7 +39,7 @@ jobs = []
 for name in sorted(KERNELS):
     k = KERNELS[name]
     n = len(k.args)
-    for dt in (float32, float64):
+    for dt in (int64,) if name.startswith("bitwise") else (float32, float64):     # bitwise ops take integers
         jobs.append((f"{name} {dt} contiguous", k.kernel("c" * n), (int64, A(dt), int64) + (A(dt), int64) * n))
         jobs.append((f"{name} {dt} strided", k.kernel("strided"),
                      (int64, T(2), A(dt), int64, T(2)) + (A(dt), int64, T(2)) * n))
