@@ -424,6 +424,19 @@ def test_the_nll_sums_stay_on_the_device():
                                    nbgrad.autograd.grad(g.sum(), z)[0].numpy(), rtol=1e-12)
 
 
+def test_tril_and_triu_make_their_mask_on_the_device():
+    """The triangle's mask is made by kernels on the input's device (it was a host array: PyTorch's
+    device-mixing error on cuda); a batch, a wide matrix, diagonals either side, and backward."""
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for name, diagonal in (("tril", 0), ("tril", -1), ("triu", 1), ("triu", -2)):
+        t = nbgrad.tensor(x, device="cuda", requires_grad=True)
+        y = getattr(t, name)(diagonal)
+        y.sum().backward()
+        want = getattr(np, name)(x, diagonal)
+        assert y.device.type == "cuda" and y.detach().cpu().numpy().tolist() == want.tolist()
+        assert t.grad.cpu().numpy().tolist() == getattr(np, name)(np.ones_like(x), diagonal).tolist()
+
+
 # -- zeros for a missing gradient ---------------------------------------------------------------------------
 class _TwoOutputs(nbgrad.autograd.Function):
     @staticmethod
