@@ -403,6 +403,13 @@ def test_prod_backward_with_zeros_matches_the_cpu(rows, dim):
     assert grads[0].any() == (rows == 1 or dim is not None)
 
 
+def test_gradcheck_of_prod_with_a_zero_on_the_device():
+    """Float64 gradcheck on 'cuda' (its perturbations write numbers, by value, into the input)."""
+    x = nbgrad.tensor([[0.5, 0.0, 2.0], [1.5, -1.0, 3.0]], dtype=nbgrad.float64, device="cuda", requires_grad=True)
+    assert nbgrad.autograd.gradcheck(lambda t: t.prod(1), (x,))
+    assert nbgrad.autograd.gradcheck(lambda t: t.prod(), (x,))
+
+
 # -- what stays on the device ------------------------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore:.*encountered in scalar divide:RuntimeWarning")   # the simulator's 0/0
 def test_the_nll_sums_stay_on_the_device():
