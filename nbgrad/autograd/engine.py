@@ -76,22 +76,29 @@ def run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs=None,
                         continue
                 if _anomaly.enabled:
                     outputs = _call_checked(fn, grads)
+                elif fn.num_outputs == 1 and fn._post_hooks is None:      # the usual node: _call written out
+                    outputs = fn.apply(*grads)
+                    if type(outputs) is not tuple or len(outputs) != len(fn.next_functions):
+                        outputs = _checked_outputs(fn, outputs)
                 else:
                     outputs = _call(fn, grads)
-                if not retain_graph:
-                    fn.release_saved()
+                if not retain_graph and fn._saved:
+                    fn._saved = None
             for (next_fn, nr), grad, meta in zip(fn.next_functions, outputs, fn._input_meta):
                 if next_fn is None or (needed is not None and next_fn not in needed):
                     continue
                 if grad is not None:
                     if grad._data.shape != meta[0] or grad._data.dtype != meta[1]:
                         grad = _conform(grad, meta)
-                    _add_to_buffer(buffers, next_fn, nr, grad)
+                    slots = buffers.get(next_fn)
+                    if slots is None:
+                        slots = buffers[next_fn] = [None] * next_fn.num_outputs
+                    slots[nr] = grad if slots[nr] is None else slots[nr] + grad
                 remaining = dependencies[next_fn] - 1
                 dependencies[next_fn] = remaining
                 if remaining == 0:
                     heapq.heappush(ready, (-next_fn._sequence_nr, id(next_fn), next_fn))
-            outputs = grad = None             # no stray names for gradients still on their way
+            outputs = grad = slots = None     # no stray names for gradients still on their way
     return captured
 
 
@@ -205,17 +212,22 @@ def _run_tensor_hooks(fn, grads):
 def _call(fn, grads):
     if fn.num_outputs > 1 and getattr(fn, "materialize_grads", True) and any(g is None for g in grads):
         grads = [g if g is not None else _zeros(meta) for g, meta in zip(grads, fn._output_meta)]
-    outputs = fn.apply(*grads)
-    if not isinstance(outputs, tuple):
-        outputs = (outputs,)
-    if len(outputs) != len(fn.next_functions):
-        raise RuntimeError(f"function {fn.name()} returned an incorrect number of gradients "
-                           f"(expected {len(fn.next_functions)}, got {len(outputs)})")
+    outputs = _checked_outputs(fn, fn.apply(*grads))
     if fn._post_hooks:
         for hook in list(fn._post_hooks.values()):
             result = hook(outputs, tuple(grads))
             if result is not None:
                 outputs = tuple(result)
+    return outputs
+
+
+def _checked_outputs(fn, outputs):
+    """A step's gradients as a tuple of one per input, or PyTorch's error."""
+    if not isinstance(outputs, tuple):
+        outputs = (outputs,)
+    if len(outputs) != len(fn.next_functions):
+        raise RuntimeError(f"function {fn.name()} returned an incorrect number of gradients "
+                           f"(expected {len(fn.next_functions)}, got {len(outputs)})")
     return outputs
 
 
