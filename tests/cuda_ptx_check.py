@@ -31,6 +31,7 @@ _disp.get_current_device = lambda: _Device()
 from nbgrad.ops.table import ACCUMULATIONS  # noqa: E402
 from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn  # noqa: E402
 from nbgrad.ops.targets.cuda_codegen import KERNELS, accumulation  # noqa: E402
+from cuda_ptx_layers import layer_jobs  # noqa: E402  (conv, pool, norm, embedding)
 
 A = lambda t: types.Array(t, 1, "C")  # noqa: E731
 T = lambda k: types.UniTuple(int64, k)  # noqa: E731
@@ -38,7 +39,7 @@ jobs = []
 for name in sorted(KERNELS):
     k = KERNELS[name]
     n = len(k.args)
-    for dt in (float32, float64):
+    for dt in ((int64,) if name.startswith("bitwise") else (float32, float64)):    # bitwise ops take integers
         jobs.append((f"{name} {dt} contiguous", k.kernel("c" * n), (int64, A(dt), int64) + (A(dt), int64) * n))
         jobs.append((f"{name} {dt} strided", k.kernel("strided"),
                      (int64, T(2), A(dt), int64, T(2)) + (A(dt), int64, T(2)) * n))
@@ -80,6 +81,7 @@ for dt in (float32, float64):
                                                                    A(dt), A(dt), A(int64), int64)))
     jobs.append((f"nll_backward {dt}", cuda_nn.nll_backward_kernel, (A(dt), T(4), A(int64), A(dt), boolean, A(dt),
                                                                      boolean, A(int64), int64)))
+jobs += layer_jobs()
 failed = 0
 for label, disp, sig in jobs:
     try:
