@@ -238,3 +238,28 @@ def test_a_cnn_training_step_matches_the_cpu():
         np.testing.assert_allclose(q.cpu().numpy(), p.numpy(), err_msg=name, **TOL)
     for p, q in zip(model.parameters(), twin.parameters()):
         _same(q.grad, p.grad)
+
+
+def test_float32_layers_and_modules_made_on_cuda():
+    """float32 through each family (the kernels specialise per dtype); modules built with device='cuda'."""
+    x = nbgrad.tensor(np.random.default_rng(24).standard_normal((2, 2, 4, 4)), dtype=nbgrad.float32,
+                      requires_grad=True)
+    w = nbgrad.tensor(np.random.default_rng(25).standard_normal((3, 2, 2, 2)), dtype=nbgrad.float32,
+                      requires_grad=True)
+    emb = nn.Embedding(4, 2, padding_idx=0, device="cuda")
+    assert emb.weight.is_cuda and emb.weight.dtype is nbgrad.float32 and emb.weight[0].cpu().tolist() == [0.0, 0.0]
+    idx = nbgrad.tensor([[1, 3], [3, 0]])
+
+    def net(x, w, table):
+        h = F.max_pool2d(F.conv2d(x, w, padding=1), 2)
+        h = F.group_norm(F.batch_norm(h, None, None, training=True), 3)
+        return F.avg_pool2d(h, 2).flatten(1)[:, :2] + F.embedding(idx.to(x.device), table).sum(1)
+
+    tables = emb.weight.detach().cpu().requires_grad_(), emb.weight
+    outs = [net(a.detach().to(dev).requires_grad_(), b.detach().to(dev).requires_grad_(), table)
+            for dev, a, b, table in (("cpu", x, w, tables[0]), ("cuda", x, w, tables[1]))]
+    assert outs[1].is_cuda and outs[1].dtype is nbgrad.float32
+    np.testing.assert_allclose(outs[1].detach().cpu().numpy(), outs[0].detach().numpy(), rtol=1e-5, atol=1e-5)
+    outs[0].sum().backward()
+    outs[1].sum().backward()
+    np.testing.assert_allclose(tables[1].grad.cpu().numpy(), tables[0].grad.numpy(), rtol=1e-5, atol=1e-6)
