@@ -47,6 +47,13 @@ def _both(fn, *pairs, seed=99):
     return y, yd
 
 
+def test_each_family_has_the_cpu_families_functions():
+    for family in ("conv", "pool", "norm", "embedding"):
+        cpu = getattr(CPU, family)
+        missing = [name for name in cpu.__all__ if not callable(getattr(getattr(CUDA, family), name, None))]
+        assert not missing, (family, missing)
+
+
 # -- convolution ------------------------------------------------------------------------------------
 CONVS = {
     "strided_padded_grouped_dilated": dict(x=(1, 4, 5, 4), w=(4, 2, 3, 2), bias=True,
