@@ -3,6 +3,7 @@
     python -m benchmarks.gpu                 # everything; results in benchmarks/results/gpu.json
     python -m benchmarks.gpu --quick --only poly_1e6,matmul_4096
     NUMBA_ENABLE_CUDASIM=1 python -m benchmarks.gpu --tiny --quick     # the script itself, in the simulator
+    python -m benchmarks.gpu --compiled      # nbgrad.compile's (and torch.compile's) forward of each workload
 
 The workloads of ``benchmarks/compare.py`` (the same computations, built from the helpers of
 ``benchmarks/workloads.py``) with their tensors and models on 'cuda', plus the two figures the
@@ -66,13 +67,18 @@ def libraries():
     return libs
 
 
-# -- workloads: make(lib) -> one iteration ---------------------------------------------------------------
+# -- workloads: make(lib) -> one iteration; make(lib, compile=lib.compile): its forward compiled -------------
+def _eager(fn):
+    return fn
+
+
 def _poly_make(size):
-    def make(lib):
+    def make(lib, compile=_eager):
         x = lib.tensor(_data(0, SIZES[size]), device=DEV, requires_grad=True)
+        f = compile(lambda x: _poly(x).sum())
 
         def run():
-            _poly(x).sum().backward()
+            f(x).backward()
             x.grad = None
         return run
     return make
@@ -85,41 +91,44 @@ def _tutorial_make(lib):
 
 
 def _chain_make(body):
-    def make(lib):
+    def make(lib, compile=_eager):
         x = lib.tensor(_data(1, SIZES["chain"]), device=DEV, requires_grad=True)
+        f = compile(lambda x: body(x, lib.Tensor.tanh).sum())
 
         def run():
-            body(x, lib.Tensor.tanh).sum().backward()
+            f(x).backward()
             x.grad = None
         return run
     return make
 
 
-def _mlp_step_make(lib):
+def _mlp_step_make(lib, compile=_eager):
     nn = lib.nn
     lib.manual_seed(0)
     model = _mlp(nn)
     opt = lib.optim.SGD(model.parameters(), lr=0.01)
     x, y, _ = _mlp_data(lambda a: lib.tensor(a, device=DEV))
+    loss = compile(lambda x: nn.functional.cross_entropy(model(x), y))
 
     def run():
         opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
+        loss(x).backward()
         opt.step()
     return run
 
 
-def _mlp_mse_make(lib):
+def _mlp_mse_make(lib, compile=_eager):
     """The MLP step with an MSE loss on one-hot targets (no softmax kernel needed)."""
     nn = lib.nn
     lib.manual_seed(0)
     model = _mlp(nn)
     opt = lib.optim.SGD(model.parameters(), lr=0.01)
     x, _, onehot = _mlp_data(lambda a: lib.tensor(a, device=DEV))
+    loss = compile(lambda x: ((model(x) - onehot) ** 2).mean())
 
     def run():
         opt.zero_grad()
-        ((model(x) - onehot) ** 2).mean().backward()
+        loss(x).backward()
         opt.step()
     return run
 
@@ -137,13 +146,14 @@ def _mlp_plain_make(lib):
     return run
 
 
-def _cross_entropy_make(lib):
+def _cross_entropy_make(lib, compile=_eager):
     n, c = SIZES["logits"]
     z = lib.tensor(_data(2, (n, c)), device=DEV, requires_grad=True)
     t = lib.tensor(np.random.default_rng(2).integers(0, c, n), device=DEV)
+    loss = compile(lambda z: lib.nn.functional.cross_entropy(z, t))
 
     def run():
-        lib.nn.functional.cross_entropy(z, t).backward()
+        loss(z).backward()
         z.grad = None
     return run
 
@@ -213,6 +223,10 @@ WORKLOADS = {
 }
 
 
+# the workloads whose make takes ``compile`` (their forward is one function of the timed tensor)
+COMPILABLE = ["poly_1e6", "poly_1e7", "chain_100", "fan_in_chain", "mlp_step", "mlp_mse_step", "cross_entropy"]
+
+
 def peak_bandwidth():
     """The card's theoretical memory bandwidth in GB/s, from numba's device attributes."""
     from numba import cuda
@@ -242,10 +256,15 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="3 timed calls instead of 10")
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: to try the script under the simulator")
+    parser.add_argument("--compiled", action="store_true",
+                        help="each library compiles the workload's forward (nbgrad.compile, torch.compile)")
     args = parser.parse_args(argv)
     if args.tiny:
         SIZES.update(TINY)
-    names = args.only.split(",") if args.only else list(WORKLOADS)
+    names = args.only.split(",") if args.only else list(COMPILABLE if args.compiled else WORKLOADS)
+    if args.compiled and set(names) - set(COMPILABLE):
+        print(f"# --compiled times only {', '.join(COMPILABLE)}; skipping {', '.join(sorted(set(names) - set(COMPILABLE)))}")
+        names = [n for n in names if n in COMPILABLE]
     libs = libraries()
     from nbgrad.ops.targets import target_for
     cuda = target_for("cuda")
@@ -256,7 +275,9 @@ def main(argv=None):
         row = rows[name] = {}
         for lib_name, (lib, sync) in libs.items():
             try:
-                row[lib_name] = _median_time(WORKLOADS[name](lib), sync, 3 if args.quick else 10)
+                make = WORKLOADS[name]
+                run = make(lib, compile=lib.compile) if args.compiled else make(lib)
+                row[lib_name] = _median_time(run, sync, 3 if args.quick else 10)
             except NotImplementedError as error:
                 row[lib_name] = f"not implemented for cuda: {error}"
             except Exception as error:          # noqa: BLE001  reported, the rest still runs
@@ -280,7 +301,7 @@ def main(argv=None):
         print(f"{name:16s} {cells}" + (f"  ratio {ratio:.2f}" if ratio else "") + extra, flush=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"info": info, "results": rows}, f, indent=1, default=str)
+        json.dump({"info": info, "compiled": args.compiled, "results": rows}, f, indent=1, default=str)
     return 0
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a machine with an NVIDIA GPU, in one go: install nbgrad with its CUDA extra, show what
 # numba.cuda sees, run the CUDA checks on the real device (the same file CI runs under the
-# simulator; a host array passed to a kernel fails them), then the GPU benchmarks.
+# simulator, nbgrad.compile's too; a host array passed to a kernel fails them), then the GPU
+# benchmarks, eager and compiled.
 #
 #     bash benchmarks/gpu_check.sh                # all of it; benchmark results in benchmarks/results/gpu.json
 #     bash benchmarks/gpu_check.sh --quick        # arguments go to benchmarks/gpu.py
@@ -13,5 +14,7 @@ unset NUMBA_ENABLE_CUDASIM
 "$PY" -m nbgrad info
 # tiny test inputs make small grids: numba's occupancy warnings are expected there, not errors
 NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0 "$PY" -m pytest -q -p no:cacheprovider -rfEs tests/cuda_sim_checks.py \
-    tests/cuda_sim_layer_checks.py
+    tests/cuda_sim_layer_checks.py tests/cuda_compile_checks.py
 "$PY" -m benchmarks.gpu "$@"
+# nbgrad.compile's (and torch.compile's) versions of the workloads that compile
+"$PY" -m benchmarks.gpu --compiled --out benchmarks/results/gpu_compiled.json "$@"

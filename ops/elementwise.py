@@ -4,9 +4,15 @@ An op is written once, as a scalar function of its operands (``"a * b"``,
 ``"g * (1 - y * y)"``). From it we generate, into one cached module per op:
 
 * contiguous loops, one per pattern of operands that are full arrays (``c``) or single
-  values (``s``): ``x * 7`` runs a loop that reads ``7`` once;
-* a strided loop for everything else (broadcasting, transposes, slices, in-place writes
-  into views): shape and per-operand strides, coalesced so the inner loop is long;
+  values (``s``): ``x * 7`` runs a loop that reads ``7`` once; an in-place update reads its
+  first operand from the output (``i``), so that its loop vectorizes too;
+* row loops, made when first asked for, for the broadcasts of ordinary code: ``out`` seen
+  as rows of ``k`` elements, each operand full (``c``), one row repeated (``r``: a bias
+  ``x @ W + b``), one value per row (``o``: ``z - z.max(1, keepdim=True)``) or one value
+  (``s``); the inner loop is contiguous, so it vectorizes as the flat loops do;
+* a strided loop for everything else (transposes, slices, in-place writes into views,
+  broadcasts in the middle): shape and per-operand strides, coalesced so the inner loop is
+  long;
 
 each in a serial and a ``prange`` version; small arrays take the serial one because
 starting threads costs more than the work. The same scalar function is the body of the
@@ -45,15 +51,19 @@ def _generate(name, args, expr, helpers):
     out = [_HEADER, helpers, "\n"]
     out.append("@njit(inline='always', error_model='numpy')\n")
     out.append(f"def f({', '.join(args)}):\n    return {expr}\n\n")
-    params = ", ".join(f"x{k}" for k in range(n))
-    for mask in range(1 << n):
-        pattern = "".join("s" if mask >> k & 1 else "c" for k in range(n))
+    # an in-place update reads its first operand from ``out`` itself (``i``): LLVM does not
+    # vectorize a loop whose output overlaps an input passed as a second array
+    patterns = ["".join("s" if mask >> k & 1 else "c" for k in range(n)) for mask in range(1 << n)]
+    patterns += ["i" + p[1:] for p in patterns if p[0] == "c"]
+    for pattern in patterns:
+        params = ", ".join(f"x{k}" for k in range(n) if pattern[k] != "i")
         loads = "".join(f"    v{k} = x{k}[0]\n" for k in range(n) if pattern[k] == "s")
-        reads = ", ".join(f"v{k}" if pattern[k] == "s" else f"x{k}[i]" for k in range(n))
+        reads = ", ".join({"s": f"v{k}", "c": f"x{k}[i]", "i": "out[i]"}[m] for k, m in enumerate(pattern))
         for prefix, loop, extra in (("s", "range", ""), ("p", "prange", ", parallel=True")):
             out.append(_JIT.format(extra=extra))
             out.append(f"def {prefix}_{pattern}(out, {params}):\n{loads}"
                        f"    for i in {loop}(out.shape[0]):\n        out[i] = f({reads})\n\n")
+    params = ", ".join(f"x{k}" for k in range(n))
     sparams = ", ".join(f"x{k}, t{k}" for k in range(n))
     offs = "".join(f"        o{k} = 0\n" for k in range(n))
     steps = "".join(f"            o{k} += q * t{k}[d]\n" for k in range(n))
@@ -84,6 +94,55 @@ def _generate(name, args, expr, helpers):
     return "".join(out)
 
 
+def _generate_rows(args, expr, helpers, pattern):
+    """The serial and parallel row loops of one pattern (see the module docstring)."""
+    n = len(args)
+    params = ", ".join(f"x{k}" for k in range(n))
+    out = [_HEADER, helpers, "\n", "@njit(inline='always', error_model='numpy')\n",
+           f"def f({', '.join(args)}):\n    return {expr}\n\n"]
+    index = {"c": "b + j", "r": "j", "o": "r", "s": "0"}
+    reads = ", ".join(f"x{k}[{index[m]}]" for k, m in enumerate(pattern))
+    for prefix, loop, extra in (("s", "range", ""), ("p", "prange", ", parallel=True")):
+        out.append(_JIT.format(extra=extra))
+        out.append(f"def {prefix}_rows(out, k, {params}):\n"
+                   f"    for r in {loop}(out.shape[0] // k):\n"
+                   "        b = r * k\n"
+                   "        for j in range(k):\n"
+                   f"            out[b + j] = f({reads})\n\n")
+    return "".join(out)
+
+
+def _rows(out, xs):
+    """``(k, pattern, flat operands)`` when C-contiguous ``out`` splits into rows of ``k``
+    that each operand reads in one of the row loops' ways; None otherwise."""
+    shape = out.shape
+    nd = len(shape)
+    for split in range(nd - 1, 0, -1):
+        k = 1
+        for n in shape[split:]:
+            k *= n
+        pattern = ""
+        for x in xs:
+            if x.size == 1:
+                pattern += "s"
+                continue
+            if not x.flags.c_contiguous:
+                return None
+            xs_shape = (1,) * (nd - x.ndim) + x.shape
+            if xs_shape == shape:
+                pattern += "c"
+            elif xs_shape[split:] == shape[split:] and all(n == 1 for n in xs_shape[:split]):
+                pattern += "r"
+            elif xs_shape[:split] == shape[:split] and all(n == 1 for n in xs_shape[split:]):
+                pattern += "o"
+            else:
+                break
+        else:
+            if "r" in pattern or "o" in pattern:
+                return k, pattern, [x.reshape(-1) for x in xs]
+    return None
+
+
 class Elementwise:
     """One elementwise op: a scalar expression over named operands."""
 
@@ -91,6 +150,18 @@ class Elementwise:
         self.name, self.args, self.expr, self.helpers = name, tuple(args), expr, helpers
         self._module = None
         self._kernels = {}
+        self._row_kernels = {}
+
+    def rows(self, pattern, parallel):
+        """The row loop of ``pattern`` (its module generated and loaded when first asked for)."""
+        key = (pattern, parallel)
+        k = self._row_kernels.get(key)
+        if k is None:
+            helpers = self.helpers() if callable(self.helpers) else self.helpers
+            module = load_module(f"{self.name}_rows_{pattern}", _generate_rows(self.args, self.expr, helpers, pattern))
+            self._row_kernels[(pattern, False)], self._row_kernels[(pattern, True)] = module.s_rows, module.p_rows
+            k = self._row_kernels[key]
+        return k
 
     def __repr__(self):
         return f"Elementwise({self.name}: {', '.join(self.args)} -> {self.expr})"
@@ -121,7 +192,15 @@ class Elementwise:
         if out.flags.c_contiguous:
             pattern, flat = _contiguous_operands(xs, size)
             if pattern is not None:
+                if xs[0] is out:              # an in-place update
+                    pattern, flat = "i" + pattern[1:], flat[1:]
                 return self.contiguous(out, pattern, flat)
+            rows = _rows(out, xs)
+            if rows is not None:
+                k, pattern, flat = rows
+                parallel = size >= PARALLEL_MIN and size // k > 1
+                _launch(self.rows(pattern, parallel), parallel, out.reshape(-1), k, *flat)
+                return out
         parallel = size >= PARALLEL_MIN
         shape, strided = _coalesce(out, xs)
         _launch(self.kernel("strided", parallel), parallel, shape, *strided)
@@ -168,6 +247,8 @@ def _contiguous_operands(xs, size):
 
 def _no_partial_overlap(out, x):
     """An input that overlaps ``out`` other than element for element is read from a copy."""
+    if x is out:
+        return x
     if x.ndim and np.may_share_memory(out, x):
         if not (x.__array_interface__["data"][0] == out.__array_interface__["data"][0]
                 and x.shape == out.shape and x.strides == out.strides):

@@ -10,8 +10,9 @@ through its strides (``_layout``: a ``ones(1).expand(2**31)`` is summed without 
 it); the kernels whose output is as large as their input (softmax, the backward steps of
 amax and prod) copy it with the reduced dims moved last.
 
-Sums keep float64 (or int64) accumulators in four lanes, so float32 sums of millions of
-elements stay accurate. Parallel launches split a long reduction into chunks whose partial
+Sums keep float64 (or int64) accumulators, so float32 sums of millions of elements stay
+accurate; their kernels may reassociate the additions (fastmath's 'reassoc' flag alone: NaN
+and infinity keep their meaning), so LLVM spreads them over vector lanes. Parallel launches split a long reduction into chunks whose partial
 results are combined afterwards, so that a whole-tensor sum uses every thread too.
 
 The kernels are generated from templates (one accumulation loop serves sum, product,
@@ -80,32 +81,19 @@ n = min(inner, jlo + ib) - jlo
 k = o * inner + jlo
 cs = center[k:k + n]
 {slab}if inner == 1:
-    # runs along the reduced range (a block is one run), four accumulators, so that the
-    # additions overlap
+    # runs along the reduced range (a block is one run); the kernel may reassociate the
+    # accumulation (fastmath 'reassoc'), so LLVM splits it over vector lanes
     j = 0
     c = {center}
-    a0 = zero
-    a1 = zero
-    a2 = zero
-    a3 = zero
+    acc = zero
     r = lo
     while r < hi:
         xr = x[{at}:]
         m = {run}
-        for q in range(m >> 2):
-            v = xr[4 * q{s}]
-            a0 {op}= {term}
-            v = xr[(4 * q + 1){s}]
-            a1 {op}= {term}
-            v = xr[(4 * q + 2){s}]
-            a2 {op}= {term}
-            v = xr[(4 * q + 3){s}]
-            a3 {op}= {term}
-        for i in range(m & -4, m):
+        for i in range(m):
             v = xr[i{s}]
-            a0 {op}= {term}
+            acc {op}= {term}
         r += m
-    acc = (a0 {op} a1) {op} (a2 {op} a3)
     if nrc == 1:
         out[k] = {finish}
     else:
@@ -401,9 +389,11 @@ _VARIANTS = {
 }
 
 
-def _kernel(prefix, name, args, body, chunks, setup="", after=""):
+def _kernel(prefix, name, args, body, chunks, setup="", after="", reassociate=False):
     extra, tasks, lines = _VARIANTS[prefix]
     loops, depth = tasks if chunks else lines
+    if reassociate:                # an accumulation's order is free: its loop vectorizes
+        extra += ", fastmath={'reassoc'}"
     return (f"\n@njit(cache=True, nogil=True, error_model='numpy'{extra})\ndef {prefix}_{name}({args}):\n"
             + textwrap.indent(setup + loops, "    ") + textwrap.indent(body, " " * (4 + depth))
             + textwrap.indent(after, "    "))
@@ -418,7 +408,8 @@ def _source():
         out += [_kernel(prefix, name + suffix,
                         f"{layout['args']}, center, out, part, outer, red, inner, nrc, nic, rb, ib, zero, scale",
                         _ACCUMULATE.format(**parts, **layout), True,
-                        after=f"if nrc > 1:\n    {name}_combine(center, out, part, outer, inner, nrc, zero, scale)\n")
+                        after=f"if nrc > 1:\n    {name}_combine(center, out, part, outer, inner, nrc, zero, scale)\n",
+                        reassociate=True)
                 for suffix, layout in _LAYOUTS.items() for prefix in _VARIANTS]
     for name, cmp in (("max", ">"), ("min", "<")):
         better = _BETTER.format(cmp=cmp)

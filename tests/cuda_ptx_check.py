@@ -3,8 +3,9 @@
     python tests/cuda_ptx_check.py          # needs numba-cuda (nbgrad[cuda]); prints what fails, exits 1 if any
 
 Each op-table kernel (forward and fused gradients; contiguous and strided; float32 and float64),
-each accumulation of the table, and each hand-written kernel, with the argument types the CUDA
-target launches them with. The simulator runs kernels as Python and so cannot tell whether they
+each accumulation of the table, each hand-written kernel, and the kernels ``nbgrad.compile``
+generates for its workloads (polynomial, chain, MLP with cross-entropy...), with the argument
+types the CUDA target launches them with. The simulator runs kernels as Python and so cannot tell whether they
 compile for a device; this does (it cannot tell whether they are right: the simulator checks that).
 ``tests/test_cuda.py`` runs it where numba-cuda is installed.
 """
@@ -39,7 +40,7 @@ jobs = []
 for name in sorted(KERNELS):
     k = KERNELS[name]
     n = len(k.args)
-    for dt in ((int64,) if name.startswith("bitwise") else (float32, float64)):    # bitwise ops take integers
+    for dt in (int64,) if name.startswith("bitwise") else (float32, float64):     # bitwise ops take integers
         jobs.append((f"{name} {dt} contiguous", k.kernel("c" * n), (int64, A(dt), int64) + (A(dt), int64) * n))
         jobs.append((f"{name} {dt} strided", k.kernel("strided"),
                      (int64, T(2), A(dt), int64, T(2)) + (A(dt), int64, T(2)) * n))
@@ -82,6 +83,56 @@ for dt in (float32, float64):
     jobs.append((f"nll_backward {dt}", cuda_nn.nll_backward_kernel, (A(dt), T(4), A(int64), A(dt), boolean, A(dt),
                                                                      boolean, A(int64), int64)))
 jobs += layer_jobs()
+
+
+# -- nbgrad.compile's generated kernels: the workloads' programs, emitted for CUDA ---------------------------
+import nbgrad  # noqa: E402
+from nbgrad import nn  # noqa: E402
+from nbgrad.compiler.capture import capture  # noqa: E402
+from nbgrad.compiler.codegen import Program  # noqa: E402
+from nbgrad.compiler.cuda_codegen import RUNNER  # noqa: E402
+from nbgrad.ops._cache import load_module  # noqa: E402
+from numba import from_dtype  # noqa: E402
+
+
+def _compiled_jobs(label, fn, *tensors):
+    """The CUDA kernels nbgrad.compile generates for ``fn`` on tensors like ``tensors``: captured on
+    CPU tensors (no device needed), emitted by the CUDA runner as for 'cuda' tensors, with the
+    argument types it launches them with (a reduction's incoming gradient: a one-element array)."""
+    program = Program(capture(fn, tensors, {}))
+    program.target, program.runner = "cuda", RUNNER
+    module = load_module(RUNNER.stem, program._source())
+    for _, fwd, bwd in program.kernels.values():
+        for k in (fwd, bwd):
+            if k is None:
+                continue
+            sig = [A(from_dtype((program.graph.nodes[key] if kind == "gin" else key).dtype.numpy))
+                   for kind, key, _ in k.params]
+            if k.reduces:
+                sig.append(A(float64))
+            jobs.append((f"compiled {label} {k.name}", getattr(module, f"{k.name}_c"), tuple(sig)))
+
+
+def _chain(x):
+    y = x
+    for _ in range(25):
+        y = (y * 1.01 + 0.1).tanh() - x
+    return y.sum()
+
+
+for dtype in (nbgrad.float32, nbgrad.float64):
+    def leaf(*shape):
+        return nbgrad.randn(*shape, dtype=dtype, requires_grad=True)
+    mlp = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).to(dtype)
+    target = nbgrad.tensor([0, 2, 1, 1, 0])
+    _compiled_jobs(f"poly {dtype}", lambda x: (x ** 3 + 7 * x ** 2 + 5 * x + 10).sum(), leaf(1000))
+    _compiled_jobs(f"chain {dtype}", _chain, leaf(5, 5))
+    _compiled_jobs(f"mlp+cross_entropy {dtype}", lambda x: nn.functional.cross_entropy(mlp(x), target), leaf(5, 4))
+    _compiled_jobs(f"matmul then a reduced group {dtype}", lambda a, b: ((a @ b).tanh() * 2 + b.sum()).sum(),
+                   leaf(3, 4), leaf(4, 2))
+    _compiled_jobs(f"broadcast outputs {dtype}", lambda a, b: (a - b) / (1 + b * b) + a.sum(1, keepdim=True),
+                   leaf(4, 3), leaf(4, 1))
+
 failed = 0
 for label, disp, sig in jobs:
     try:

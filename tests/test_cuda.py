@@ -1,5 +1,5 @@
-"""The CUDA target under Numba's CUDA simulator: ``tests/cuda_sim_checks.py`` runs in a pytest
-process of its own, with ``NUMBA_ENABLE_CUDASIM=1`` set before numba is imported (the
+"""The CUDA target under Numba's CUDA simulator: ``tests/cuda_sim_checks.py`` (and
+``tests/cuda_compile_checks.py``, nbgrad.compile on 'cuda') runs in a pytest process of its own, with ``NUMBA_ENABLE_CUDASIM=1`` set before numba is imported (the
 simulator cannot be switched on in a process that has imported numba.cuda). On a machine
 with a GPU, run ``python -m pytest tests/cuda_sim_checks.py`` directly to check the real device.
 Without the simulator (this process), asking for 'cuda' where there is no GPU says why."""
@@ -24,6 +24,16 @@ def test_every_cuda_check_passes_under_the_simulator():
                           str(LAYER_CHECKS)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert run.stdout.count(".") >= 250          # every check ran (none skipped or deselected)
+
+
+def test_compiled_functions_run_on_cuda_under_the_simulator():
+    """``nbgrad.compile`` on 'cuda' tensors (``tests/cuda_compile_checks.py``), in its own process too."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE",
+                          str(CHECKS.with_name("cuda_compile_checks.py"))],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert run.stdout.split()[0] == "." * 12, run.stdout[-2000:]   # every check ran and passed
 
 
 def test_without_a_gpu_or_the_simulator_cuda_is_refused_with_the_reason():

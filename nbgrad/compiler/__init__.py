@@ -1,7 +1,7 @@
 """``nbgrad.compile``: capture a function once per signature, fuse its forward and backward
 into a few Numba kernels, and run those on later calls.
 
-A call looks up the arguments' signature (each tensor's shape, dtype and requires_grad; the
+A call looks up the arguments' signature (each tensor's shape, dtype, device and requires_grad; the
 values of numbers and strings; the grad mode). A miss captures the function on proxies
 (``capture.py``: nothing is computed) and generates its program (``codegen.py``); a hit runs
 the program on the arguments' data and on the tensors the function read from elsewhere
@@ -41,7 +41,8 @@ def reset():
 
 def _signature(value):
     if isinstance(value, Tensor):
-        return (value._data.shape, value._data.dtype, value._requires_grad or value.grad_fn is not None)
+        return (value._data.shape, value._data.dtype, value._requires_grad or value.grad_fn is not None,
+                type(value._data))               # the device: its target's array type
     if isinstance(value, (tuple, list)):
         return (type(value).__name__,) + tuple(_signature(v) for v in value)
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -94,8 +95,13 @@ def _output_nodes(out):
 class CompiledFunctionBackward(Node):
     """The backward of a compiled call: the generated backward program (or, when it is
     itself recorded for ``create_graph``, the function run eagerly again)."""
+    materialize_grads = False          # the engine would make missing output gradients on the CPU
 
     def backward(self, *grads):
+        if any(g is None for g in grads):      # an output without a gradient: zeros on the program's device
+            target = self.entry.program.target
+            grads = tuple(g if g is not None else Tensor._wrap(target.zeros(n.shape, n.dtype.numpy))
+                          for g, n in zip(grads, self.entry.differentiable))
         for t, version in zip(self.tensors, self.versions):
             if t._version != version:
                 raise RuntimeError(

@@ -1,8 +1,8 @@
 """Capture: run a function once on abstract values, recording its ops as a graph.
 
 The traced function sees ``Proxy`` objects where it was given tensors: they carry a shape, a
-dtype and ``requires_grad``, and no data, so capturing computes nothing and compiles no
-kernel (JAX's abstract values, PyTorch's fake tensors). Each op a proxy takes part in
+dtype, ``requires_grad`` and the device (one per graph: tensors on two devices break it), and no
+data, so capturing computes nothing and compiles no kernel (JAX's abstract values, PyTorch's fake tensors). Each op a proxy takes part in
 appends a node: the op table's pointwise records (by their name, so that code generation
 reads their forward and derivative expressions), sums and means, matrix products,
 transposes and reshapes. A real tensor met on the way (a module's parameter, a closed-over
@@ -69,6 +69,7 @@ class Graph:
         self.inputs = []              # input nodes, in order: the arguments', then lifted tensors'
         self.lifted = {}              # id(tensor) -> (tensor, node)
         self.outputs = None           # the returned structure, with nodes for proxies
+        self.device = device("cpu")   # the device of the tensors it reads (one: see ``input``)
 
     def add(self, node):
         node.index = len(self.nodes)
@@ -76,6 +77,10 @@ class Graph:
         return node
 
     def input(self, tensor, source):
+        if not self.inputs:
+            self.device = tensor.device
+        elif tensor.device != self.device:
+            _break(f"tensors on two devices ({self.device} and {tensor.device}) in one compiled graph")
         node = self.add(Node("input", (), tensor.shape, tensor.dtype,
                              tensor.requires_grad and is_grad_enabled(), source=source))
         self.inputs.append(node)
@@ -167,7 +172,7 @@ def _method_table():
 
 
 class Proxy:
-    """A traced tensor: shape, dtype and requires_grad, no data."""
+    """A traced tensor: shape, dtype, requires_grad and (its graph's) device, no data."""
     __slots__ = ("_node", "_graph")
     __array_priority__ = 2000
 
@@ -179,7 +184,7 @@ class Proxy:
     ndim = property(lambda self: len(self._node.shape))
     requires_grad = property(lambda self: self._node.requires_grad)
     is_leaf = property(lambda self: self._node.op == "input")
-    device = property(lambda self: device("cpu"))
+    device = property(lambda self: self._graph.device)
 
     def dim(self):
         return len(self._node.shape)

@@ -15,10 +15,13 @@ kernel also writes the gradients for an incoming gradient of 1 (backprop is line
 one pass over memory then does forward and backward, and backward only scales them when
 the incoming gradient is not 1.
 
-The generated kernels are the CPU target's (``njit`` loops over its arrays), and everything
-else a program does to memory (allocation, copies, the steps that are not fused) goes through
-that target. Generated modules go through ``ops._cache.load_module``: keyed by a hash of their source,
-with Numba's on-disk cache, so a second process compiles nothing.
+The generated kernels are those of the inputs' target: ``njit`` loops on the CPU, ``cuda.jit``
+grid-stride kernels on CUDA (``cuda_codegen.py``: the same statements from the same writer,
+in another loop; ``Program.runner`` says how each target's kernels are written and launched),
+and everything else a program does to memory (allocation, copies, the steps that are not
+fused) goes through that target. Generated modules go through ``ops._cache.load_module``:
+keyed by a hash of their source, with Numba's on-disk cache, so a second process compiles
+nothing.
 """
 import ast
 import functools
@@ -30,7 +33,7 @@ import numpy as np
 from nbgrad.ops._cache import load_module
 from nbgrad.ops.elementwise import PARALLEL_MIN, parallel_lock
 from nbgrad.ops.table import TABLE
-from nbgrad.ops.targets import CPU
+from nbgrad.ops.targets import CPU, target_for, target_of
 
 from .steps import _op_backward, _reduce_to, _run_op, _total
 
@@ -212,7 +215,11 @@ class _Kernel:
         self.params.append((kind, key, name))
         return name
 
-    def source(self, parallel):
+    def source(self, parallel, target=CPU):
+        """The loop over the body: an ``njit`` one here, a CUDA kernel for the CUDA target."""
+        if target is not CPU:
+            from .cuda_codegen import kernel_source
+            return kernel_source(self)
         loop = "prange" if parallel else "range"
         head = [f"@njit(cache=True, nogil=True, error_model='numpy'{', parallel=True' if parallel else ''})",
                 f"def {self.name}_{'p' if parallel else 's'}({', '.join(p[2] for p in self.params)}):"]
@@ -282,12 +289,22 @@ class Program:
 
     def __init__(self, graph):
         self.graph = graph
+        self._target(graph)
         self.units, self.group_of, self.consumers = _partition(graph)
         self.constants = {}
         self.kernels = {}
         self.differentiable = [n for n in graph.inputs if n.requires_grad]
         self.joint = None
         self._generate()
+
+    def _target(self, graph):
+        """The target of the graph's inputs, and how kernels are written and launched on it."""
+        self.target = target_for(graph.device.type)
+        if self.target is CPU:
+            self.runner = _CPU_RUNNER
+        else:
+            from .cuda_codegen import RUNNER
+            self.runner = RUNNER
 
     # constants are module globals of the group's dtype, so float32 stays float32
     def _constant(self, value, dtype):
@@ -335,12 +352,13 @@ class Program:
                     bwd.body.append(f"{bwd.param('gin', e)}[i] = d{e}")
             self.kernels[g.id] = (g, fwd, bwd)
         self.source = self._source()
-        self.module = load_module("compiled", self.source)
+        self.module = load_module(self.runner.stem, self.source)
         self.calls = {}
+        suffix = self.runner.suffix
         for g, fwd, bwd in self.kernels.values():
             parallel = g.size >= PARALLEL_MIN
-            self.calls[g.id] = (getattr(self.module, f"{fwd.name}_{'p' if parallel else 's'}"),
-                                bwd and getattr(self.module, f"{bwd.name}_{'p' if parallel else 's'}"), parallel)
+            self.calls[g.id] = (getattr(self.module, f"{fwd.name}_{suffix(parallel)}"),
+                                bwd and getattr(self.module, f"{bwd.name}_{suffix(parallel)}"), parallel)
 
     def _materialized(self, g):
         """Members whose value is read outside the group (or returned)."""
@@ -360,25 +378,20 @@ class Program:
                 if k is not None:
                     for line in k.body:
                         used |= set(re.findall(r"[A-Za-z_]\w*", line)) & set(scalar.__all__)
-        parts = ["import math\nimport numpy as np\nfrom numba import njit, prange\n"]
+        parts = [self.runner.header]
         if used:
             parts.append(scalar.import_line(*sorted(used)))
         for (value, dtype), name in self.constants.items():
-            parts.append(f"{name} = np.{dtype}({value!r})\n")
+            text = repr(value) if math.isfinite(value) else f"float('{value!r}')"    # nan, inf: no names
+            parts.append(f"{name} = np.{dtype}({text})\n")
         for _, fwd, bwd in self.kernels.values():
             for k in (fwd, bwd):
                 if k is not None:
                     size = k.group.size
-                    parts.append("\n" + k.source(size >= PARALLEL_MIN))
+                    parts.append("\n" + k.source(size >= PARALLEL_MIN, self.target))
         return "".join(parts)
 
     # -- running ---------------------------------------------------------------------------------------
-    def _launch(self, kernel, parallel, args):
-        if parallel:
-            with parallel_lock:
-                return kernel(*args)
-        return kernel(*args)
-
     def forward(self, arrays, want_grad):
         """Values of the outputs, and what backward needs (``env``, the joint gradients)."""
         env = {n.index: a for n, a in zip(self.graph.inputs, arrays)}
@@ -397,18 +410,17 @@ class Program:
                 if kind == "in":
                     args.append(_operand(env[key.index], key.shape, g.shape))
                 elif kind == "out":
-                    outputs[key.index] = CPU.empty(g.shape, key.dtype.numpy)
-                    args.append(outputs[key.index].reshape(-1))
+                    outputs[key.index] = self.target.empty(g.shape, key.dtype.numpy)
+                    args.append(self.target.reshape(outputs[key.index], (-1,)))
                 else:                          # joint gradient
-                    gins[key] = CPU.empty(g.shape, self.graph.nodes[key].dtype.numpy)
-                    args.append(gins[key].reshape(-1))
+                    gins[key] = self.target.empty(g.shape, self.graph.nodes[key].dtype.numpy)
+                    args.append(self.target.reshape(gins[key], (-1,)))
             if not want_grad and gins:
                 return self._without_joint(arrays)
-            acc = self._launch(fwd_kernel, parallel, args) if g.size else 0.0
+            acc = self.runner.launch(fwd_kernel, g, parallel, args, g.terminal is not None) if g.size else None
             env.update(outputs)
             if g.terminal is not None:
-                value = acc * g.terminal.params["scale"] if g.size else (math.nan if g.terminal.params["mean"] else 0.0)
-                env[g.terminal.index] = CPU.reshape(CPU.scalar(value, g.dtype.numpy), g.terminal.shape)
+                env[g.terminal.index] = self.runner.total(acc, g)
             if gins:
                 joint = gins
         return env, joint
@@ -433,11 +445,12 @@ class Program:
             adj.setdefault(node.index, []).append(grad)
         if joint is not None:
             grad = pairs[0][1]
-            g = float(grad) if grad.size == 1 else None
+            g = self.runner.seed(grad)
+            T = self.target
             for e in list(joint):
                 a = joint.pop(e)               # the gradient's only holder, so .grad may take it uncopied
                 if g != 1.0:
-                    a = CPU.launch("mul", (a, CPU.reshape(grad, ()) if grad.size == 1 else grad), a.shape, a.dtype)
+                    a = T.launch("mul", (a, T.reshape(grad, ()) if grad.size == 1 else grad), a.shape, a.dtype)
                 adj.setdefault(e, []).append(a)
         else:
             for unit in reversed(self.units):
@@ -455,8 +468,8 @@ class Program:
                 grad = _reduce_to(_total(parts, np.broadcast_shapes(n.shape, *(p.shape for p in parts)), n.dtype),
                                   n.shape)
             else:
-                grad = CPU.zeros(n.shape, n.dtype.numpy)
-            result.append(CPU.contiguous(grad))
+                grad = self.target.zeros(n.shape, n.dtype.numpy)
+            result.append(self.target.contiguous(grad))
         return result
 
     def _group_backward(self, g, env, adj):
@@ -471,19 +484,19 @@ class Program:
             elif kind == "gout":
                 parts = adj.pop(key.index, None)
                 anything |= parts is not None
-                args.append(_operand(_total(parts, g.shape, g.dtype) if parts else CPU.zeros(g.shape, g.dtype.numpy),
-                                     g.shape, g.shape))
+                args.append(_operand(_total(parts, g.shape, g.dtype) if parts else
+                                     self.target.zeros(g.shape, g.dtype.numpy), g.shape, g.shape))
             elif kind == "scalar":
                 parts = adj.pop(key.index, None)
                 anything |= parts is not None
-                args.append(float(_total(parts, (), g.dtype).reshape(())) if parts else 0.0)
+                args.append(self.runner.scalar(_total(parts, (), g.dtype) if parts else None, g.dtype))
             else:
-                gins[key] = CPU.empty(g.shape, self.graph.nodes[key].dtype.numpy)
-                args.append(gins[key].reshape(-1))
+                gins[key] = self.target.empty(g.shape, self.graph.nodes[key].dtype.numpy)
+                args.append(self.target.reshape(gins[key], (-1,)))
         if not anything:
             return
         if g.size:
-            self._launch(bwd_kernel, parallel, args)
+            self.runner.launch(bwd_kernel, g, parallel, args)
         for key, a in gins.items():
             adj.setdefault(key, []).append(_reduce_to(a, self.graph.nodes[key].shape))
 
@@ -493,6 +506,7 @@ class _PlainProgram(Program):
 
     def __init__(self, program):
         self.graph = program.graph
+        self.target, self.runner = program.target, program.runner
         self.units, self.group_of, self.consumers = program.units, program.group_of, program.consumers
         self.constants, self.kernels, self.differentiable = {}, {}, []
         self.joint = None
@@ -507,11 +521,51 @@ class _PlainProgram(Program):
 
 
 def _operand(array, shape, target):
-    """``array`` as a flat, C-contiguous operand of a loop over ``target``."""
+    """``array`` as a flat, C-contiguous operand of a loop over ``target`` (a shape)."""
+    T = target_of(array)
     if _mode(shape, target) is None:
-        out = CPU.empty(target, array.dtype)
-        array = CPU.copy_into(out, CPU.reshape(array, shape), fresh_out=True)
-    return CPU.reshape(CPU.contiguous(array), (-1,))
+        out = T.empty(target, array.dtype)
+        array = T.copy_into(out, T.reshape(array, shape), fresh_out=True)
+    return T.reshape(T.contiguous(array), (-1,))
+
+
+class _CpuRunner:
+    """How a program writes and launches its kernels on the CPU target: ``njit`` loops, serial
+    (``_s``) or ``prange``-parallel (``_p``, taking turns through ``parallel_lock``), which
+    return the terminal reduction's sum as a number."""
+    stem = "compiled"
+    header = "import math\nimport numpy as np\nfrom numba import njit, prange\n"
+
+    @staticmethod
+    def suffix(parallel):
+        return "p" if parallel else "s"
+
+    @staticmethod
+    def launch(kernel, group, parallel, args, reduces=False):
+        if parallel:
+            with parallel_lock:
+                return kernel(*args)
+        return kernel(*args)
+
+    @staticmethod
+    def total(acc, group):
+        """The terminal reduction's value (of a group of no elements: 0, or NaN for a mean)."""
+        t = group.terminal
+        value = acc * t.params["scale"] if acc is not None else (math.nan if t.params["mean"] else 0.0)
+        return CPU.reshape(CPU.scalar(value, group.dtype.numpy), t.shape)
+
+    @staticmethod
+    def seed(grad):
+        """The incoming gradient of a joint pass as a number when it is one (1: nothing to scale)."""
+        return float(grad) if grad.size == 1 else None
+
+    @staticmethod
+    def scalar(array, dtype):
+        """A backward kernel's incoming gradient of a terminal reduction, as its argument."""
+        return 0.0 if array is None else float(array.reshape(()))
+
+
+_CPU_RUNNER = _CpuRunner()
 
 
 def build(graph):

@@ -3,11 +3,13 @@ views, reductions over some dims, softmax and nll_loss (the CPU target's own ker
 the bookkeeping of gradients (summing contributions, reducing broadcast operands).
 
 ``_run_op(node, env)`` computes a node's value from the values in ``env``;
-``_op_backward(node, env, grad)`` gives its operands' gradient contributions.
+``_op_backward(node, env, grad)`` gives its operands' gradient contributions. Each runs on
+the target of the arrays it is given (``target_of``): the CPU's, or the CUDA target's for a
+program over CUDA tensors.
 """
 import numpy as np
 
-from nbgrad.ops.targets import CPU
+from nbgrad.ops.targets import target_of
 
 def _total(parts, shape, dtype):
     """The sum of gradient contributions (broadcasting to ``shape`` when given)."""
@@ -15,9 +17,10 @@ def _total(parts, shape, dtype):
         return parts[0]
     if shape is None:
         shape = np.broadcast_shapes(*(p.shape for p in parts))
-    out = CPU.copy_into(CPU.empty(shape, dtype.numpy), parts[0], fresh_out=True)
+    T = target_of(parts[0])
+    out = T.copy_into(T.empty(shape, dtype.numpy), parts[0], fresh_out=True)
     for p in parts[1:]:
-        CPU.run("add", out, out, p)
+        T.run("add", out, out, p)
     return out
 
 
@@ -28,73 +31,76 @@ def _reduce_to(array, shape):
         return array
     lead = array.ndim - len(shape)
     dims = tuple(range(lead)) + tuple(d + lead for d, n in enumerate(shape) if n == 1 and array.shape[d + lead] != 1)
-    return CPU.reshape(CPU.reduce.sum(array, dims, array.dtype), shape)
+    T = target_of(array)
+    return T.reshape(T.reduce.sum(array, dims, array.dtype), shape)
 
 
 def _run_op(node, env):
     a = env[node.args[0].index]
+    T = target_of(a)
     if node.op == "matmul":
         return _matmul(a, env[node.args[1].index])
     if node.op == "permute":
-        return CPU.permute(a, node.params["perm"])
+        return T.permute(a, node.params["perm"])
     if node.op == "reshape":
-        return CPU.reshape(a, node.shape)
+        return T.reshape(a, node.shape)
     if node.op == "sum":
         p = node.params
-        return CPU.reshape(CPU.reduce.sum(a, p["dims"], a.dtype, p["scale"]), node.shape)
+        return T.reshape(T.reduce.sum(a, p["dims"], a.dtype, p["scale"]), node.shape)
     if node.op == "softmax":
-        return CPU.reduce.softmax(a, node.params["dim"], node.params["log"])
+        return T.reduce.softmax(a, node.params["dim"], node.params["log"])
     if node.op == "nll_loss":
-        losses, total, total_weight = CPU.loss.nll_forward(a, env[node.args[1].index], None,
+        losses, total, total_weight = T.loss.nll_forward(a, env[node.args[1].index], None,
                                                            node.params["ignore_index"])
         env[("total_weight", node.index)] = total_weight
         reduction = node.params["reduction"]
         if reduction == "none":
             return losses
         with np.errstate(divide="ignore", invalid="ignore"):
-            return CPU.scalar(total if reduction == "sum" else total / total_weight, a.dtype)
+            return T.scalar(total if reduction == "sum" else total / total_weight, a.dtype)
     raise AssertionError(node.op)
 
 
 def _op_backward(node, env, grad):
     """(operand node, gradient contribution) pairs of a non-fused node."""
     a = node.args[0]
+    T = target_of(grad)
     if node.op == "matmul":
         b = node.args[1]
         out = []
         if a.requires_grad:
-            out.append((a, _matmul(grad, CPU.permute(env[b.index]))))
+            out.append((a, _matmul(grad, T.permute(env[b.index]))))
         if b.requires_grad:
-            out.append((b, _matmul(CPU.permute(env[a.index]), grad)))
+            out.append((b, _matmul(T.permute(env[a.index]), grad)))
         return out
     if not a.requires_grad:
         return []
     if node.op == "permute":
-        return [(a, CPU.permute(grad, tuple(np.argsort(node.params["perm"]))))]
+        return [(a, T.permute(grad, tuple(np.argsort(node.params["perm"]))))]
     if node.op == "reshape":
-        return [(a, CPU.reshape(grad, a.shape))]
+        return [(a, T.reshape(grad, a.shape))]
     if node.op == "softmax":
         y = env[node.index]
-        return [(a, CPU.reduce.softmax_backward(CPU.contiguous(grad), y, node.params["dim"], node.params["log"]))]
+        return [(a, T.reduce.softmax_backward(T.contiguous(grad), y, node.params["dim"], node.params["log"]))]
     if node.op == "nll_loss":
         g = grad
-        if node.params["reduction"] == "mean":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g = grad / env[("total_weight", node.index)]
-        return [(a, CPU.loss.nll_backward(a.shape, a.dtype.numpy, env[node.args[1].index], None, g,
+        if node.params["reduction"] == "mean":        # a kernel: the gradient may be on a device
+            g = T.launch("div", (grad, env[("total_weight", node.index)]), grad.shape, grad.dtype)
+        return [(a, T.loss.nll_backward(a.shape, a.dtype.numpy, env[node.args[1].index], None, g,
                                           node.params["ignore_index"]))]
     if node.op == "sum":                       # the keepdim gradient: readers broadcast it
-        g = CPU.reshape(grad, node.params["keep"])
+        g = T.reshape(grad, node.params["keep"])
         if node.params["scale"] != 1.0:
-            g = CPU.launch("mul", (g, node.params["scale"]), g.shape, g.dtype)
+            g = T.launch("mul", (g, node.params["scale"]), g.shape, g.dtype)
         return [(a, g)]
     raise AssertionError(node.op)
 
 
 def _matmul(a, b):
     """A product of 2-D arrays (any strides: transposes are read in place), through the
-    target's BLAS kernel."""
-    return CPU.reshape(CPU.linalg.bmm(CPU.reshape(a, (1, *a.shape)), CPU.reshape(b, (1, *b.shape))),
-                       (a.shape[0], b.shape[1]))
+    target's product kernel (BLAS on the CPU)."""
+    T = target_of(a)
+    return T.reshape(T.linalg.bmm(T.reshape(a, (1, *a.shape)), T.reshape(b, (1, *b.shape))),
+                     (a.shape[0], b.shape[1]))
 
 

@@ -201,19 +201,25 @@ Tensor.pow_ = Tensor.__ipow__ = _elementwise_inplace("pow", pointwise.pow)
 
 @tensor_method("add_", "__iadd__")
 def add_(self, other, *, alpha=1):
-    tensors, scalars = _operands(self, (other,))
-    dtype = result_type(tensors, scalars + ([alpha] if alpha != 1 else []))
-    check_result(self, broadcast_shapes(*(t._data.shape for t in tensors)), dtype)
-    if alpha == 1:
-        direct = lambda: pointwise.compute("add", (self, other), dtype, out=self._data)  # noqa: E731
-    else:
-        direct = lambda: pointwise.compute("add_scaled", (self, other, alpha), dtype, out=self._data)  # noqa: E731
-    return apply_inplace(self, lambda old: pointwise.add(old, other, alpha=alpha), (other,), direct)
+    return _add_(self, other, alpha, "add", pointwise.add)
 
 
 @tensor_method("sub_", "__isub__", "subtract_")
 def sub_(self, other, *, alpha=1):
-    return add_(self, other, alpha=-alpha)
+    if alpha != 1:
+        return _add_(self, other, -alpha, "add", pointwise.add)
+    return _add_(self, other, 1, "sub", pointwise.sub)    # its own kernel: ``p -= lr * g`` in one plain loop
+
+
+def _add_(self, other, alpha, kernel, functional):
+    tensors, scalars = _operands(self, (other,))
+    dtype = result_type(tensors, scalars + ([alpha] if alpha != 1 else []))
+    check_result(self, broadcast_shapes(*(t._data.shape for t in tensors)), dtype)
+    if alpha == 1:
+        direct = lambda: pointwise.compute(kernel, (self, other), dtype, out=self._data)  # noqa: E731
+    else:
+        direct = lambda: pointwise.compute("add_scaled", (self, other, alpha), dtype, out=self._data)  # noqa: E731
+    return apply_inplace(self, lambda old: functional(old, other, alpha=alpha), (other,), direct)
 
 
 @tensor_method("clamp_", "clip_")
