@@ -38,7 +38,7 @@ EXTRA = ("cold_start", "peak_memory")          # workloads measured in fresh pro
 
 # the speed bars of issue 9: ratio nbgrad/PyTorch eager to reach
 TARGETS = {"poly_1e6": 0.6, "poly_1e7": 0.5, "tutorial_5x5": 1.3, "chain_100": 1.3, "fan_in_chain": 1.3,
-           "mlp_step": 1.0, "mlp_plain_ops": 1.0, "cross_entropy": 1.0, "cold_start": 1.0, "peak_memory": 1.0}
+           "mlp_step": 1.0, "mlp_plain_ops": 1.0, "mlp_train_step": 0.8, "cross_entropy": 1.0, "cold_start": 1.0, "peak_memory": 1.0}
 SPREAD_WARN = 0.10      # interquartile range of a workload's ratios, relative to their median
 LOADED = 0.5            # load average per core above which the machine counts as busy
 

@@ -160,6 +160,28 @@ mlp_step = Workload(_mlp_step_make, _mlp_jax)
 """MLP 784-256-10, batch 256, the tuned way: nn.Linear, F.cross_entropy, optim.SGD."""
 
 
+def _mlp_train_step_make(lib, compile=_eager):
+    nn = lib.nn
+    lib.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    opt = lib.optim.SGD(model.parameters(), lr=0.01)
+    x, y, _ = _mlp_data(lib.tensor)
+
+    def train_step(x, y):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    step = compile(train_step)
+    return lambda: step(x, y)
+
+
+mlp_train_step = Workload(_mlp_train_step_make, _mlp_jax)
+"""``mlp_step`` as one function, ``zero_grad``, loss, ``backward`` and ``opt.step()``: compiled
+whole (``nbgrad.compile``, ``torch.compile``) when the comparison's compiled side runs."""
+
+
 def _mlp_plain_make(lib, compile=_eager):
     x, _, onehot = _mlp_data(lib.tensor)
     params = [lib.tensor(p, requires_grad=True) for p in _mlp_params()]
@@ -248,6 +270,7 @@ WORKLOADS = {
     "fan_in_chain": chain(_fan_in),
     "mlp_step": mlp_step,
     "mlp_plain_ops": mlp_plain_ops,
+    "mlp_train_step": mlp_train_step,
     "cross_entropy": cross_entropy,
     "cnn_step": cnn_step,
 }

@@ -30,7 +30,8 @@ class _Device:
 _disp.get_current_device = lambda: _Device()
 
 from nbgrad.ops.table import ACCUMULATIONS  # noqa: E402
-from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn  # noqa: E402
+from nbgrad.ops.optim import RULES, hyper_count  # noqa: E402
+from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn, cuda_nonzero, cuda_optim, cuda_prod  # noqa: E402
 from nbgrad.ops.targets.cuda_codegen import KERNELS, accumulation  # noqa: E402
 from cuda_ptx_layers import layer_jobs  # noqa: E402  (conv, pool, norm, embedding)
 
@@ -44,6 +45,18 @@ for name in sorted(KERNELS):
         jobs.append((f"{name} {dt} contiguous", k.kernel("c" * n), (int64, A(dt), int64) + (A(dt), int64) * n))
         jobs.append((f"{name} {dt} strided", k.kernel("strided"),
                      (int64, T(2), A(dt), int64, T(2)) + (A(dt), int64, T(2)) * n))
+for name in ("copy", "mul", "sub", "clamp", "where"):            # numbers passed by value: one per position
+    k = KERNELS[name]
+    n = len(k.args)
+    for dt in (float32, float64):
+        for at in range(n):
+            pat = "c" * at + "v" + "c" * (n - at - 1)
+            vals = [(dt,) if c == "v" else (A(dt), int64) for c in pat]
+            jobs.append((f"{name} {dt} {pat}", k.kernel(pat), (int64, A(dt), int64) + sum(vals, ())))
+            spat = pat.replace("c", "a")
+            svals = [(dt,) if c == "v" else (A(dt), int64, T(2)) for c in spat]
+            jobs.append((f"{name} {dt} strided_{spat}", k.kernel("strided_" + spat),
+                         (int64, T(2), A(dt), int64, T(2)) + sum(svals, ())))
 for name in ACCUMULATIONS:
     if ACCUMULATIONS[name].kernel:
         continue
@@ -82,6 +95,18 @@ for dt in (float32, float64):
                                                                    A(dt), A(dt), A(int64), int64)))
     jobs.append((f"nll_backward {dt}", cuda_nn.nll_backward_kernel, (A(dt), T(4), A(int64), A(dt), boolean, A(dt),
                                                                      boolean, A(int64), int64)))
+for dt in (float32, float64, int64, boolean):
+    jobs.append((f"nonzero count {dt}", cuda_nonzero.count_kernel, (A(dt), int64, T(2), T(2), int64, A(int64))))
+    jobs.append((f"nonzero fill {dt}", cuda_nonzero.fill_kernel, (A(dt), int64, T(2), T(2), int64, A(int64),
+                                                                   A(int64))))
+jobs.append(("nonzero scan", cuda_nonzero.scan_kernel, (A(int64), int64, A(int64))))
+for dt in (float32, float64):
+    jobs.append((f"prod_backward {dt}", cuda_prod.prod_backward_kernel, (A(dt), int64, T(1), T(1), T(1), T(1), int64,
+                                                                        A(dt), A(dt), T(1), T(1), int64)))
+for family in RULES:
+    for dt in (float32, float64):
+        jobs.append((f"optim {family} {dt}", cuda_optim.kernel(family),
+                     (int64,) + (A(dt),) * (2 + len(RULES[family].states)) + (types.UniTuple(dt, hyper_count(family)),)))
 jobs += layer_jobs()
 
 

@@ -340,6 +340,195 @@ def test_adam_and_an_mlp_with_cross_entropy():
         np.testing.assert_allclose(q.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-10)
 
 
+# -- numbers passed by value -------------------------------------------------------------------------------
+def test_numbers_are_passed_to_the_table_kernels_by_value():
+    """A number operand is a NumPy scalar of the op's dtype, an argument of the kernel (``c_cv``,
+    ``strided_av``, ...): no device array is made for it. Contiguous and strided, first or middle."""
+    from nbgrad.ops.targets import CPU
+    assert type(CUDA.number(2, np.float32)) is np.float32
+    kept = dict(CUDA._numbers)
+    x = _inputs(1, (3, 2), np.float64, seed=5)[0]
+    mask = x > 0.5
+    for transposed in (False, True):           # the contiguous kernels, then the strided ones
+        on_host = {"x": x.T if transposed else x, "m": mask.T if transposed else mask}
+        on_dev = {k: CUDA.permute(CUDA.asarray(v)) if transposed else CUDA.asarray(v)
+                  for k, v in (("x", x), ("m", mask))}
+        for kernel, operands in (("mul", ("x", 2.5)), ("sub", (1, "x")), ("clamp", ("x", 0.3, 0.6)),
+                                 ("where", ("m", -1.0, "x"))):
+            shape = on_host["x"].shape
+            cpu = CPU.launch(kernel, [on_host.get(o, o) for o in operands], shape, np.float64)
+            _compare(cpu, CUDA.launch(kernel, [on_dev.get(o, o) for o in operands], shape, np.float64), np.float64)
+    assert CUDA._numbers == kept               # no one-element device array was made for a number
+    t = nbgrad.tensor(x, device="cuda")
+    t.t()[0] = 7.0                             # a number copied into a strided view, in place
+    assert t.cpu().numpy()[:, 0].tolist() == [7.0] * 3
+    np.testing.assert_allclose((t * 3 - 1).cpu().numpy(), t.cpu().numpy() * 3 - 1)
+
+
+# -- nonzero and prod's backward with zeros ----------------------------------------------------------------
+def test_nonzero_matches_the_cpu():
+    """More elements than a block (8 blocks' counts scanned) with NaN (nonzero), a transposed view,
+    bool, int, 0-d, empty and all-zero inputs; ``as_tuple`` and ``argwhere``."""
+    rng = np.random.default_rng(6)
+    big = rng.integers(-1, 2, (4, 15)).astype(np.float64)
+    big[1, 3] = np.nan
+    small = rng.integers(-1, 2, (3, 4)).astype(np.float64)
+    cases = [big, small.T, small > 0, small.astype(np.int64), np.array(0.0), np.array(2.5), np.zeros((0, 3)),
+             np.zeros((2, 2))]
+    for host in cases:
+        cpu = nbgrad.tensor(host)
+        dev = cpu.cuda() if host is not cases[1] else nbgrad.tensor(small, device="cuda").t()
+        assert dev.shape == cpu.shape             # (a 0-d tensor stays 0-d on the way)
+        got = dev.nonzero()
+        assert got.device.type == "cuda" and got.dtype == nbgrad.int64
+        assert got.shape == cpu.nonzero().shape and got.cpu().tolist() == cpu.nonzero().tolist(), host
+    d = nbgrad.tensor(small, device="cuda")
+    assert [t.cpu().tolist() for t in d.nonzero(as_tuple=True)] == [t.tolist() for t in nbgrad.tensor(small).nonzero(
+        as_tuple=True)]
+    assert nbgrad.argwhere(d).cpu().tolist() == np.argwhere(small).tolist()
+
+
+@pytest.mark.parametrize("rows,dim", [(3, None), (3, 0), (3, 1), (1, None)])
+def test_prod_backward_with_zeros_matches_the_cpu(rows, dim):
+    """Slices with one zero, two zeros and none (along a dim), the whole with several zeros (all
+    zeros, no kernel) or one; on a transposed input."""
+    x = np.array([[0.5, 0.0, 2.0, 1.5], [0.0, 3.0, 0.0, -1.0], [1.25, 2.0, -0.5, 4.0]])[:rows]
+    grads = []
+    for device in ("cpu", "cuda"):
+        t = nbgrad.tensor(x.T.copy(), device=device).t().detach().requires_grad_(True)
+        y = t.prod() if dim is None else t.prod(dim)
+        (y * nbgrad.arange(1.0, y.numel() + 1, dtype=nbgrad.float64, device=device).reshape(y.shape)).sum().backward()
+        grads.append(t.grad.cpu().numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12)
+    assert grads[0].any() == (rows == 1 or dim is not None)
+
+
+def test_gradcheck_of_prod_with_a_zero_on_the_device():
+    """Float64 gradcheck on 'cuda' (its perturbations write numbers, by value, into the input)."""
+    x = nbgrad.tensor([[0.5, 0.0, 2.0], [1.5, -1.0, 3.0]], dtype=nbgrad.float64, device="cuda", requires_grad=True)
+    assert nbgrad.autograd.gradcheck(lambda t: t.prod(1), (x,))
+    assert nbgrad.autograd.gradcheck(lambda t: t.prod(), (x,))
+
+
+# -- what stays on the device ------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:.*encountered in scalar divide:RuntimeWarning")   # the simulator's 0/0
+def test_the_nll_sums_stay_on_the_device():
+    """nll's total and total weight are 0-d device arrays (no read back): the mean divides on the
+    device, its backward too; every target ignored gives NaN as on the CPU."""
+    from nbgrad.ops.targets.cuda import DeviceArray
+    z, zd = _pair((3, 4), 11)
+    _, total, weight = CUDA.loss.nll_forward(zd.detach()._data, CUDA.asarray(np.array([1, 0, 3])), None, -100)
+    assert isinstance(total, DeviceArray) and isinstance(weight, DeviceArray) and total.shape == weight.shape == ()
+    assert CUDA.item(weight) == 3.0
+    for t in ([2, -100, 1], [-100] * 3):
+        loss = nn.functional.nll_loss(z, nbgrad.tensor(t))
+        loss_d = nn.functional.nll_loss(zd, nbgrad.tensor(t, device="cuda"))
+        np.testing.assert_allclose(loss_d.detach().cpu().numpy(), loss.detach().numpy(), rtol=1e-12)
+        g, = nbgrad.autograd.grad(loss, z, create_graph=True)
+        gd, = nbgrad.autograd.grad(loss_d, zd, create_graph=True)
+        np.testing.assert_allclose(gd.detach().cpu().numpy(), g.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(nbgrad.autograd.grad(gd.sum(), zd)[0].cpu().numpy(),
+                                   nbgrad.autograd.grad(g.sum(), z)[0].numpy(), rtol=1e-12)
+
+
+def test_tril_and_triu_make_their_mask_on_the_device():
+    """The triangle's mask is made by kernels on the input's device (it was a host array: PyTorch's
+    device-mixing error on cuda); a batch, a wide matrix, diagonals either side, and backward."""
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for name, diagonal in (("tril", 0), ("tril", -1), ("triu", 1), ("triu", -2)):
+        t = nbgrad.tensor(x, device="cuda", requires_grad=True)
+        y = getattr(t, name)(diagonal)
+        y.sum().backward()
+        want = getattr(np, name)(x, diagonal)
+        assert y.device.type == "cuda" and y.detach().cpu().numpy().tolist() == want.tolist()
+        assert t.grad.cpu().numpy().tolist() == getattr(np, name)(np.ones_like(x), diagonal).tolist()
+
+
+# -- zeros for a missing gradient ---------------------------------------------------------------------------
+class _TwoOutputs(nbgrad.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2, x * 3
+
+    @staticmethod
+    def backward(ctx, ga, gb):
+        ctx.devices = (ga.device, gb.device)
+        return ga * 2 + gb * 3
+
+
+def test_the_zeros_for_a_missing_gradient_are_made_on_its_device():
+    """An output that got no gradient (one piece of a split, one output of a Function) gets zeros
+    from its own target: on cuda for a cuda tensor, and on the CPU for a CPU tensor even where
+    the default device is cuda."""
+    x = nbgrad.tensor([1.0, 2.0, 3.0, 4.0], device="cuda", requires_grad=True)
+    a, _ = x.split(2)
+    a.sum().backward()
+    assert x.grad.device.type == "cuda" and x.grad.cpu().tolist() == [1.0, 1.0, 0.0, 0.0]
+    x.grad = None
+    first, _ = _TwoOutputs.apply(x)
+    first.sum().backward()
+    assert [d.type for d in first.grad_fn.devices] == ["cuda", "cuda"]
+    assert x.grad.cpu().tolist() == [2.0] * 4
+    nbgrad.set_default_device("cuda")
+    try:
+        y = nbgrad.tensor([1.0, 2.0], device="cpu", requires_grad=True)
+        _, b = y.unbind()
+        b.backward()
+    finally:
+        nbgrad.set_default_device("cpu")
+    assert y.grad.device.type == "cpu" and y.grad.tolist() == [0.0, 1.0]
+
+
+# -- the optimizers' fused kernels --------------------------------------------------------------------------
+OPTIMIZERS = [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+              ("SGD", dict(lr=0.1, maximize=True)),
+              ("Adam", dict(lr=0.05, amsgrad=True, weight_decay=0.1)),
+              ("AdamW", dict(lr=0.05, weight_decay=0.1)),
+              ("NAdam", dict(lr=0.05, decoupled_weight_decay=True, weight_decay=0.1)),
+              ("RAdam", dict(lr=0.05, weight_decay=0.1)),
+              ("Adamax", dict(lr=0.05, weight_decay=0.1, maximize=True)),
+              ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.1)),
+              ("RMSprop", dict(lr=0.01)),
+              ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1)),
+              ("Adadelta", dict(weight_decay=0.1))]
+
+
+@pytest.mark.parametrize("name,kw", OPTIMIZERS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(OPTIMIZERS)])
+def test_optimizer_steps_match_the_cpu(name, kw):
+    """Every optimizer family's kernel, with its flags on, against the CPU loop made from the same rule:
+    seven steps (RAdam's rectified branch starts at the sixth), a new gradient each."""
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((2, 3))
+    grads = [rng.standard_normal((2, 3)) for _ in range(7)]
+    cpu, dev = nbgrad.tensor(start, requires_grad=True), nbgrad.tensor(start, device="cuda", requires_grad=True)
+    opts = [getattr(nbgrad.optim, name)([p], **kw) for p in (cpu, dev)]
+    for g in grads:
+        for p, o in zip((cpu, dev), opts):
+            p.grad = nbgrad.tensor(g, device=p.device)
+            o.step()
+    assert dev.device.type == "cuda"
+    np.testing.assert_allclose(dev.detach().cpu().numpy(), cpu.detach().numpy(), rtol=1e-12, atol=1e-14)
+    for key, value in opts[0].state[cpu].items():
+        np.testing.assert_allclose(opts[1].state[dev][key].cpu().numpy(), value.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_an_optimizer_step_on_strided_float32_arrays():
+    """The target's step on a transposed parameter with a float64 gradient and a float32 state:
+    updated through contiguous copies written back, as the CPU's."""
+    from nbgrad.ops.targets import CPU
+    rng = np.random.default_rng(4)
+    p, g, m, v = (rng.uniform(0.1, 1, (3, 2)).astype(np.float32) for _ in range(4))
+    hyper = (1.0, 0.1, 0.999, 0.001, 1.0, 1e-8, -0.01, 0.0, 0.0, 0.0, 0.0)
+    dp, dm, dv = CUDA.permute(CUDA.asarray(p.T.copy())), CUDA.asarray(m), CUDA.asarray(v)
+    hp = p.T.copy().T
+    CPU.optim.step("adam", hp, g.astype(np.float64), [m, v, None], hyper)
+    CUDA.optim.step("adam", dp, CUDA.asarray(g.astype(np.float64)), [dm, dv, None], hyper)
+    for host, d in ((hp, dp), (m, dm), (v, dv)):      # (a GPU may contract a * b + c into one fma)
+        np.testing.assert_allclose(CUDA.to_host(d), host, rtol=1e-6)
+    with pytest.raises(RuntimeError, match="a state or gradient of 5 elements for a parameter of 6 elements"):
+        CUDA.optim.step("adam", dp, CUDA.asarray(np.zeros(5)), [dm, dv, None], hyper)
+
+
 # -- devices --------------------------------------------------------------------------------------------
 def test_round_trips_and_devices():
     x = nbgrad.randn(2, 3)
@@ -426,8 +615,12 @@ def test_mixing_devices_is_pytorchs_error():
 
 def test_a_missing_kernel_says_so_instead_of_running_on_the_cpu():
     x = nbgrad.randn(2, 3, device="cuda")
-    with pytest.raises(NotImplementedError, match="'index.nonzero' is not implemented for cuda"):
-        x.nonzero()
+    with pytest.raises(NotImplementedError, match=r"'scan\.cumulative_along' is not implemented for cuda"):
+        x.cumsum(0)
+    with pytest.raises(NotImplementedError, match=r"'sort\.\w+' is not implemented for cuda"):
+        x.sort()
+    with pytest.raises(AttributeError, match="'CudaTarget' object has no attribute 'no_such_family'"):
+        CUDA.no_such_family
 
 
 def test_the_gpu_benchmark_script_runs(tmp_path):

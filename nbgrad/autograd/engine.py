@@ -14,7 +14,7 @@ and it captures their gradients instead of accumulating them into ``.grad``.
 import heapq
 import sys
 
-from nbgrad.ops.targets import target_of
+from nbgrad.ops.targets import CPU, target_of
 
 from . import anomaly_mode
 from .anomaly_mode import _state as _anomaly
@@ -244,6 +244,8 @@ def _conform(grad, meta):
 
 
 def _zeros(meta):
-    from ..factories import zeros
-    shape, dtype = meta
-    return zeros(shape, dtype=dtype)
+    """Zeros for an output that got no gradient, made through that output's target (so on its
+    device, whatever the default device is); a meta of (shape, dtype) alone: the CPU."""
+    from ..factories import _filled
+    shape, dtype, *where = meta
+    return _filled((shape,), 0, dtype, False, where[0] if where else CPU)

@@ -16,6 +16,8 @@ import inspect
 import itertools
 import warnings
 
+from nbgrad.ops.targets import target_of
+
 from . import forward_ad
 from .grad_mode import is_grad_enabled, no_grad
 from .graph import Node
@@ -218,7 +220,8 @@ def _wrap_outputs(ctx, inputs, output, recording):
         ctx._num_forward_outputs = len(outputs)
         ctx._tensor_outputs = positions
         ctx.num_outputs = len(positions)
-        ctx._output_meta = [(outputs[i]._data.shape, outputs[i].dtype) for i in positions]
+        ctx._output_meta = [(outputs[i]._data.shape, outputs[i].dtype, target_of(outputs[i]._data))
+                            for i in positions]
         to_save = ctx.__dict__.pop("to_save", None)
         if to_save:
             Node.save_for_backward(ctx, *to_save)

@@ -23,6 +23,7 @@ import weakref
 from ..autograd.grad_mode import enable_grad, is_grad_enabled
 from ..autograd.graph import Node
 from ..tensor import Tensor, record
+from . import effects
 from .capture import GraphBreak, capture
 from .codegen import Program
 
@@ -76,7 +77,8 @@ class _Entry:
                                     if n.requires_grad and n.op != "input"}.values())
 
     def valid(self):
-        return all(_signature(t) == s for t, s in zip(self.lifted, self.lifted_signature))
+        return all(_signature(t) == s for t, s in zip(self.lifted, self.lifted_signature)) and \
+            (not self.graph.effects or effects.bound(self.graph))
 
     def describe(self):
         p = self.program
@@ -197,6 +199,8 @@ class CompiledFunction:
 
     def _run(self, entry, args, kwargs):
         tensors = _tensors(args, []) + _tensors(list(kwargs.values()), []) + entry.lifted
+        if entry.graph.effects and entry.graph.backward_inside:        # a training step (effects.py)
+            return effects.run(entry, tensors)
         arrays = [t._data for t in tensors]
         program = entry.program
         env, joint = program.forward(arrays, bool(entry.differentiable))
@@ -217,7 +221,10 @@ class CompiledFunction:
                 return out
             nodes[v.index] = Tensor._wrap(env[v.index])
             return nodes[v.index]
-        return value(entry.graph.outputs)
+        out = value(entry.graph.outputs)
+        for effect in entry.graph.effects:      # zero_grad, optimizer steps: the backward comes later
+            effect.apply(None)
+        return out
 
     def _output(self, entry, node, v, env, joint, arrays, tensors, args, kwargs):
         """Output ``v`` of the call's one recorded node (made by its first differentiable output)."""

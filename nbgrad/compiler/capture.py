@@ -20,6 +20,7 @@ import numpy as np
 
 from nbgrad.ops.table import TABLE
 
+from .._effects import EFFECTS
 from ..autograd.grad_mode import is_grad_enabled
 from ..functional import pointwise
 from ..tensor import Size, Tensor, device
@@ -70,6 +71,8 @@ class Graph:
         self.lifted = {}              # id(tensor) -> (tensor, node)
         self.outputs = None           # the returned structure, with nodes for proxies
         self.device = device("cpu")   # the device of the tensors it reads (one: see ``input``)
+        self.effects = []             # backward, zero_grad, optimizer steps, in program order (effects.py)
+        self.saved_grads = {}         # the real .grad of tensors whose effects capture showed (effects.py)
 
     def add(self, node):
         node.index = len(self.nodes)
@@ -98,6 +101,7 @@ class Graph:
 
     def __str__(self):
         lines = [repr(n) for n in self.nodes]
+        lines += [f"then {e!r}" for e in self.effects]          # made after the forward, in this order
         lines.append(f"return {_describe(self.outputs)}")
         return "\n".join(lines)
 
@@ -203,7 +207,11 @@ class Proxy:
         _break("data-dependent Python on a traced tensor (.item(), bool(), .numpy(), print...)")
 
     __bool__ = __float__ = __int__ = __index__ = __str__ = __format__ = __array__ = __iter__ = __len__ = \
-        item = tolist = numpy = backward = _data_dependent
+        item = tolist = numpy = _data_dependent
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from . import effects
+        effects.backward(self, gradient, retain_graph, create_graph, inputs)
 
     def _comparison(self, other):
         _break("comparisons of traced tensors are not supported by nbgrad.compile yet")
@@ -343,9 +351,9 @@ class Proxy:
     def _nll_loss(self, target, weight, reduction, ignore_index):
         """``F.nll_loss`` on a traced (N, C) input (its checks ran already)."""
         n = self._node
-        if weight is not None or len(n.shape) != 2 or isinstance(target, Proxy):
+        if weight is not None or len(n.shape) != 2 or (isinstance(target, Proxy) and target._node.op != "input"):
             _break("nll_loss with a weight, a target computed in the function, or other than (N, C) input")
-        t = self._graph.lift(target)
+        t = _node(target, self._graph)                 # an argument's node, or a lifted tensor's
         shape = (n.shape[0],) if reduction == "none" else ()
         node = Node("nll_loss", (n, t), shape, n.dtype, n.requires_grad,
                     {"reduction": reduction, "ignore_index": ignore_index})
@@ -397,6 +405,8 @@ def capture(fn, args, kwargs):
         return value
 
     pointwise.TRACING.trace = _trace_hook
+    from . import effects
+    EFFECTS.hook = effects.hook
     traced_args = _structure(args, proxy)
     traced_kwargs = {k: _structure(v, proxy) for k, v in kwargs.items()}
     if _graph() is not None:
@@ -406,6 +416,7 @@ def capture(fn, args, kwargs):
         out = fn(*traced_args, **traced_kwargs)
     finally:
         _state.graph = None
+        effects.restore(graph)
 
     def output(value):
         if isinstance(value, Proxy):
@@ -415,4 +426,5 @@ def capture(fn, args, kwargs):
         return value
 
     graph.outputs = _structure(out, output)
+    effects.check(graph, fn)
     return graph

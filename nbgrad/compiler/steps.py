@@ -68,10 +68,14 @@ def _op_backward(node, env, grad):
     if node.op == "matmul":
         b = node.args[1]
         out = []
+        # an operand that is a transpose (``x @ W.t()``) gets its gradient computed transposed, as
+        # eager's ``_mm_grads`` does: the gradient reaching ``W`` through the permute is then contiguous
         if a.requires_grad:
-            out.append((a, _matmul(grad, T.permute(env[b.index]))))
+            out.append((a, T.permute(_matmul(env[b.index], T.permute(grad))) if a.op == "permute" else
+                        _matmul(grad, T.permute(env[b.index]))))
         if b.requires_grad:
-            out.append((b, _matmul(T.permute(env[a.index]), grad)))
+            out.append((b, T.permute(_matmul(T.permute(grad), env[a.index])) if b.op == "permute" else
+                        _matmul(T.permute(env[a.index]), grad)))
         return out
     if not a.requires_grad:
         return []

@@ -26,11 +26,12 @@ __all__ = ["tril", "triu", "diag", "diagonal", "diag_embed", "trace", "roll", "r
 
 
 # -- tril, triu --------------------------------------------------------------------------------------
-def _triangle_mask(shape, diagonal, lower):
-    rows, cols = shape[-2], shape[-1]
-    mask = np.tri(rows, cols, diagonal, dtype=np.bool_) if lower else ~np.tri(rows, cols, diagonal - 1,
-                                                                            dtype=np.bool_)
-    return Tensor._wrap(mask)
+def _triangle_mask(input, diagonal, lower):
+    """Where ``column - row`` is at most (``lower``) or at least ``diagonal``: made by kernels on
+    the input's device."""
+    rows, cols = input.shape[-2], input.shape[-1]
+    offset = arange(cols, device=input.device) - arange(rows, device=input.device).unsqueeze(1)
+    return offset <= diagonal if lower else offset >= diagonal
 
 
 def _zero_like_dtype(input):
@@ -52,7 +53,7 @@ def _triangle(input, diagonal, lower):
     if input.ndim < 2:
         raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions")
     with no_grad():
-        data = where(_triangle_mask(input.shape, diagonal, lower), input.detach(), _zero_like_dtype(input))._data
+        data = where(_triangle_mask(input, diagonal, lower), input.detach(), _zero_like_dtype(input))._data
     return record(TrilBackward0 if lower else TriuBackward0, data, (input,), diagonal=diagonal)
 
 

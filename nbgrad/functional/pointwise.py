@@ -261,10 +261,16 @@ def _node_class(rec, name, inputs):
     """``rec``'s backward node when ``inputs`` (the args given as tensors) are recorded."""
     saved, wrt = rec.saved(inputs), (None if inputs == rec.args else inputs)
     values = [f"{n}={n}" for n in saved] + [f"{p}=self.{p}" for p, _ in rec.params]
+    steps = [_kernel_step(rec, arg, inputs, j) for j, arg in enumerate(inputs)]
     source = "\n    ".join(["def backward(self, grad):",
                             *([f"{', '.join(saved)}, = self.saved_tensors"] if saved else []),
-                            f"return gradients(self, {rec.name!r}, grad, {wrt!r}{''.join(', ' + v for v in values)})"])
-    backward = _exec(source, f"<nbgrad node {name}>", {"gradients": gradients})["backward"]
+                            "if _grad_mode.enabled:           # create_graph: maybe recorded",
+                            f"    return gradients(self, {rec.name!r}, grad, {wrt!r}{''.join(', ' + v for v in values)})",
+                            "nf = self.next_functions",
+                            f"return ({''.join(step + ', ' for step in steps)})"])
+    backward = _exec(source, f"<nbgrad node {name}>", {"gradients": gradients, "_grad_mode": _grad_mode,
+                                                        "_kernel_gradient": _kernel_gradient,
+                                                        "zeros_like": zeros_like, "Tensor": Tensor})["backward"]
     doc = "; ".join(f"d{a} = {rec.grads[a]}" for a in inputs if a in rec.grads)
     attrs = {"backward": backward, "__module__": __name__, "__qualname__": name,
              "_table_op": rec.name, "_table_args": inputs,         # forward AD's rule (autograd/forward_ad.py)
@@ -276,6 +282,42 @@ def _node_class(rec, name, inputs):
     if any(k is not None for k in saved_for):
         attrs["_saved_for"] = saved_for + (None,) * ("y" in saved)
     return type(name, (Node,), attrs)
+
+
+def _kernel_step(rec, arg, inputs, j):
+    """Source of input ``j``'s gradient (``arg``'s) when the step is not recorded: its fused
+    kernel over the names its expression reads, written out for this node class, so that
+    a backward step makes no lookups (what ``derivative`` does per call)."""
+    expr = rec.grads.get(arg)
+    if expr is None:
+        return "None"
+    if expr in ("g", "0"):
+        value = "grad" if expr == "g" else "zeros_like(grad)"
+    else:
+        params = {p for p, _ in rec.params}
+        arrays, operands = [], []
+        for n in rec.grad_operands(arg):
+            if n == "g":
+                arrays.append("grad._data")
+                operands.append("grad")
+            elif n == "y":
+                arrays.append("y._data")
+                operands.append("y")
+            elif n in inputs:                  # a tensor, or a number where the op took one
+                arrays.append(f"({n}._data if isinstance({n}, Tensor) else {n} if type({n}) is float or "
+                              f"type({n}) is int else None)")
+                operands.append(n)
+            else:                              # a number: a param, or an operand given as one
+                ref = f"self.{n}" if n in params else n
+                arrays.append(f"({ref} if type({ref}) is float or type({ref}) is int else None)")
+                operands.append(ref)
+        value = f"_kernel_gradient({rec.grad_kernel(arg)!r}, [{', '.join(arrays)}], ({', '.join(operands)},))"
+    return f"({value} if nf[{j}][0] is not None else None)"
+
+
+def _kernel_gradient(kernel, arrays, operands):
+    data = _alike(kernel, arrays)
+    return Tensor._wrap(data if data is not None else _compute_any(kernel, operands, None, None, None))
 
 
 def _torch_name(rec, name):

@@ -419,7 +419,7 @@ def _multi_view(base, arrays, node_cls, view_fns, **attrs):
     if node is not None:
         node._multi_output = True            # even with one piece, as PyTorch's split is
         node.num_outputs = len(outs)
-        node._output_meta = tuple((a.shape, base.dtype) for a in arrays)
+        node._output_meta = tuple((a.shape, base.dtype, target_of(base._data)) for a in arrays)
         for k, out in enumerate(outs):
             out.grad_fn, out._output_nr = node, k
     return tuple(outs)

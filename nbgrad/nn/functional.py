@@ -259,7 +259,9 @@ class _NllLossBackward(Node):
         input, target, weight = self.saved_tensors
         g = grad._data
         if self.reduction == "mean":                 # every target ignored: 0/0, NaN
-            g = target_of(g).launch("div", (g, float(self.total_weight)), g.shape, g.dtype)
+            tw = self.total_weight                   # a host number, or a 0-d array left on the device
+            g = target_of(g).launch("div", (g, tw if type(tw) is target_of(g).array_type else float(tw)), g.shape,
+                                    g.dtype)
         data = target_of(input._data).loss.nll_backward(input._data.shape, input._data.dtype, target._data,
                                                         None if weight is None else weight._data, g,
                                                         self.ignore_index)
@@ -285,13 +287,16 @@ def _nll(input, target, weight, reduction, ignore_index, node_cls):
     """The op on checked operands: ``input`` 1-D, 2-D or 4-D, ``target`` of the loss's shape."""
     losses, total, total_weight = target_of(input._data).loss.nll_forward(
         input._data, target._data, None if weight is None else weight._data, ignore_index)
+    place = target_of(losses)
     if reduction == "none":
         data = losses
+    elif type(total) is place.array_type:                            # 0-d arrays kept on the device (CUDA)
+        data = total if reduction == "sum" else place.launch("div", (total, total_weight), (), losses.dtype)
     elif reduction == "sum":
-        data = target_of(losses).scalar(total, losses.dtype)
+        data = place.scalar(total, losses.dtype)
     else:
         with np.errstate(divide="ignore", invalid="ignore"):        # host numbers
-            data = target_of(losses).scalar(total / total_weight, losses.dtype)
+            data = place.scalar(total / total_weight, losses.dtype)
     return record(node_cls, data, (input,), saved=(input, target, weight), reduction=reduction,
                   ignore_index=ignore_index, total_weight=total_weight)
 

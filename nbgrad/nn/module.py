@@ -6,6 +6,7 @@ import warnings
 from collections import OrderedDict, namedtuple
 
 from .. import _dtype
+from .._effects import EFFECTS
 from ..autograd.grad_mode import no_grad
 from ..autograd.graph import add_hook
 from ..tensor import Tensor
@@ -514,6 +515,8 @@ class Module:
 
 
 def _zero_grad(p, set_to_none):
+    if EFFECTS.hook is not None and EFFECTS.hook("zero_grad", p, set_to_none):     # inside nbgrad.compile
+        return
     if p.grad is None:
         return
     if set_to_none:

@@ -14,6 +14,7 @@ from collections import Counter
 from functools import wraps
 from weakref import ref
 
+from .._effects import recorded
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
@@ -113,6 +114,14 @@ class LRScheduler:
     def get_lr(self):
         raise NotImplementedError
 
+    def __init_subclass__(cls, **kwargs):
+        """Each ``step`` is recorded, not made, inside ``nbgrad.compile``'s capture."""
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_recorded", False):
+            cls.step = recorded(step)
+
+    @recorded
     def step(self, epoch=None):
         if self._step_count == 1:
             if not hasattr(self.optimizer.step, "_wrapped_by_lr_sched"):

@@ -11,6 +11,7 @@ from itertools import chain
 from nbgrad.ops.targets import target_for, target_of
 
 from .. import _dtype
+from .._effects import recorded
 from ..autograd.grad_mode import enable_grad
 from ..nn.module import _typename
 from ..nn.module import _zero_grad as zero_param_grad
@@ -87,6 +88,13 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 zero_param_grad(p, set_to_none)
+
+    def __init_subclass__(cls, **kwargs):
+        """Each ``step`` is recorded, not made, inside ``nbgrad.compile``'s capture."""
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_recorded", False):
+            cls.step = recorded(step)
 
     def step(self, closure=None):
         raise NotImplementedError

@@ -17,10 +17,11 @@ import numpy as np
 from numba import cuda
 
 from . import cuda_kernels as hand
-from . import cuda_nn
+from . import cuda_nn, cuda_nonzero, cuda_optim, cuda_prod
 from .cuda_layers import families as _layer_families
 from .cuda_array import DeviceArray
 from .cuda_codegen import KERNELS, accumulation
+from ..optim import check_sizes
 from ..table import ACCUMULATIONS
 from ..reduce import check_saved as _check_saved, keep_shape as _keep_shape    # host-side shape checks
 
@@ -82,14 +83,15 @@ class CudaTarget:
 
     def __init__(self):
         self._numbers = {}
+        self._unused = {}
         self.reduce = _Family("reduce", sum=self._sum, prod=self._prod, var=self._var, logsumexp=self._logsumexp,
                               count_zeros=self._count_zeros, max=self._max, index_backward=self._index_backward,
                               distribute_backward=self._distribute_backward, keep_shape=_keep_shape,
                               softmax=self._softmax, softmax_backward=self._softmax_backward,
-                              check_saved=_check_saved)
+                              check_saved=_check_saved, prod_backward=self._prod_backward)
         self.linalg = _Family("linalg", bmm=self._bmm, add_rows=self._add_rows)
         self.index = _Family("index", gather=self._gather, scatter=self._scatter, gather_dim=self._gather_dim,
-                             scatter_dim=self._scatter_dim)
+                             scatter_dim=self._scatter_dim, nonzero=self._nonzero)
         self.loss = _Family("loss", nll_forward=self._nll_forward, nll_backward=self._nll_backward)
         self.shape = _Family("shape", flip=self._flip)
         self.optim = _Family("optim", step=self._optim_step)
@@ -98,17 +100,37 @@ class CudaTarget:
     def __repr__(self):
         return "<nbgrad target cuda>"
 
+    def __getattr__(self, name):
+        """A kernel family the CPU target has and this one has not built (sort, scan, ...): each
+        member raises the clear ``NotImplementedError`` instead of an AttributeError."""
+        from .cpu import CpuTarget
+        if not name.startswith("_") and isinstance(getattr(CpuTarget, name, None), type(np)):
+            return _Family(name)
+        raise AttributeError(f"'CudaTarget' object has no attribute '{name}'")
+
     def _optim_step(self, family, p, grad, states, hyper):
-        """The CPU target's fused optimizer step, run on host copies and written back: device
-        kernels for the optimizers are not built yet (one round trip per parameter and step)."""
-        from .cpu import CPU
+        """``family``'s fused update in one launch of its kernel (``cuda_optim``, from the same
+        rule as the CPU loop): ``p`` and its ``states`` updated in place on the device, through a
+        contiguous copy written back where one is strided or of another dtype."""
+        check_sizes(p, grad, states)
+        if p.size == 0:
+            return
+        dtype = p.dtype
         arrays = [p, *(s for s in states if s is not None)]
-        hosts = [self.to_host(a) for a in arrays]
-        host_states = iter(hosts[1:])
-        CPU.optim.step(family, hosts[0], self.to_host(grad), [None if s is None else next(host_states) for s in states],
-                       hyper)
-        for a, h in zip(arrays, hosts):
-            self.copy_into(a, self.asarray(h))
+        work = [self.contiguous(self.astype(a, dtype)) for a in arrays]
+        g = self.contiguous(self.astype(grad, dtype))
+        unused = self._unused.get(dtype)
+        if unused is None:
+            unused = self._unused[dtype] = cuda.device_array(1, dtype)     # a state the settings never read
+        it = iter(work[1:])
+        flats = [_flat_buf(next(it)) if s is not None else unused for s in states]
+        n = p.size
+        threads = min(_THREADS, n)
+        cuda_optim.kernel(family)[-(-n // threads), threads](n, _flat_buf(work[0]), _flat_buf(g), *flats,
+                                                               tuple(dtype.type(v) for v in hyper))
+        for a, w in zip(arrays, work):
+            if w is not a:
+                self.copy_into(a, w)
 
     # -- the device -----------------------------------------------------------------------------
     @staticmethod
@@ -169,7 +191,9 @@ class CudaTarget:
     @staticmethod
     def asarray(host):
         """A new device array with the values of host array ``host`` (one copy to the device)."""
-        host = np.ascontiguousarray(host)
+        host = np.asarray(host)
+        if not host.flags.c_contiguous:
+            host = host.copy(order="C")        # (np.ascontiguousarray would make a 0-d array 1-d)
         flat = host.reshape(-1) if host.size else np.zeros(1, host.dtype)
         return DeviceArray.contiguous_over(cuda.to_device(flat), host.shape)
 
@@ -184,8 +208,15 @@ class CudaTarget:
         flat = dev.reshape(dev.size) if dev.size else cuda.device_array(1, dev.dtype)
         return DeviceArray.contiguous_over(flat, dev.shape)
 
-    def number(self, value, dtype):
-        """``value`` as a one-element device array of ``dtype`` (kept: never write to one)."""
+    @staticmethod
+    def number(value, dtype):
+        """``value`` as a NumPy scalar of ``dtype``: a table kernel's operand passed by value
+        (nothing allocated or copied to the device)."""
+        return np.dtype(dtype).type(value)
+
+    def _constant(self, value, dtype):
+        """``value`` as a one-element device array of ``dtype``, for the hand kernels that read
+        one (kept: never write to one)."""
         key = (value, type(value), np.dtype(dtype))
         arr = self._numbers.get(key)
         if arr is None:
@@ -305,7 +336,8 @@ class CudaTarget:
 
     def launch(self, kernel, operands, shape, dtype, out_dtype=None, out=None):
         arrays = [(x if x.dtype == dtype else self.astype(x, dtype)) if isinstance(x, DeviceArray)
-                  else self.number(x, dtype) for x in operands]
+                  else self.number(x, dtype) if isinstance(x, (numbers.Number, np.generic)) else x
+                  for x in operands]
         if out is not None:
             return self._elementwise(kernel, out, arrays, False)
         out = self.empty(shape, dtype if out_dtype is None else out_dtype)
@@ -318,27 +350,30 @@ class CudaTarget:
 
     def _elementwise(self, name, out, arrays, fresh_out):
         """Run table kernel ``name`` into ``out`` over ``arrays`` (device arrays of ``out``'s
-        shape or broadcasting to it): the contiguous grid-stride kernel when every operand
-        is contiguous or one element, else the strided one."""
-        if not isinstance(out, DeviceArray) or not all(isinstance(x, DeviceArray) for x in arrays):
+        shape or broadcasting to it, and numbers: NumPy scalars, passed by value): the
+        contiguous grid-stride kernel when every operand is contiguous or one element, else
+        the strided one."""
+        if not isinstance(out, DeviceArray) or not all(isinstance(x, (DeviceArray, np.generic)) for x in arrays):
             from . import common_target
-            common_target([out, *arrays])      # PyTorch's error for a CPU array among CUDA ones
+            common_target([out, *(x for x in arrays if not isinstance(x, np.generic))])   # PyTorch's error
             raise TypeError("the CUDA target was given a host value where it needs a device array")
         size = out.size
         if size == 0:
             return out
         shape = out.shape
         if not fresh_out:
-            arrays = [self.copy(x) if (x.buf is out.buf and x.ndim and
+            arrays = [self.copy(x) if (isinstance(x, DeviceArray) and x.buf is out.buf and x.ndim and
                                        (x.offset, x.shape, x.strides) != (out.offset, out.shape, out.strides))
                       else x for x in arrays]
-        strides = [_element_strides(x, shape) for x in arrays]
+        strides = [None if isinstance(x, np.generic) else _element_strides(x, shape) for x in arrays]
         k = KERNELS[name]
         blocks, threads = _grid(size)
         if self.is_contiguous(out):
             pattern = ""
             for x, st in zip(arrays, strides):
-                if x.size == size and self.is_contiguous(x):
+                if st is None:
+                    pattern += "v"
+                elif x.size == size and self.is_contiguous(x):
                     pattern += "c"
                 elif not any(st):
                     pattern += "s"
@@ -347,15 +382,17 @@ class CudaTarget:
             else:
                 args = []
                 for x in arrays:
-                    args += [x.buf, x.offset]
+                    args += [x] if isinstance(x, np.generic) else [x.buf, x.offset]
                 k.kernel(pattern)[blocks, threads](size, out.buf, out.offset, *args)
                 return out
         dims = tuple(shape) or (1,)
         args = []
         for x, st in zip(arrays, strides):
-            args += [x.buf, x.offset, tuple(st) or (0,)]
+            args += [x] if st is None else [x.buf, x.offset, tuple(st) or (0,)]
         ostr = tuple(_element_strides(out, shape)) or (0,)
-        k.kernel("strided")[-(-size // threads), threads](size, dims, out.buf, out.offset, ostr, *args)
+        layout = "strided" if all(st is not None for st in strides) else \
+            "strided_" + "".join("v" if st is None else "a" for st in strides)
+        k.kernel(layout)[-(-size // threads), threads](size, dims, out.buf, out.offset, ostr, *args)
         return out
 
     def _flip(self, out, x, dims):
@@ -384,7 +421,7 @@ class CudaTarget:
         floating = x.dtype.kind == "f" or out_dtype.kind == "f"
         parts = max(1, min(-(-nred // (hand.THREADS * 4)), 4 if hand.SIMULATED else 64))
         partials = cuda.device_array(nout * parts if parts > 1 else 1, np.float64 if floating else np.int64)
-        center = self.number(0.0, np.float64) if center is None else center
+        center = self._constant(0.0, np.float64) if center is None else center
         scale = float(scale) if floating else int(scale)
         mod = accumulation(ACCUMULATIONS[name].kernel or name, hand.THREADS)
         first, combine = (mod.float_first, mod.float_combine) if floating else (mod.int_first, mod.int_combine)
@@ -451,6 +488,22 @@ class CudaTarget:
             if first < n:
                 raise RuntimeError(f"index {self.item(self.slice(self.reshape(flat_idx, (-1,)), (first,)))} is out "
                                    f"of bounds for dimension {dim} with size {length}")
+        return gx
+
+    def _prod_backward(self, g, x, dims):
+        """``g`` (keepdim shape) times the product of the other elements of each reduced slice
+        of ``x`` (exact with zeros): a new array of x's shape."""
+        _check_saved("prod backward", g, x, dims)
+        gx = self.empty(x.shape, x.dtype)
+        if gx.size == 0:
+            return gx
+        kshape, kstr, rshape, rstr, nred = _plan(x, dims)
+        _, gkstr, _, grstr, _ = _plan(gx, dims)
+        g = self.contiguous(g)
+        n = g.size
+        threads = min(_THREADS, n)
+        cuda_prod.prod_backward_kernel[-(-n // threads), threads](x.buf, x.offset, kshape, kstr, rshape, rstr, nred,
+                                                                  _flat_buf(g), gx.buf, gkstr, grstr, n)
         return gx
 
     def _distribute_backward(self, g, x, m, dims, nan_too=False):
@@ -534,6 +587,24 @@ class CudaTarget:
         kernel[-(-n // threads), threads](dst.buf, dst.offset, _flat_buf(vals), *args, n)
         return dst
 
+    def _nonzero(self, x):
+        """Coordinates of ``x``'s nonzero elements (any strides), ``(n, x.ndim)`` int64 in C
+        order (``cuda_nonzero``); ``n`` is read back to size the output."""
+        if x.size == 0:
+            return self.empty((0, x.ndim), np.int64)
+        flat = x if x.ndim else self.reshape(x, (1,))
+        shape, strides, n = tuple(flat.shape), tuple(flat.element_strides()), flat.size
+        threads = hand.THREADS
+        blocks = -(-n // threads)
+        counts, starts = cuda.device_array(blocks, np.int64), cuda.device_array(blocks + 1, np.int64)
+        cuda_nonzero.count_kernel[blocks, threads](flat.buf, flat.offset, shape, strides, n, counts)
+        cuda_nonzero.scan_kernel[1, threads](counts, blocks, starts)
+        total = int(starts[blocks:].copy_to_host()[0])
+        out = self.empty((total, x.ndim), np.int64)
+        if total and x.ndim:
+            cuda_nonzero.fill_kernel[blocks, threads](flat.buf, flat.offset, shape, strides, n, starts, out.buf)
+        return out
+
     def _checked_index(self, index, dim, size):
         """``index`` as a flat C-contiguous int64 device array, every value checked to lie in
         ``[0, size)`` before anything is read or written (PyTorch's error otherwise)."""
@@ -609,7 +680,7 @@ class CudaTarget:
         if weight is not None and weight.size != c:
             raise RuntimeError("weight tensor should be defined either for all or no classes")
         flat = self.contiguous(self.astype(target, np.dtype(np.int64)))
-        w = self.contiguous(self.astype(weight, dtype)) if weight is not None else self.number(1, dtype)
+        w = self.contiguous(self.astype(weight, dtype)) if weight is not None else self._constant(1, dtype)
         return flat, w
 
     def _bad(self, bad, flat_target):
@@ -618,8 +689,8 @@ class CudaTarget:
             raise IndexError(f"Target {self.item(self.slice(flat_target, (first,)))} is out of bounds.")
 
     def _nll_forward(self, x, target, weight, ignore_index):
-        """Per-position losses shaped as ``target``, their sum and the sum of their weights
-        (host numbers of x's dtype, as the CPU's: two reads back from the device)."""
+        """Per-position losses shaped as ``target``, their sum and the sum of their weights (0-d
+        device arrays of x's dtype, summed in float64 as the CPU's host numbers: nothing read back)."""
         flat, w = self._nll_operands(x.shape, target, weight, x.dtype)
         x4 = _as_4d(self, x)
         out = self.empty(target.shape, x.dtype)
@@ -632,9 +703,11 @@ class CudaTarget:
                 x4.buf, x4.offset, tuple(x4.element_strides()), x4.shape, _flat_buf(flat), _flat_buf(w),
                 weight is not None, out.buf, wout.buf, bad, ignore_index)
             self._bad(bad, flat)
-        total = self.item(self._sum(out, tuple(range(out.ndim)), np.float64)) if n else 0.0
-        weights = self.item(self._sum(wout, tuple(range(wout.ndim)), np.float64)) if n else 0.0
-        return out, x.dtype.type(total), x.dtype.type(weights)
+        if not n:
+            return out, self.zeros((), x.dtype), self.zeros((), x.dtype)
+        total, weights = (self.astype(self.reshape(self._sum(a, tuple(range(a.ndim)), np.float64), ()), x.dtype)
+                          for a in (out, wout))
+        return out, total, weights
 
     def _nll_backward(self, shape, dtype, target, weight, grad, ignore_index):
         out = self.zeros(shape, dtype)

@@ -6,9 +6,14 @@ Each op-table expression (a forward, or one operand's fused gradient) becomes on
   functions, which are Numba ``njit`` functions: numba's CUDA target compiles a CPU
   dispatcher called from a kernel as a device function (and the simulator simply calls it);
 * ``c_<pattern>``: grid-stride kernels over C-contiguous operands, each full (``c``, read at
-  ``i``) or one element (``s``, read once), as the CPU's contiguous loops;
+  ``i``), one element (``s``, read once) or a number (``v``, passed by value, as a NumPy
+  scalar of the computation's dtype), as the CPU's contiguous loops;
 * ``strided``: one thread per output element, which it unravels over the shape and the
-  per-operand element strides (tuples, passed by value: nothing is copied per launch).
+  per-operand element strides (tuples, passed by value: nothing is copied per launch);
+  ``strided_<pattern>`` where some operands (``v``) are numbers.
+
+Patterns with numbers are generated on first use, a module each (an op of five operands
+would otherwise carry 3**5 kernels).
 
 Every array argument is a flat device buffer plus an element offset. Sources go through
 ``load_module`` (a real file in the kernel cache), like the CPU's.
@@ -30,42 +35,64 @@ from numba import cuda
 '''
 
 
-def _source(args, expr, helpers):
+def _contiguous(pattern):
+    """Grid-stride kernel ``c_<pattern>``: per operand ``c`` (a full contiguous buffer, read at
+    ``i``), ``s`` (a one-element buffer, read once) or ``v`` (a number, passed by value)."""
+    params = ", ".join(f"x{k}" if c == "v" else f"x{k}, o{k}" for k, c in enumerate(pattern))
+    loads = "".join(f"    v{k} = x{k}[o{k}]\n" for k, c in enumerate(pattern) if c == "s")
+    reads = ", ".join({"c": f"x{k}[o{k} + i]", "s": f"v{k}", "v": f"x{k}"}[c] for k, c in enumerate(pattern))
+    return ("@cuda.jit\n"
+            f"def c_{pattern}(size, out, oo, {params}):\n{loads}"
+            "    i = cuda.grid(1)\n"
+            "    step = cuda.gridsize(1)\n"
+            "    while i < size:\n"
+            f"        out[oo + i] = f({reads})\n"
+            "        i += step\n\n")
+
+
+def _strided(pattern):
+    """One thread per element, ``strided`` (every operand an array: ``a``) or ``strided_<pattern>``
+    (``v``: a number, passed by value)."""
+    name = "strided" if "v" not in pattern else "strided_" + pattern
+    arrays = [k for k, c in enumerate(pattern) if c == "a"]
+    params = ", ".join(f"x{k}" if c == "v" else f"x{k}, o{k}, t{k}" for k, c in enumerate(pattern))
+    offs = "".join(f"    p{k} = o{k}\n" for k in arrays)
+    steps = "".join(f"        p{k} += q * t{k}[d]\n" for k in arrays)
+    reads = ", ".join(f"x{k}" if c == "v" else f"x{k}[p{k}]" for k, c in enumerate(pattern))
+    return ("@cuda.jit\n"
+            f"def {name}(size, shape, out, oo, to, {params}):\n"
+            "    i = cuda.grid(1)\n"
+            "    if i >= size:\n"
+            "        return\n"
+            "    rem = i\n"
+            "    po = oo\n"
+            f"{offs}"
+            "    for d in range(len(shape) - 1, -1, -1):\n"
+            "        q = rem % shape[d]\n"
+            "        rem //= shape[d]\n"
+            "        po += q * to[d]\n"
+            f"{steps}"
+            f"    out[po] = f({reads})\n\n")
+
+
+def _source(args, expr, helpers, layouts=None):
+    """The device function ``f`` and the kernels of ``layouts`` (default: every contiguous
+    pattern of arrays, and the all-array strided kernel)."""
     n = len(args)
+    if layouts is None:
+        layouts = ["".join("s" if mask >> k & 1 else "c" for k in range(n)) for mask in range(1 << n)]
+        layouts.append("strided")
     out = [_HEADER, helpers, "\n"]
     out.append("@cuda.jit(device=True)\n")
     out.append(f"def f({', '.join(args)}):\n    return {expr}\n\n")
-    params = ", ".join(f"x{k}, o{k}" for k in range(n))
-    for mask in range(1 << n):
-        pattern = "".join("s" if mask >> k & 1 else "c" for k in range(n))
-        loads = "".join(f"    v{k} = x{k}[o{k}]\n" for k in range(n) if pattern[k] == "s")
-        reads = ", ".join(f"v{k}" if pattern[k] == "s" else f"x{k}[o{k} + i]" for k in range(n))
-        out.append("@cuda.jit\n")
-        out.append(f"def c_{pattern}(size, out, oo, {params}):\n{loads}"
-                   "    i = cuda.grid(1)\n"
-                   "    step = cuda.gridsize(1)\n"
-                   "    while i < size:\n"
-                   f"        out[oo + i] = f({reads})\n"
-                   "        i += step\n\n")
-    sparams = ", ".join(f"x{k}, o{k}, t{k}" for k in range(n))
-    offs = "".join(f"    p{k} = o{k}\n" for k in range(n))
-    steps = "".join(f"        p{k} += q * t{k}[d]\n" for k in range(n))
-    sreads = ", ".join(f"x{k}[p{k}]" for k in range(n))
-    out.append("@cuda.jit\n")
-    out.append(f"def strided(size, shape, out, oo, to, {sparams}):\n"
-               "    i = cuda.grid(1)\n"
-               "    if i >= size:\n"
-               "        return\n"
-               "    rem = i\n"
-               "    po = oo\n"
-               f"{offs}"
-               "    for d in range(len(shape) - 1, -1, -1):\n"
-               "        q = rem % shape[d]\n"
-               "        rem //= shape[d]\n"
-               "        po += q * to[d]\n"
-               f"{steps}"
-               f"    out[po] = f({sreads})\n")
-    return "".join(out)
+    for layout in layouts:
+        if layout == "strided":
+            out.append(_strided("a" * n))
+        elif layout.startswith("strided_"):
+            out.append(_strided(layout[len("strided_"):]))
+        else:
+            out.append(_contiguous(layout))
+    return "".join(out).rstrip("\n") + "\n"
 
 
 def _helpers(expr, skip):
@@ -80,6 +107,7 @@ class CudaElementwise:
     def __init__(self, name, args, expr):
         self.name, self.args, self.expr = name, tuple(args), expr
         self._module = None
+        self._by_value = {}
 
     def __repr__(self):
         return f"CudaElementwise({self.name}: {', '.join(self.args)} -> {self.expr})"
@@ -95,7 +123,15 @@ class CudaElementwise:
         return self._module
 
     def kernel(self, layout):
-        """``"strided"`` or an operand pattern like ``"cs"``."""
+        """``"strided"`` or an operand pattern like ``"cs"``; with numbers passed by value,
+        ``"cv"`` or ``"strided_av"`` (generated on first use, one module each)."""
+        if "v" in layout:
+            k = self._by_value.get(layout)
+            if k is None:
+                source = _source(self.args, self.expr, _helpers(self.expr, self.args), [layout])
+                module = load_module(f"cuda_{self.name}_{layout}", source)
+                k = self._by_value[layout] = getattr(module, layout if layout.startswith("strided") else "c_" + layout)
+            return k
         return getattr(self.module, "strided" if layout == "strided" else "c_" + layout)
 
 
