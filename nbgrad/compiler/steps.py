@@ -9,6 +9,7 @@ program over CUDA tensors.
 """
 import numpy as np
 
+from nbgrad.nn.functional import nll_reduced
 from nbgrad.ops.targets import target_of
 
 def _total(parts, shape, dtype):
@@ -53,11 +54,7 @@ def _run_op(node, env):
         losses, total, total_weight = T.loss.nll_forward(a, env[node.args[1].index], None,
                                                            node.params["ignore_index"])
         env[("total_weight", node.index)] = total_weight
-        reduction = node.params["reduction"]
-        if reduction == "none":
-            return losses
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return T.scalar(total if reduction == "sum" else total / total_weight, a.dtype)
+        return nll_reduced(losses, total, total_weight, node.params["reduction"])
     raise AssertionError(node.op)
 
 

@@ -283,20 +283,26 @@ NllLossBackwardBackward0.forward_node = NllLossBackward0
 NllLoss2DBackwardBackward0.forward_node = NllLoss2DBackward0
 
 
+def nll_reduced(losses, total, total_weight, reduction):
+    """The loss as ``reduction`` asks, from ``nll_forward``'s per-position losses, total and total
+    weight (host numbers on the CPU, 0-d arrays kept on the device on CUDA); an all-ignored mean
+    is 0/0, NaN, as in PyTorch. ``nbgrad.compile``'s nll step shares it."""
+    place = target_of(losses)
+    if reduction == "none":
+        return losses
+    if type(total) is place.array_type:
+        return total if reduction == "sum" else place.launch("div", (total, total_weight), (), losses.dtype)
+    if reduction == "sum":
+        return place.scalar(total, losses.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return place.scalar(total / total_weight, losses.dtype)
+
+
 def _nll(input, target, weight, reduction, ignore_index, node_cls):
     """The op on checked operands: ``input`` 1-D, 2-D or 4-D, ``target`` of the loss's shape."""
     losses, total, total_weight = target_of(input._data).loss.nll_forward(
         input._data, target._data, None if weight is None else weight._data, ignore_index)
-    place = target_of(losses)
-    if reduction == "none":
-        data = losses
-    elif type(total) is place.array_type:                            # 0-d arrays kept on the device (CUDA)
-        data = total if reduction == "sum" else place.launch("div", (total, total_weight), (), losses.dtype)
-    elif reduction == "sum":
-        data = place.scalar(total, losses.dtype)
-    else:
-        with np.errstate(divide="ignore", invalid="ignore"):        # host numbers
-            data = place.scalar(total / total_weight, losses.dtype)
+    data = nll_reduced(losses, total, total_weight, reduction)
     return record(node_cls, data, (input,), saved=(input, target, weight), reduction=reduction,
                   ignore_index=ignore_index, total_weight=total_weight)
 
