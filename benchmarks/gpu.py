@@ -29,10 +29,10 @@ DEV = "cuda"
 # the sizes of compare.py's workloads; ``--tiny`` shrinks them so that the script itself can be
 # run end to end under the simulator (tests/cuda_sim_checks.py does)
 SIZES = dict(poly_small=10 ** 6, poly_big=10 ** 7, batch=256, features=784, hidden=256, classes=10,
-             logits=(4096, 1000), bandwidth=1 << 27, matmul=4096, chain=(5, 5))
+             logits=(4096, 1000), bandwidth=1 << 27, matmul=4096, chain=(5, 5), cnn=(64, 28))
 SIZES_FULL = dict(SIZES)
 TINY = dict(poly_small=64, poly_big=128, batch=4, features=6, hidden=5, classes=3, logits=(4, 5), bandwidth=64,
-            matmul=8, chain=(2, 2))
+            matmul=8, chain=(2, 2), cnn=(2, 10))
 
 
 def _mlp_data(tensor):
@@ -158,6 +158,26 @@ def _cross_entropy_make(lib, compile=_eager):
     return run
 
 
+def _cnn_step_make(lib):
+    """workloads.py's cnn_step (conv, ReLU, max pool twice, linear; SGD) on 'cuda'; ``SIZES["cnn"]``
+    is (batch, image side), the linear layer's input follows the side."""
+    nn = lib.nn
+    lib.manual_seed(0)
+    n, side = SIZES["cnn"]
+    s = ((side - 2) // 2 - 2) // 2
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * s * s, 10)).to(DEV)
+    opt = lib.optim.SGD(model.parameters(), lr=0.01)
+    x = lib.tensor(_data(6, (n, 1, side, side)), device=DEV)
+    y = lib.tensor(np.random.default_rng(6).integers(0, 10, n), device=DEV)
+
+    def run():
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return run
+
+
 def _bandwidth_make():
     """``(a * b).backward(g)``: the forward reads a, b and writes y; the two fused gradient
     kernels read g and b, g and a, and write a gradient each: 9 passes over n float32 values.
@@ -197,6 +217,7 @@ WORKLOADS = {
     "mlp_mse_step": _mlp_mse_make,
     "mlp_plain_ops": _mlp_plain_make,
     "cross_entropy": _cross_entropy_make,
+    "cnn_step": _cnn_step_make,
     "bandwidth_2e27": _bandwidth_make(),
     "matmul_4096": _matmul_make(),
 }

@@ -14,7 +14,7 @@ unset NUMBA_ENABLE_CUDASIM
 "$PY" -m nbgrad info
 # tiny test inputs make small grids: numba's occupancy warnings are expected there, not errors
 NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS=0 "$PY" -m pytest -q -p no:cacheprovider -rfEs tests/cuda_sim_checks.py \
-    tests/cuda_compile_checks.py
+    tests/cuda_sim_layer_checks.py tests/cuda_compile_checks.py
 "$PY" -m benchmarks.gpu "$@"
 # nbgrad.compile's (and torch.compile's) versions of the workloads that compile
 "$PY" -m benchmarks.gpu --compiled --out benchmarks/results/gpu_compiled.json "$@"

@@ -33,6 +33,7 @@ from nbgrad.ops.table import ACCUMULATIONS  # noqa: E402
 from nbgrad.ops.optim import RULES, hyper_count  # noqa: E402
 from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn, cuda_nonzero, cuda_optim, cuda_prod  # noqa: E402
 from nbgrad.ops.targets.cuda_codegen import KERNELS, accumulation  # noqa: E402
+from cuda_ptx_layers import layer_jobs  # noqa: E402  (conv, pool, norm, embedding)
 
 A = lambda t: types.Array(t, 1, "C")  # noqa: E731
 T = lambda k: types.UniTuple(int64, k)  # noqa: E731
@@ -106,6 +107,7 @@ for family in RULES:
     for dt in (float32, float64):
         jobs.append((f"optim {family} {dt}", cuda_optim.kernel(family),
                      (int64,) + (A(dt),) * (2 + len(RULES[family].states)) + (types.UniTuple(dt, hyper_count(family)),)))
+jobs += layer_jobs()
 
 
 # -- nbgrad.compile's generated kernels: the workloads' programs, emitted for CUDA ---------------------------

@@ -13,11 +13,10 @@ any order without a second implementation:
 
 A 1-D convolution runs as a 2-D one of height 1 (its arrays are viewed, never copied, and
 its tensors keep their own shapes, so its node's edges lead to the caller's tensors).
+The kernels are those of the tensors' target (``target.conv``): the same layer runs on the
+CPU and on CUDA.
 """
-from nbgrad.ops.targets import target_for
-
-# the CPU target's conv kernels (these layers run on the CPU target only, so far)
-kernels = target_for("cpu").conv
+from nbgrad.ops.targets import common_target, target_of
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.graph import Node
@@ -26,13 +25,18 @@ from ..tensor import Tensor, record
 __all__ = ["conv1d", "conv2d"]
 
 
+def _kernels(*tensors):
+    """The conv kernels of the target holding ``tensors`` (PyTorch's error if they are on two devices)."""
+    return common_target([t._data for t in tensors if t is not None]).conv
+
+
 def _as4(a, nd):
     """A raw array of a 1-D convolution, ``(N, C, L)``, seen as ``(N, C, 1, L)``."""
-    return a[:, :, None, :] if nd == 1 else a
+    return target_of(a).slice(a, (slice(None), slice(None), None)) if nd == 1 else a
 
 
 def _back(a, nd):
-    return a[:, :, 0, :] if nd == 1 else a
+    return target_of(a).slice(a, (slice(None), slice(None), 0)) if nd == 1 else a
 
 
 class _Geometry:
@@ -67,6 +71,7 @@ def _fused_backward(grad, x, w, geo, cols, need_dx, need_dw, need_db):
     """The three gradients, nothing recorded: the output gradient is transposed once for both
     products, with the bias gradient summed in that pass."""
     nd = geo.nd
+    kernels = _kernels(grad, x, w)
     go = _as4(grad._data, nd)
     if not (need_dx or need_dw):
         return None, None, Tensor._wrap(kernels.bias_grad(go)) if need_db else None
@@ -112,7 +117,7 @@ def _args(geo):
 
 def _conv(x, w, b, geo):
     nd = geo.nd
-    out, cols = kernels.forward(_as4(x._data, nd), _as4(w._data, nd), None if b is None else b._data,
+    out, cols = _kernels(x, w, b).forward(_as4(x._data, nd), _as4(w._data, nd), None if b is None else b._data,
                                 *_args(geo), geo.groups)
     return record(ConvolutionBackward0, _back(out, nd), (x, w, b), saved=(x, w), _geometry=geo,
                   _cols=cols if w.requires_grad else None, **geo.shown)    # cols: for the weight gradient only
@@ -121,13 +126,14 @@ def _conv(x, w, b, geo):
 def _input_grad(go, w, x_shape, geo):
     nd = geo.nd
     x4 = tuple(x_shape) if nd == 2 else (x_shape[0], x_shape[1], 1, x_shape[2])
-    dx = kernels.input_grad(_as4(go._data, nd), _as4(w._data, nd), x4, *_args(geo), geo.groups)
+    dx = _kernels(go, w).input_grad(_as4(go._data, nd), _as4(w._data, nd), x4, *_args(geo), geo.groups)
     return record(ConvolutionBackwardBackward0, _back(dx, nd), (go, w), saved=(go, w), _geometry=geo, **geo.shown)
 
 
 def _weight_grad(x, go, w_shape, geo, cols=None):
     nd = geo.nd
     w4 = tuple(w_shape) if nd == 2 else (w_shape[0], w_shape[1], 1, w_shape[2])
+    kernels = _kernels(x, go)
     if cols is None:
         cols = kernels.im2col(_as4(x._data, nd), w4, *_args(geo))
     dw = kernels.weight_grad(cols, _as4(go._data, nd), w4, geo.groups)
@@ -197,14 +203,18 @@ def _check(input, weight, bias, stride, lo, hi, dilation, groups, nd):
                            "size")
     if not input.is_floating_point():
         raise NotImplementedError(f"nbgrad's convolution runs on float32 and float64 tensors, not {input.dtype}")
-    if weight.dtype is not input.dtype:
-        raise RuntimeError(f"Input type (torch.{input.dtype.legacy}Tensor) and weight type "
-                           f"(torch.{weight.dtype.legacy}Tensor) should be the same or input should be a MKLDNN tensor "
-                           "and weight is a dense tensor")
+    if weight.dtype is not input.dtype or weight.is_cuda != input.is_cuda:
+        raise RuntimeError(f"Input type ({_type(input)}) and weight type ({_type(weight)}) should be the same or input "
+                           "should be a MKLDNN tensor and weight is a dense tensor")
     if bias is not None and bias.dtype is not input.dtype:
         c_name = {"float32": "float", "float64": "double", "int64": "long int", "bool": "bool"}
         raise RuntimeError(f"Input type ({c_name[input.dtype.name]}) and bias type ({c_name[bias.dtype.name]}) should "
                            "be the same")
+
+
+def _type(t):
+    """PyTorch's legacy type name, with the device (``torch.cuda.FloatTensor``)."""
+    return f"torch.{'cuda.' if t.is_cuda else ''}{t.dtype.legacy}Tensor"
 
 
 def _convolution(name, nd, input, weight, bias, stride, padding, dilation, groups):

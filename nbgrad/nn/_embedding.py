@@ -5,11 +5,9 @@ The op is linear in the table, so every derivative is again a gather or a scatte
 incoming gradient with the same indices: the backward records ``EmbeddingDenseBackward0``
 (scatter), whose backward is a gather recorded as ``EmbeddingBackward0`` again, so any order
 of derivative works without a second implementation. The ``padding_idx`` row gets no
-gradient (the scatter skips it; its adjoint, the gather, yields zeros there)."""
-from nbgrad.ops.targets import target_for
-
-# the CPU target's embedding kernels (these layers run on the CPU target only, so far)
-kernels = target_for("cpu").embedding
+gradient (the scatter skips it; its adjoint, the gather, yields zeros there). The kernels are
+those of the tensors' target (``target.embedding``): the same layer runs on the CPU and on CUDA."""
+from nbgrad.ops.targets import common_target
 
 from .. import _dtype
 from ..autograd.grad_mode import no_grad
@@ -28,7 +26,7 @@ class EmbeddingBackward0(Node):
 
     def backward(self, grad):
         (indices,) = self.saved_tensors
-        data = kernels.scatter_add_rows(grad._data, indices._data, self.num_weights, self.padding_idx,
+        data = _kernels(grad, indices).scatter_add_rows(grad._data, indices._data, self.num_weights, self.padding_idx,
                                         self.scale_grad_by_freq)
         return (record(EmbeddingDenseBackward0, data, (grad,), saved=(indices,), padding_idx=self.padding_idx,
                        scale_grad_by_freq=self.scale_grad_by_freq, num_weights=self.num_weights),)
@@ -45,10 +43,15 @@ class EmbeddingDenseBackward0(Node):
 def _gather(table, indices, padding_idx, scale_grad_by_freq, adjoint=False):
     """The lookup, recorded; ``adjoint``: the exact adjoint of the backward's scatter (the
     padding row read as zeros, rows divided by their counts under ``scale_grad_by_freq``)."""
-    data = kernels.gather_rows(table._data, indices._data, padding_idx if adjoint else -1,
+    data = _kernels(table, indices).gather_rows(table._data, indices._data, padding_idx if adjoint else -1,
                                scale_grad_by_freq and adjoint)
     return record(EmbeddingBackward0, data, (table,), saved=(indices,), padding_idx=padding_idx,
                   scale_grad_by_freq=scale_grad_by_freq, num_weights=table.shape[0])
+
+
+def _kernels(*tensors):
+    """The embedding kernels of the target holding ``tensors`` (PyTorch's error if they are on two devices)."""
+    return common_target([t._data for t in tensors]).embedding
 
 
 def _padding_index(padding_idx, num_weights):
@@ -74,7 +77,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
         raise NotImplementedError("nbgrad has no sparse tensors: embedding(sparse=True) is not supported")
     if max_norm is not None:
         with no_grad():
-            kernels.renorm_rows(weight._data, input._data, max_norm, norm_type)
+            _kernels(weight, input).renorm_rows(weight._data, input._data, max_norm, norm_type)
             weight._version_counter.value += 1
     return _gather(weight, input, padding_idx, bool(scale_grad_by_freq))
 

@@ -5,16 +5,12 @@
 The backward runs the kernels when nothing records. Under ``create_graph=True`` it is written
 with Tensor ops instead (the same two-reduction formula, with the statistics recomputed from
 the saved input), so that it is differentiable again; the kernels are the fast path, the
-Tensor formula the differentiable one.
+Tensor formula the differentiable one. The kernels are those of the tensors' target
+(``target.norm``): the same layer runs on the CPU and on CUDA.
 """
 import math
 
-import numpy as np
-
-from nbgrad.ops.targets import target_for, target_of
-
-# the CPU target's norm kernels (these layers run on the CPU target only, so far)
-kernels = target_for("cpu").norm
+from nbgrad.ops.targets import common_target, target_of
 
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.graph import Node
@@ -24,12 +20,21 @@ __all__ = ["batch_norm", "layer_norm", "group_norm"]
 
 
 def _wrap(a, like):
-    target = target_of(like._data)
-    return Tensor._wrap(target.astype(target.asarray(np.asarray(a)), like._data.dtype))
+    """Statistics ``a`` (float64, on ``like``'s target) as a tensor of ``like``'s dtype."""
+    return Tensor._wrap(target_of(a).astype(a, like._data.dtype))
 
 
 def _reshaped(t, shape):
     return target_of(t._data).reshape(t._data, shape)
+
+
+def _shaped(a, shape):
+    return target_of(a).reshape(a, tuple(shape))
+
+
+def _kernels(*tensors):
+    """The norm kernels of the target holding ``tensors`` (PyTorch's error if they are on two devices)."""
+    return common_target([t._data for t in tensors if t is not None]).norm
 
 
 def _flat(a):
@@ -45,9 +50,9 @@ class NativeBatchNormBackward0(Node):
         if is_grad_enabled():
             return self._composed(grad, x, w, need_dx, need_w, need_b)
         ncl = _ncl(x)
-        dx, dw, db = kernels.batch_backward(_reshaped(grad, ncl), _reshaped(x, ncl), _flat(w),
+        dx, dw, db = _kernels(grad, x, w).batch_backward(_reshaped(grad, ncl), _reshaped(x, ncl), _flat(w),
                                             self._mean, self._invstd, self.training, need_dx)
-        return (Tensor._wrap(dx.reshape(x.shape)) if need_dx else None,
+        return (Tensor._wrap(_shaped(dx, x.shape)) if need_dx else None,
                 Tensor._wrap(dw) if need_w else None, Tensor._wrap(db) if need_b else None)
 
     def _composed(self, go, x, w, need_dx, need_w, need_b):
@@ -98,11 +103,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not input.is_floating_point():
         raise NotImplementedError(f"nbgrad's batch_norm runs on float32 and float64 tensors, not {input.dtype}")
     track = training and running_mean is not None
+    kernels = _kernels(input, weight, bias, running_mean, running_var)
     out, mean, invstd = kernels.batch_forward(_reshaped(input, _ncl(input)), _flat(weight), _flat(bias),
                                               running_mean._data if track else _flat(running_mean),
                                               running_var._data if (track or not training) else None,
                                               training, 0.1 if momentum is None else momentum, eps)
-    return record(NativeBatchNormBackward0, out.reshape(input.shape), (input, weight, bias), saved=(input, weight),
+    return record(NativeBatchNormBackward0, _shaped(out, input.shape), (input, weight, bias), saved=(input, weight),
                   _mean=mean, _invstd=invstd, training=training, eps=eps)
 
 
@@ -115,12 +121,13 @@ class _RowNormBackward(Node):
         if is_grad_enabled():
             return self._composed(grad, x, w, need_dx, need_w, need_b)
         rows = (self._mean.shape[0], self._cg * self._l)
-        dx, dw, db = kernels.row_backward(_reshaped(grad, rows), _reshaped(x, rows), _flat(w), self._mean,
-                                          self._invstd, self._groups, self._cg, self._l, need_dx, need_w or need_b)
+        dx, dw, db = _kernels(grad, x, w).row_backward(_reshaped(grad, rows), _reshaped(x, rows), _flat(w),
+                                                       self._mean, self._invstd, self._groups, self._cg, self._l,
+                                                       need_dx, need_w or need_b)
         shape = self._param_shape
-        return (Tensor._wrap(dx.reshape(x.shape)) if need_dx else None,
-                Tensor._wrap(dw.reshape(shape)) if need_w else None,
-                Tensor._wrap(db.reshape(shape)) if need_b else None)
+        return (Tensor._wrap(_shaped(dx, x.shape)) if need_dx else None,
+                Tensor._wrap(_shaped(dw, shape)) if need_w else None,
+                Tensor._wrap(_shaped(db, shape)) if need_b else None)
 
     def _composed(self, go, x, w, need_dx, need_w, need_b):
         g, cg, l_ = self._groups, self._cg, self._l
@@ -154,9 +161,9 @@ def _row_norm(node_cls, input, weight, bias, groups, cg, l_, param_shape, eps, *
         raise NotImplementedError(f"nbgrad's normalisation runs on float32 and float64 tensors, not {input.dtype}")
     m = cg * l_                      # one row: a sample's group (layer norm: one group of all)
     rows = input.numel() // m if m else 0
-    out, mean, invstd = kernels.row_forward(_reshaped(input, (rows, m)), _flat(weight), _flat(bias), groups, cg,
-                                            l_, eps)
-    return record(node_cls, out.reshape(input.shape), (input, weight, bias), saved=(input, weight), _mean=mean,
+    out, mean, invstd = _kernels(input, weight, bias).row_forward(_reshaped(input, (rows, m)), _flat(weight),
+                                                                  _flat(bias), groups, cg, l_, eps)
+    return record(node_cls, _shaped(out, input.shape), (input, weight, bias), saved=(input, weight), _mean=mean,
                   _invstd=invstd, _groups=groups, _cg=cg, _l=l_, _param_shape=tuple(param_shape), eps=eps, **shown)
 
 

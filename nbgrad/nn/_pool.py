@@ -5,13 +5,13 @@ so their node is ``SqueezeBackward1`` over the 2-D one).
 Every backward here is linear in the gradient, and its own backward is the forward op again
 (max: reading at the saved indices; average: the same windows), so each pair of node classes
 is closed under differentiation and ``create_graph=True`` works to any order.
+
+The kernels are those of the tensor's target (``target.pool``): the same layer runs on the CPU
+and on CUDA.
 """
 import numpy as np
 
-from nbgrad.ops.targets import target_for
-
-# the CPU target's pool kernels (these layers run on the CPU target only, so far)
-kernels = target_for("cpu").pool
+from nbgrad.ops.targets import target_of
 
 from ..autograd.graph import Node
 from ..tensor import Tensor, record
@@ -22,7 +22,11 @@ __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg
 
 def _planes(a):
     """A raw ``(..., H, W)`` array as ``(P, H, W)``."""
-    return a.reshape(-1, *a.shape[-2:])
+    return target_of(a).reshape(a, (-1, *a.shape[-2:]))
+
+
+def _shaped(a, shape):
+    return target_of(a).reshape(a, tuple(shape))
 
 
 # -- max ---------------------------------------------------------------------------------------
@@ -32,35 +36,35 @@ class MaxPool2DWithIndicesBackward0(Node):
 
     def backward(self, grad):
         (idx,) = self.saved_tensors
+        target = target_of(grad._data)
         go, ix = _planes(grad._data), _planes(idx._data)
         if self._empty is not None:            # windows wholly in the padding: -inf, no input to send to
-            go, ix = go.copy(), ix.copy()
-            for rows, cols in self._empty:
-                if rows and cols:
-                    block = (slice(None),) + np.ix_(rows, cols)
-                    go[block] = 0
-                    ix[block] = 0
-        dx = kernels.max_backward(go, ix, self._in_shape[-2:])
-        return (record(MaxPool2DWithIndicesBackwardBackward0, dx.reshape(self._in_shape), (grad,), saved=(idx,),
+            go, ix = target.copy(go), target.copy(ix)
+            rows, cols = self._empty
+            for key in [(slice(None), r) for r in rows] + [(slice(None), slice(None), c) for c in cols]:
+                for a in (go, ix):
+                    target.copy_into(target.slice(a, key), target.number(0, a.dtype))
+        dx = target.pool.max_backward(go, ix, self._in_shape[-2:])
+        return (record(MaxPool2DWithIndicesBackwardBackward0, _shaped(dx, self._in_shape), (grad,), saved=(idx,),
                        _out_shape=grad.shape),)
 
 
 class MaxPool2DWithIndicesBackwardBackward0(Node):
     def backward(self, gg):
         (idx,) = self.saved_tensors
-        out = kernels.max_gather(_planes(gg._data), _planes(idx._data))
-        return (record(MaxPool2DWithIndicesBackward0, out.reshape(self._out_shape), (gg,), saved=(idx,),
+        out = target_of(gg._data).pool.max_gather(_planes(gg._data), _planes(idx._data))
+        return (record(MaxPool2DWithIndicesBackward0, _shaped(out, self._out_shape), (gg,), saved=(idx,),
                        _in_shape=gg.shape),)
 
 
 def _empty_windows(in_hw, out_hw, kernel, stride, padding, dilation):
-    """``(rows, cols)`` blocks of the output windows that lie wholly in the padding (PyTorch gives
-    them -inf and an index outside the plane, and no gradient), or None: planned on the host."""
+    """The output rows and the output columns whose windows lie wholly in the padding (PyTorch
+    gives them -inf and an index outside the plane, and no gradient), or None: planned on the host."""
     empty = [[o for o in range(out) if not any(0 <= o * s - p + j * d < size for j in range(k))]
              for size, out, k, s, p, d in zip(in_hw, out_hw, kernel, stride, padding, dilation)]
     if not empty[0] and not empty[1]:
         return None
-    return [(empty[0], list(range(out_hw[1]))), (list(range(out_hw[0])), empty[1])]
+    return empty[0], empty[1]
 
 
 def _pair(value, name, what, allow_none=False):
@@ -104,8 +108,9 @@ def _check_input(input):
 
 def _out_hw(input, kernel, stride, padding, dilation, ceil_mode):
     h, w = input.shape[-2:]
-    oh = kernels.pool_out_size(h, kernel[0], padding[0], stride[0], dilation[0], ceil_mode)
-    ow = kernels.pool_out_size(w, kernel[1], padding[1], stride[1], dilation[1], ceil_mode)
+    size = target_of(input._data).pool.pool_out_size
+    oh = size(h, kernel[0], padding[0], stride[0], dilation[0], ceil_mode)
+    ow = size(w, kernel[1], padding[1], stride[1], dilation[1], ceil_mode)
     if oh < 1 or ow < 1:
         c = input.shape[-3]
         raise RuntimeError(f"Given input size: ({c}x{h}x{w}). Calculated output size: ({c}x{oh}x{ow}). Output "
@@ -125,10 +130,11 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
     _check_window(kernel, stride, padding, dilation)
     _check_input(input)
     out_hw = _out_hw(input, kernel, stride, padding, dilation, ceil_mode)
-    out, idx = kernels.max_forward(_planes(input._data), out_hw, kernel, stride, padding, dilation)
+    out, idx = target_of(input._data).pool.max_forward(_planes(input._data), out_hw, kernel, stride, padding,
+                                                       dilation)
     shape = (*input.shape[:-2], *out_hw)
-    indices = Tensor._wrap(idx.reshape(shape))
-    out = record(MaxPool2DWithIndicesBackward0, out.reshape(shape), (input,), saved=(indices,),
+    indices = Tensor._wrap(_shaped(idx, shape))
+    out = record(MaxPool2DWithIndicesBackward0, _shaped(out, shape), (input,), saved=(indices,),
                  _in_shape=input.shape, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
                  ceil_mode=ceil_mode, _empty=_empty_windows(input.shape[-2:], out_hw, kernel, stride, padding, dilation))
     return out, indices
@@ -180,13 +186,13 @@ def _avg_nodes(name):
     """The forward node ``name`` and its backward's node ``name``BackwardBackward0: each one's
     backward is the other op on the incoming gradient, over the same windows."""
     def forward_backward(self, grad):
-        dx = kernels.avg_backward(_planes(grad._data), self._windows, self._in_shape[-2:])
-        return (record(back, dx.reshape(self._in_shape), (grad,), _windows=self._windows,
+        dx = target_of(grad._data).pool.avg_backward(_planes(grad._data), self._windows, self._in_shape[-2:])
+        return (record(back, _shaped(dx, self._in_shape), (grad,), _windows=self._windows,
                        _in_shape=self._in_shape, _out_shape=grad.shape),)
 
     def backward_backward(self, gg):
-        out = kernels.avg_forward(_planes(gg._data), self._windows)
-        return (record(fwd, out.reshape(self._out_shape), (gg,), _windows=self._windows,
+        out = target_of(gg._data).pool.avg_forward(_planes(gg._data), self._windows)
+        return (record(fwd, _shaped(out, self._out_shape), (gg,), _windows=self._windows,
                        _in_shape=self._in_shape),)
 
     fwd = type(f"{name}Backward0", (Node,), {"backward": forward_backward, "__module__": __name__})
@@ -199,8 +205,8 @@ AdaptiveAvgPool2DBackward0, AdaptiveAvgPool2DBackwardBackward0 = _avg_nodes("Ada
 
 
 def _avg(node_cls, input, windows, **shown):
-    out = kernels.avg_forward(_planes(input._data), windows)
-    return record(node_cls, out.reshape(*input.shape[:-2], *out.shape[-2:]), (input,), _windows=windows,
+    out = target_of(input._data).pool.avg_forward(_planes(input._data), windows)
+    return record(node_cls, _shaped(out, (*input.shape[:-2], *out.shape[-2:])), (input,), _windows=windows,
                   _in_shape=input.shape, **shown)
 
 

@@ -52,12 +52,12 @@ def _calculate_correct_fan(tensor, mode):
 
 @no_grad()
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
-    return tensor.copy_(rand(tensor.shape, generator=generator, dtype=tensor.dtype) * (b - a) + a)
+    return tensor.copy_(rand(tensor.shape, generator=generator, dtype=tensor.dtype, device=tensor.device) * (b - a) + a)
 
 
 @no_grad()
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
-    return tensor.copy_(randn(tensor.shape, generator=generator, dtype=tensor.dtype) * std + mean)
+    return tensor.copy_(randn(tensor.shape, generator=generator, dtype=tensor.dtype, device=tensor.device) * std + mean)
 
 
 @no_grad()
