@@ -141,6 +141,18 @@ def {name}_combine(center, out, part, outer, inner, nrc, zero, scale):
 _ACCUMULATIONS = {rec.name: (rec.op, rec.term, rec.center, rec.finish)
                   for rec in ACCUMULATIONS.values() if rec.kernel is None}
 
+# A C-contiguous array's total below PARALLEL_MIN elements, as a number: the loss of every small
+# graph, without the block and grid machinery.
+_TOTAL = """
+@njit(cache=True, nogil=True, error_model='numpy', fastmath={{'reassoc'}})
+def s_{name}_total(x, zero, scale):
+    acc = zero
+    for i in range(x.shape[0]):
+        v = x[i]
+        acc {op}= {term}
+    return {finish}
+"""
+
 # The extreme value and its first index; NaN beats everything, as in PyTorch.
 _BETTER = "((v {cmp} best) | ((v != v) & (best == best)))"
 
@@ -411,6 +423,8 @@ def _source():
                         after=f"if nrc > 1:\n    {name}_combine(center, out, part, outer, inner, nrc, zero, scale)\n",
                         reassociate=True)
                 for suffix, layout in _LAYOUTS.items() for prefix in _VARIANTS]
+        if center == "zero":                   # no center: a whole small array's total, one loop (a loss)
+            out.append(_TOTAL.format(**parts))
     for name, cmp in (("max", ">"), ("min", "<")):
         better = _BETTER.format(cmp=cmp)
         out.append(_EXTREME_COMBINE.format(name=name, better=better))
@@ -617,6 +631,9 @@ _NO_CENTER = np.zeros(1)
 # -- reductions ---------------------------------------------------------------------------------------
 def _accumulate(name, x, dims, out_dtype, zero, scale=1, center=_NO_CENTER):
     if len(dims) == x.ndim and x.flags.c_contiguous:
+        if 0 < x.size < PARALLEL_MIN and center is _NO_CENTER:
+            total = getattr(_kernels(), f"s_{name}_total")(x.reshape(-1), zero, scale)
+            return np.full((1,) * x.ndim, total, out_dtype)
         # all of it (a loss): no layout to plan
         arrays, block, suffix = (x.reshape(-1),), (1, x.size, 1), ""
     else:
