@@ -164,14 +164,102 @@ def _parsed(expr):
     return ast.parse(expr, mode="eval")
 
 
-def _rename(expr, names):
-    """``expr`` with its variables renamed by ``names`` (functions keep their names)."""
-    tree = _parsed(expr)
+def _number(node):
+    return isinstance(node, ast.Constant) and type(node.value) in (int, float, bool)
+
+
+_BINARY = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+           ast.BitAnd: lambda a, b: a & b, ast.BitOr: lambda a, b: a | b}
+_COMPARE = {ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
+            ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b}
+
+
+class _Fold(ast.NodeTransformer):
+    """Constant folding over an expression whose operands may be numbers: ``where`` on a known
+    condition picks its branch, ``power(x, 2)`` and ``power(x, 3)`` become products, ``x * 1``
+    and ``x / 1`` become ``x``, arithmetic and comparisons of numbers are computed. Every fold
+    keeps the value exactly (no ``x * 0``: ``x`` may be infinite or NaN)."""
+
+    def visit_UnaryOp(self, node):
+        self.generic_visit(node)
+        if _number(node.operand):
+            if isinstance(node.op, ast.USub) and type(node.operand.value) is not bool:
+                return ast.Constant(-node.operand.value)
+            if isinstance(node.op, ast.Not):
+                return ast.Constant(not node.operand.value)
+        return node
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        a, b, op = node.left, node.right, type(node.op)
+        if _number(a) and _number(b):
+            if op in _BINARY:
+                return ast.Constant(_BINARY[op](a.value, b.value))
+            if op is ast.Div and b.value != 0:
+                return ast.Constant(a.value / b.value)
+        if op is ast.Mult:
+            if _number(b) and b.value == 1 and type(b.value) is not bool:
+                return a
+            if _number(a) and a.value == 1 and type(a.value) is not bool:
+                return b
+        if op is ast.Div and _number(b) and b.value == 1 and type(b.value) is not bool:
+            return a
+        if op in (ast.BitAnd, ast.BitOr):       # on comparisons: a known side decides or drops out
+            for known, other in ((a, b), (b, a)):
+                if _number(known) and type(known.value) is bool:
+                    if known.value == (op is ast.BitOr):
+                        return known
+                    return other
+        return node
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        if len(node.ops) == 1 and _number(node.left) and _number(node.comparators[0]):
+            return ast.Constant(_COMPARE[type(node.ops[0])](node.left.value, node.comparators[0].value))
+        return node
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        name = getattr(node.func, "id", None)
+        if name == "where" and len(node.args) == 3 and _number(node.args[0]):
+            return node.args[1] if node.args[0].value else node.args[2]
+        if name == "power" and len(node.args) == 2 and _number(node.args[1]) and not _number(node.args[0]):
+            x, b = node.args
+            if b.value == 1:
+                return x
+            if b.value in (2, 3):
+                square = ast.BinOp(x, ast.Mult(), x)
+                return square if b.value == 2 else ast.BinOp(square, ast.Mult(), x)
+        return node
+
+
+class _Typed(ast.NodeTransformer):
+    """Numbers become the group dtype's module constants (float32 math stays float32)."""
+
+    def __init__(self, constant):
+        self.constant = constant
+
+    def visit_Constant(self, node):
+        if type(node.value) in (int, float):
+            return ast.Name(id=self.constant(node.value), ctx=ast.Load())
+        return node
+
+
+def _expression(expr, names, constant):
+    """``expr`` with its operands replaced by ``names`` (variable names, or numbers), folded:
+    a number if it folds to one, else the source of a statement's right-hand side, its numbers
+    spelled as ``constant(value)`` names."""
+    values = {k: (ast.Constant(v) if isinstance(v, (int, float)) else ast.Name(id=v, ctx=ast.Load()))
+              for k, v in names.items()}
 
     class Rename(ast.NodeTransformer):
         def visit_Name(self, node):
-            return ast.copy_location(ast.Name(id=names.get(node.id, node.id), ctx=node.ctx), node)
-    return ast.unparse(Rename().visit(ast.parse(ast.unparse(tree), mode="eval")))
+            return values.get(node.id, node)
+    tree = ast.parse(ast.unparse(_parsed(expr)), mode="eval")
+    tree = ast.fix_missing_locations(_Fold().visit(Rename().visit(tree)))
+    if _number(tree.body) and type(tree.body.value) is not bool:
+        return tree.body.value
+    return ast.unparse(_Typed(constant).visit(tree))
 
 
 def _mode(shape, target):
@@ -230,10 +318,17 @@ class _Writer:
         self.group, self.constants = group, constants
         self.members = {m.index for m in group.members}
 
-    def ref(self, a, dtype):
+    def ref(self, a):
         if not hasattr(a, "index"):
-            return self.constants(a, dtype)
+            return a
         return f"v{a.index}" if a.index in self.members else f"e{a.index}"
+
+    def typed(self, value, dtype):
+        """A statement's right-hand side: an expression, or a number as a constant of ``dtype``."""
+        return value if isinstance(value, str) else self.constants(value, dtype)
+
+    def expression(self, expr, names, dtype):
+        return _expression(expr, names, lambda v: self.constants(v, dtype))
 
     def externals(self):
         seen = {}
@@ -249,31 +344,47 @@ class _Writer:
             kernel.body.append(f"e{e.index} = {_read(kernel.param('in', e), mode or ('full', 0))}")
         for m in self.group.members:
             record = TABLE[m.params["record"]]
-            names = dict(zip(record.operands, (self.ref(a, m.dtype) for a in m.args)))
-            kernel.body.append(f"v{m.index} = {_rename(record.forward, names)}")
+            names = dict(zip(record.operands, (self.ref(a) for a in m.args)))
+            kernel.body.append(f"v{m.index} = {self.typed(self.expression(record.forward, names, m.dtype), m.dtype)}")
 
     def backward(self, kernel, upstream, wanted):
-        """Adjoint statements: ``upstream`` maps a member's index to the expressions of its
-        incoming gradient; writes ``d{e}`` for the external operands in ``wanted``."""
+        """Adjoint statements: ``upstream`` maps a member's index to its incoming gradient's
+        parts (expressions, or numbers); writes ``d{e}`` for the external operands in ``wanted``.
+        A gradient that folds to a number stays a number (a loss's seed of 1 folds away)."""
         contributions = {k: list(v) for k, v in upstream.items()}
         for m in reversed(self.group.members):
             parts = contributions.get(m.index)
             if not parts:
                 continue
-            kernel.body.append(f"a{m.index} = {' + '.join(parts)}")
+            total = self._sum(parts, m.dtype)
+            if isinstance(total, str):
+                kernel.body.append(f"a{m.index} = {total}")
+                total = f"a{m.index}"
             record = TABLE[m.params["record"]]
-            names = dict(zip(record.operands, (self.ref(a, m.dtype) for a in m.args)))
-            names.update(g=f"a{m.index}", y=f"v{m.index}")
+            names = dict(zip(record.operands, (self.ref(a) for a in m.args)))
+            names.update(g=total, y=f"v{m.index}")
             for arg, a in zip(record.args, m.args):
                 expr = record.grads.get(arg)
                 if expr in (None, "0") or not hasattr(a, "index") or not a.requires_grad:
                     continue
                 if a.index not in self.members and a.index not in wanted:
                     continue
-                contributions.setdefault(a.index, []).append(f"({_rename(expr, names)})")
+                part = self.expression(expr, names, m.dtype)
+                contributions.setdefault(a.index, []).append(part if not isinstance(part, str) else f"({part})")
         for e in wanted:
             parts = contributions.get(e)
-            kernel.body.append(f"d{e} = {' + '.join(parts) if parts else '0.0'}")
+            dtype = self.group.dtype
+            kernel.body.append(f"d{e} = {self.typed(self._sum(parts, dtype), dtype) if parts else self.constants(0, dtype)}")
+
+    def _sum(self, parts, dtype):
+        """The parts' sum: a number when they all are, else an expression (numbers typed)."""
+        numbers = [p for p in parts if not isinstance(p, str)]
+        terms = [p for p in parts if isinstance(p, str)]
+        if not terms:
+            return sum(numbers)
+        if numbers and sum(numbers) != 0:
+            terms.append(self.constants(sum(numbers), dtype))
+        return " + ".join(terms)
 
 
 # -- the program ------------------------------------------------------------------------------------------
@@ -315,8 +426,7 @@ class Program:
             if only is not None and g.terminal is not None and g.terminal.requires_grad and \
                     _is_output(graph, g.terminal) and not outs:
                 # one pass: the gradients for an incoming gradient of 1, in the forward loop
-                seed = self._constant(g.terminal.params["scale"], g.dtype)
-                writer.backward(fwd, {g.terminal.args[0].index: [seed]}, wanted)
+                writer.backward(fwd, {g.terminal.args[0].index: [g.terminal.params["scale"]]}, wanted)
                 for e in wanted:
                     fwd.body.append(f"{fwd.param('gin', e)}[i] = d{e}")
                 self.joint = g
@@ -364,7 +474,8 @@ class Program:
         if used:
             parts.append(scalar.import_line(*sorted(used)))
         for (value, dtype), name in self.constants.items():
-            parts.append(f"{name} = np.{dtype}({value!r})\n")
+            literal = repr(value) if math.isfinite(value) else f"float('{value!r}')"
+            parts.append(f"{name} = np.{dtype}({literal})\n")
         for _, fwd, bwd in self.kernels.values():
             for k in (fwd, bwd):
                 if k is not None:
