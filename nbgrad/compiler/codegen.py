@@ -32,6 +32,7 @@ from nbgrad.ops.elementwise import PARALLEL_MIN, parallel_lock
 from nbgrad.ops.table import TABLE
 from nbgrad.ops.targets import CPU
 
+from .memory import LARGE, keep_large_buffers
 from .steps import _op_backward, _reduce_to, _run_op, _total
 
 __all__ = ["Program", "build"]
@@ -287,13 +288,18 @@ def _read(array, mode):
 
 
 class _Kernel:
-    """Source of one generated loop, and how to call it."""
+    """Source of one generated loop, and how to call it.
+
+    A loop that sums a value (``reduces``: its name) puts its body in a function of its own,
+    compiled with strict float semantics and inlined by LLVM, and only the loop's sum may be
+    reassociated: the sum then vectorizes (in several partial sums) instead of waiting on one
+    add per element, and every other value is computed exactly as written."""
 
     def __init__(self, name, group):
         self.name, self.group = name, group
         self.params = []                       # (kind, key): kind in in/out/gout/gin/scalar
         self.body = []
-        self.reduces = False
+        self.reduces = None
 
     def param(self, kind, key):
         name = f"{kind}{len(self.params)}"
@@ -302,13 +308,26 @@ class _Kernel:
 
     def source(self, parallel):
         loop = "prange" if parallel else "range"
-        head = [f"@njit(cache=True, nogil=True, error_model='numpy'{', parallel=True' if parallel else ''})",
-                f"def {self.name}_{'p' if parallel else 's'}({', '.join(p[2] for p in self.params)}):"]
-        lines = ["    acc = 0.0"] if self.reduces else []
-        lines.append(f"    for i in {loop}({self.group.size}):")
-        lines += ["        " + line for line in self.body]
-        lines.append("    return acc" if self.reduces else "    return 0.0")
-        return "\n".join(head + lines) + "\n"
+        names = ", ".join(p[2] for p in self.params)
+        options = ", parallel=True" if parallel else ""
+        suffix = "p" if parallel else "s"
+        if self.reduces is None:
+            lines = [f"@njit(cache=True, nogil=True, error_model='numpy'{options})",
+                     f"def {self.name}_{suffix}({names}):",
+                     f"    for i in {loop}({self.group.size}):"]
+            lines += ["        " + line for line in self.body]
+            lines.append("    return 0.0")
+            return "\n".join(lines) + "\n"
+        lines = ["@njit(cache=True, nogil=True, error_model='numpy')", f"def {self.name}_body(i, {names}):"]
+        lines += ["    " + line for line in self.body]
+        lines += [f"    return {self.reduces}", "", ""]
+        lines += [f"@njit(cache=True, nogil=True, error_model='numpy', fastmath={{'reassoc'}}{options})",
+                  f"def {self.name}_{suffix}({names}):",
+                  "    acc = 0.0",
+                  f"    for i in {loop}({self.group.size}):",
+                  f"        acc += {self.name}_body(i, {names})",
+                  "    return acc"]
+        return "\n".join(lines) + "\n"
 
 
 class _Writer:
@@ -399,6 +418,8 @@ class Program:
         self.differentiable = [n for n in graph.inputs if n.requires_grad]
         self.joint = None
         self._generate()
+        if any(n.size * n.dtype.itemsize >= LARGE for n in graph.nodes):
+            keep_large_buffers()
 
     # constants are module globals of the group's dtype, so float32 stays float32
     def _constant(self, value, dtype):
@@ -420,8 +441,7 @@ class Program:
             for m in outs:
                 fwd.body.append(f"{fwd.param('out', m)}[i] = v{m.index}")
             if g.terminal is not None:
-                fwd.reduces = True
-                fwd.body.append(f"acc += v{g.terminal.args[0].index}")
+                fwd.reduces = f"v{g.terminal.args[0].index}"
             wanted = [e.index for e in writer.externals() if e.requires_grad]
             if only is not None and g.terminal is not None and g.terminal.requires_grad and \
                     _is_output(graph, g.terminal) and not outs:
