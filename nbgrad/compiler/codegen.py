@@ -471,6 +471,8 @@ class Program:
             parallel = g.size >= PARALLEL_MIN
             self.calls[g.id] = (getattr(self.module, f"{fwd.name}_{'p' if parallel else 's'}"),
                                 bwd and getattr(self.module, f"{bwd.name}_{'p' if parallel else 's'}"), parallel)
+        self.input_indices = [n.index for n in self.graph.inputs]
+        self.plans = self._plans()
 
     def _materialized(self, g):
         """Members whose value is read outside the group (or returned)."""
@@ -510,38 +512,64 @@ class Program:
                 return kernel(*args)
         return kernel(*args)
 
+    def _plans(self):
+        """Per group, what a call hands its forward kernel, worked out once: positions of the
+        inputs (and the shape of those that broadcast some other way: copied first), of the
+        outputs and of the joint gradients, with their dtypes; the sum's scale."""
+        plans = {}
+        for gid, (g, fwd, _) in self.kernels.items():
+            kernel, _, parallel = self.calls[gid]
+            ins, outs, gins = [], [], []
+            for pos, (kind, key, _) in enumerate(fwd.params):
+                if kind == "in":
+                    ins.append((pos, key.index, key.shape if _mode(key.shape, g.shape) is None else None))
+                elif kind == "out":
+                    outs.append((pos, key.index, key.dtype.numpy))
+                else:
+                    gins.append((pos, key, self.graph.nodes[key].dtype.numpy))
+            end = None
+            if g.terminal is not None:
+                empty = math.nan if g.terminal.params["mean"] else 0.0
+                end = (g.terminal.index, g.terminal.params["scale"], empty, g.terminal.shape)
+            plans[gid] = (kernel, parallel, len(fwd.params), ins, outs, gins, end, g.size)
+        return plans
+
     def forward(self, arrays, want_grad):
         """Values of the outputs, and what backward needs (``env``, the joint gradients)."""
-        env = {n.index: a for n, a in zip(self.graph.inputs, arrays)}
+        env = dict(zip(self.input_indices, arrays))
         joint = None
+        plans = self.plans
         for unit in self.units:
-            if hasattr(unit, "op"):
+            if type(unit) is not Group:
                 env[unit.index] = _run_op(unit, env)
                 continue
-            g = unit
-            fwd_kernel, _, parallel = self.calls[g.id]
-            _, fwd, _ = self.kernels[g.id]
-            args = []
-            outputs = {}
-            gins = {}
-            for kind, key, _ in fwd.params:
-                if kind == "in":
-                    args.append(_operand(env[key.index], key.shape, g.shape))
-                elif kind == "out":
-                    outputs[key.index] = CPU.empty(g.shape, key.dtype.numpy)
-                    args.append(outputs[key.index].reshape(-1))
-                else:                          # joint gradient
-                    gins[key] = CPU.empty(g.shape, self.graph.nodes[key].dtype.numpy)
-                    args.append(gins[key].reshape(-1))
-            if not want_grad and gins:
-                return self._without_joint(arrays)
-            acc = self._launch(fwd_kernel, parallel, args) if g.size else 0.0
-            env.update(outputs)
-            if g.terminal is not None:
-                value = acc * g.terminal.params["scale"] if g.size else (math.nan if g.terminal.params["mean"] else 0.0)
-                env[g.terminal.index] = CPU.reshape(CPU.scalar(value, g.dtype.numpy), g.terminal.shape)
+            kernel, parallel, count, ins, outs, gins, end, size = plans[unit.id]
+            shape = unit.shape
+            args = [None] * count
+            for pos, index, broadcast in ins:
+                a = env[index]
+                if broadcast is not None:
+                    a = CPU.copy_into(CPU.empty(shape, a.dtype), CPU.reshape(a, broadcast), fresh_out=True)
+                args[pos] = CPU.reshape(CPU.contiguous(a), (-1,))
+            for pos, index, dtype in outs:
+                a = env[index] = CPU.empty(shape, dtype)
+                args[pos] = CPU.reshape(a, (-1,))
             if gins:
-                joint = gins
+                if not want_grad:
+                    return self._without_joint(arrays)
+                joint = {}
+                for pos, key, dtype in gins:
+                    a = joint[key] = CPU.empty(shape, dtype)
+                    args[pos] = CPU.reshape(a, (-1,))
+            if size:
+                if parallel:
+                    with parallel_lock:
+                        acc = kernel(*args)
+                else:
+                    acc = kernel(*args)
+            if end is not None:
+                index, scale, empty, out_shape = end
+                env[index] = CPU.reshape(CPU.scalar(acc * scale if size else empty, unit.dtype.numpy), out_shape)
         return env, joint
 
     def _without_joint(self, arrays):
@@ -560,8 +588,6 @@ class Program:
         """Gradients of the differentiable inputs (in ``self.differentiable`` order), given
         ``(output node, its gradient)`` pairs."""
         adj = {}
-        for node, grad in pairs:
-            adj.setdefault(node.index, []).append(grad)
         if joint is not None:
             grad = pairs[0][1]
             g = float(grad) if grad.size == 1 else None
@@ -569,8 +595,10 @@ class Program:
                 a = joint.pop(e)               # the gradient's only holder, so .grad may take it uncopied
                 if g != 1.0:
                     a = CPU.launch("mul", (a, CPU.reshape(grad, ()) if grad.size == 1 else grad), a.shape, a.dtype)
-                adj.setdefault(e, []).append(a)
+                adj[e] = [a]
         else:
+            for node, grad in pairs:
+                adj.setdefault(node.index, []).append(grad)
             for unit in reversed(self.units):
                 if hasattr(unit, "op"):
                     g = adj.pop(unit.index, None)
@@ -582,7 +610,9 @@ class Program:
         result = []
         for n in self.differentiable:
             parts = adj.get(n.index)
-            if parts:
+            if parts and len(parts) == 1 and parts[0].shape == n.shape:
+                grad = parts[0]
+            elif parts:
                 grad = _reduce_to(_total(parts, np.broadcast_shapes(n.shape, *(p.shape for p in parts)), n.dtype),
                                   n.shape)
             else:
