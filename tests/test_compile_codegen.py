@@ -131,3 +131,46 @@ def test_a_dropped_large_gradient_is_reused_without_page_faults():
         x.grad = None
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     assert min(faults) < 50                    # a fresh 40 MB array: about 10,000 (or 20 huge pages and ~550)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape, dtype, tol", [((6, 4), np.float64, 1e-12), ((300, 700), np.float32, 2e-6)])
+def test_cross_entropy_is_one_fused_step_and_agrees_with_eager(reduction, shape, dtype, tol):
+    rng = np.random.default_rng(3)
+    z0 = (rng.standard_normal(shape) * 4).astype(dtype)
+    t0 = rng.integers(0, shape[1], shape[0])
+    t0[:2] = 2                                 # ignored rows
+
+    def fn(z, t):
+        return nbgrad.nn.functional.cross_entropy(z, t, reduction=reduction, ignore_index=2)
+    compiled = nbgrad.compile(fn, fullgraph=True)
+    results = []
+    w0 = rng.uniform(0.5, 1.5, shape[0] if reduction == "none" else ())
+    for f in (fn, compiled, compiled):
+        z, t = nbgrad.tensor(z0, requires_grad=True), nbgrad.tensor(t0)
+        out = f(z, t)
+        (out * nbgrad.tensor(w0, dtype=out.dtype)).sum().backward()
+        results.append((out.detach().numpy(), z.grad.numpy()))
+    for out, grad in results[1:]:
+        np.testing.assert_allclose(out, results[0][0], rtol=tol, atol=tol)
+        np.testing.assert_allclose(grad, results[0][1], rtol=tol, atol=tol)
+    assert "cross_entropy %" in compiled.explain(nbgrad.tensor(z0), nbgrad.tensor(t0))
+
+
+def test_cross_entropy_fused_gradcheck_and_closed_over_target():
+    rng = np.random.default_rng(4)
+    t = nbgrad.tensor(rng.integers(0, 5, 7))
+    compiled = nbgrad.compile(lambda z: nbgrad.nn.functional.cross_entropy(z, t), fullgraph=True)
+    z = nbgrad.tensor(rng.standard_normal((7, 5)), requires_grad=True)
+    assert nbgrad.autograd.gradcheck(compiled, (z,))
+    t.copy_(nbgrad.tensor(rng.integers(0, 5, 7)))            # read afresh at each call
+    expected = nbgrad.nn.functional.cross_entropy(z, t)
+    np.testing.assert_allclose(compiled(z).item(), expected.item(), rtol=1e-12)
+
+
+def test_cross_entropy_fused_target_out_of_range():
+    compiled = nbgrad.compile(lambda z, t: nbgrad.nn.functional.cross_entropy(z, t), fullgraph=True)
+    z = nbgrad.randn(4, 3, requires_grad=True)
+    compiled(z, nbgrad.tensor([0, 1, 2, 1]))
+    with pytest.raises(IndexError, match="Target 5 is out of bounds."):
+        compiled(z, nbgrad.tensor([0, 5, 2, 1]))

@@ -85,7 +85,7 @@ class _Entry:
 
     def describe(self):
         p = self.program
-        groups = [repr(u) for u in p.units if not hasattr(u, "op")]
+        groups = [repr(u) for u in p.units if not isinstance(u, _GraphNode)]     # fusion groups, fused steps
         return {"graph": str(self.graph), "fusion": "\n".join(groups) + (
             f"\njoint forward-backward pass: group {p.joint.id}" if p.joint is not None else ""),
             "kernels": p.source}

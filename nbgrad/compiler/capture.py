@@ -338,9 +338,10 @@ class Proxy:
     def _nll_loss(self, target, weight, reduction, ignore_index):
         """``F.nll_loss`` on a traced (N, C) input (its checks ran already)."""
         n = self._node
-        if weight is not None or len(n.shape) != 2 or isinstance(target, Proxy):
+        computed = isinstance(target, Proxy) and (target._graph is not self._graph or target._node.op != "input")
+        if weight is not None or len(n.shape) != 2 or computed:
             _break("nll_loss with a weight, a target computed in the function, or other than (N, C) input")
-        t = self._graph.lift(target)
+        t = target._node if isinstance(target, Proxy) else self._graph.lift(target)
         shape = (n.shape[0],) if reduction == "none" else ()
         node = Node("nll_loss", (n, t), shape, n.dtype, n.requires_grad,
                     {"reduction": reduction, "ignore_index": ignore_index})

@@ -32,6 +32,7 @@ from nbgrad.ops.elementwise import PARALLEL_MIN, parallel_lock
 from nbgrad.ops.table import TABLE
 from nbgrad.ops.targets import CPU
 
+from .fused import CrossEntropy, fuse
 from .memory import LARGE, keep_large_buffers
 from .steps import _op_backward, _reduce_to, _run_op, _total
 
@@ -144,6 +145,12 @@ def _partition(graph):
         done.add(id(ready))
     group_of = {k: groups[find(v)] for k, v in group_of.items()}
     return order, group_of, consumers
+
+
+def _output_list(out):
+    if isinstance(out, (tuple, list)):
+        return [n for o in out for n in _output_list(o)]
+    return [out] if hasattr(out, "op") else []
 
 
 def _is_output(graph, node):
@@ -413,6 +420,7 @@ class Program:
     def __init__(self, graph):
         self.graph = graph
         self.units, self.group_of, self.consumers = _partition(graph)
+        self.units = fuse(self.units, self.consumers, {n.index for n in _output_list(graph.outputs)})
         self.constants = {}
         self.kernels = {}
         self.differentiable = [n for n in graph.inputs if n.requires_grad]
@@ -541,7 +549,7 @@ class Program:
         plans = self.plans
         for unit in self.units:
             if type(unit) is not Group:
-                env[unit.index] = _run_op(unit, env)
+                env[unit.index] = unit.run(env) if type(unit) is CrossEntropy else _run_op(unit, env)
                 continue
             kernel, parallel, count, ins, outs, gins, end, size = plans[unit.id]
             shape = unit.shape
@@ -603,7 +611,8 @@ class Program:
                 if hasattr(unit, "op"):
                     g = adj.pop(unit.index, None)
                     if g is not None:
-                        for node, contribution in _op_backward(unit, env, _total(g, unit.shape, unit.dtype)):
+                        step = unit.backward if type(unit) is CrossEntropy else functools.partial(_op_backward, unit)
+                        for node, contribution in step(env, _total(g, unit.shape, unit.dtype)):
                             adj.setdefault(node.index, []).append(contribution)
                     continue
                 self._group_backward(unit, env, adj)
