@@ -63,9 +63,15 @@ def _op_backward(node, env, grad):
         b = node.args[1]
         out = []
         if a.requires_grad:
-            out.append((a, _matmul(grad, CPU.permute(env[b.index]))))
+            if _transposed(a):                 # (a.T)'s gradient, made C-contiguous: b @ grad.T
+                out.append((a.args[0], _matmul(env[b.index], CPU.permute(grad))))
+            else:
+                out.append((a, _matmul(grad, CPU.permute(env[b.index]))))
         if b.requires_grad:
-            out.append((b, _matmul(CPU.permute(env[a.index]), grad)))
+            if _transposed(b):                 # F.linear's weight: grad.T @ a, not a transposed (a.T @ grad)
+                out.append((b.args[0], _matmul(CPU.permute(grad), env[a.index])))
+            else:
+                out.append((b, _matmul(CPU.permute(env[a.index]), grad)))
         return out
     if not a.requires_grad:
         return []
@@ -89,6 +95,11 @@ def _op_backward(node, env, grad):
             g = CPU.launch("mul", (g, node.params["scale"]), g.shape, g.dtype)
         return [(a, g)]
     raise AssertionError(node.op)
+
+
+def _transposed(node):
+    """Whether ``node`` is a transpose of a 2-D value (its gradient goes to that value)."""
+    return node.op == "permute" and node.params["perm"] == (1, 0)
 
 
 def _matmul(a, b):
