@@ -174,3 +174,25 @@ def test_cross_entropy_fused_target_out_of_range():
     compiled(z, nbgrad.tensor([0, 1, 2, 1]))
     with pytest.raises(IndexError, match="Target 5 is out of bounds."):
         compiled(z, nbgrad.tensor([0, 5, 2, 1]))
+
+
+@pytest.mark.parametrize("fn", [
+    lambda a, b: (a @ b.t()).tanh().sum(),
+    lambda a, b: (a.t() @ b.t().t()).sum() + (b.t() * 2).sum(),
+    lambda a, b: ((a.t().t() @ b.t()) @ b).sum(),
+])
+def test_gradients_through_transposed_matmul_operands(fn):
+    """A transposed operand's gradient goes straight to the value it transposes (grad.T @ a),
+    C-contiguous, summed with its other uses."""
+    rng = np.random.default_rng(5)
+    a0, b0 = rng.standard_normal((4, 4)), rng.standard_normal((4, 4))
+    compiled = nbgrad.compile(fn, fullgraph=True)
+    results = []
+    for f in (fn, compiled, compiled):
+        a, b = nbgrad.tensor(a0, requires_grad=True), nbgrad.tensor(b0, requires_grad=True)
+        f(a, b).backward()
+        assert a.grad.is_contiguous() and b.grad.is_contiguous()
+        results.append((a.grad.numpy(), b.grad.numpy()))
+    for ga, gb in results[1:]:
+        np.testing.assert_allclose(ga, results[0][0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gb, results[0][1], rtol=1e-12, atol=1e-12)
