@@ -167,11 +167,6 @@ def _is_output(graph, node):
 
 
 # -- expressions ----------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
-def _parsed(expr):
-    return ast.parse(expr, mode="eval")
-
-
 def _number(node):
     return isinstance(node, ast.Constant) and type(node.value) in (int, float, bool)
 
@@ -241,33 +236,49 @@ class _Fold(ast.NodeTransformer):
         return node
 
 
-class _Typed(ast.NodeTransformer):
-    """Numbers become the group dtype's module constants (float32 math stays float32)."""
-
-    def __init__(self, constant):
-        self.constant = constant
+class _Marked(ast.NodeTransformer):
+    """Numbers as ``\0value\0`` markers, for ``_expression`` to type."""
 
     def visit_Constant(self, node):
         if type(node.value) in (int, float):
-            return ast.Name(id=self.constant(node.value), ctx=ast.Load())
+            return ast.Name(id=f"\0{node.value!r}\0", ctx=ast.Load())
         return node
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(expr, numbers):
+    """``expr`` with the operands in ``numbers`` ((name, value) pairs) replaced by their values
+    and folded: a number, or source whose other operands keep their names and whose numbers
+    are marked (cached: a chain repeats a few expressions on many operands)."""
+    values = dict(numbers)
+
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, node):
+            return ast.Constant(values[node.id]) if node.id in values else node
+    tree = ast.parse(expr, mode="eval")
+    tree = ast.fix_missing_locations(_Fold().visit(Rename().visit(tree)))
+    if _number(tree.body) and type(tree.body.value) is not bool:
+        return tree.body.value
+    return ast.unparse(_Marked().visit(tree))
+
+
+_TOKEN = re.compile(r"\0([^\0]*)\0|[A-Za-z_]\w*")
 
 
 def _expression(expr, names, constant):
     """``expr`` with its operands replaced by ``names`` (variable names, or numbers), folded:
     a number if it folds to one, else the source of a statement's right-hand side, its numbers
     spelled as ``constant(value)`` names."""
-    values = {k: (ast.Constant(v) if isinstance(v, (int, float)) else ast.Name(id=v, ctx=ast.Load()))
-              for k, v in names.items()}
+    numbers = tuple(sorted((k, v) for k, v in names.items() if not isinstance(v, str)))
+    folded = _folded(expr, numbers)
+    if not isinstance(folded, str):
+        return folded
 
-    class Rename(ast.NodeTransformer):
-        def visit_Name(self, node):
-            return values.get(node.id, node)
-    tree = ast.parse(ast.unparse(_parsed(expr)), mode="eval")
-    tree = ast.fix_missing_locations(_Fold().visit(Rename().visit(tree)))
-    if _number(tree.body) and type(tree.body.value) is not bool:
-        return tree.body.value
-    return ast.unparse(_Typed(constant).visit(tree))
+    def replace(match):
+        if match.group(1) is not None:
+            return constant(float(match.group(1)))
+        return names.get(match.group(0), match.group(0))
+    return _TOKEN.sub(replace, folded)
 
 
 def _mode(shape, target):
