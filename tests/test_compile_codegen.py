@@ -1,6 +1,7 @@
 """Code generation of ``nbgrad.compile``: constant folding keeps values exactly, float32
 programs compute in float32, and the gradients a program hands out are never overwritten by
 later calls."""
+import math
 import resource
 
 import numba
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 import nbgrad
+from nbgrad.compiler import codegen
 from nbgrad.compiler.codegen import _expression
 from nbgrad.compiler.memory import keep_large_buffers
 
@@ -48,9 +50,9 @@ def _compiled_typemap(fn, x):
         if not name.startswith("group"):
             continue
         kernel = getattr(module, name)
-        if name.endswith("_body"):              # typed as its loop calls it: the index, then the loop's arguments
-            loop = getattr(module, name[:-5] + "_s", None) or getattr(module, name[:-5] + "_p")
-            signatures = [(numba.intp, *sig) for sig in loop.signatures]
+        if name.endswith("_blocks"):            # typed as its loop calls it: the block range, then the loop's arguments
+            loop = getattr(module, name[:-7] + "_s", None) or getattr(module, name[:-7] + "_p")
+            signatures = [(numba.int64, numba.int64, *sig) for sig in loop.signatures]
         else:
             signatures = kernel.signatures
         fresh = numba.njit(error_model="numpy")(kernel.py_func)   # typed afresh: a cached kernel keeps no types
@@ -200,3 +202,49 @@ def test_gradients_through_transposed_matmul_operands(fn):
     for ga, gb in results[1:]:
         np.testing.assert_allclose(ga, results[0][0], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(gb, results[0][1], rtol=1e-12, atol=1e-12)
+
+
+def test_float32_tanh_of_generated_loops_is_correctly_rounded():
+    """The loops' float32 tanh (vectorizable, from exp in float64) against tanh in float64
+    rounded to float32, over a sweep of float32 bit patterns and the special values."""
+    namespace = {}
+    source = "import numpy as np\nfrom numba import njit\n" + codegen._TANH32.replace("cache=True", "cache=False")
+    exec(compile(source, "tanh32", "exec"), namespace)
+    tanh32 = namespace["tanh32"]
+
+    @numba.njit(error_model="numpy")
+    def sweep(x, out, exact):
+        for i in range(x.size):
+            out[i] = tanh32(x[i])
+            exact[i] = math.tanh(np.float64(x[i]))
+    bits = np.arange(0, 0x7F800000, 1009, dtype=np.uint32)
+    x = bits.view(np.float32)
+    x = np.concatenate([x, -x, np.array([0.0, -0.0, 2.4e-4, 2.45e-4, 19.9, 20.1, np.inf, -np.inf, np.nan], np.float32)])
+    out, exact = np.empty_like(x), np.empty(x.size)
+    sweep(x, out, exact)
+    expected = exact.astype(np.float32)
+    nan = np.isnan(expected)
+    assert np.array_equal(np.isnan(out), nan)
+    ulps = np.abs(out[~nan].view(np.int32).astype(np.int64) - expected[~nan].view(np.int32).astype(np.int64))
+    assert ulps.max() <= 1 and (ulps > 0).mean() < 1e-4
+    assert np.signbit(out[x.size - 8]) and out[-3] == 1 and out[-2] == -1
+
+
+@pytest.mark.parametrize("n", [25, 1000, 300_000])      # serial and parallel summing loops
+def test_float32_chain_agrees_with_eager(n):
+    def fn(x):
+        y = x
+        for _ in range(25):
+            y = (y * 1.01 + 0.1).tanh() - x
+        return y.sum()
+    x0 = np.random.default_rng(6).standard_normal(n).astype(np.float32)
+    compiled = nbgrad.compile(fn, fullgraph=True)
+    results = []
+    for f in (fn, compiled, compiled):
+        x = nbgrad.tensor(x0, requires_grad=True)
+        out = f(x)
+        out.backward()
+        results.append((out.item(), x.grad.numpy()))
+    for value, grad in results[1:]:
+        assert value == pytest.approx(results[0][0], rel=1e-5)
+        np.testing.assert_allclose(grad, results[0][1], rtol=1e-4, atol=1e-5)

@@ -27,6 +27,7 @@ import re
 
 import numpy as np
 
+from nbgrad.ops import vmath
 from nbgrad.ops._cache import load_module
 from nbgrad.ops.elementwise import PARALLEL_MIN, parallel_lock
 from nbgrad.ops.table import TABLE
@@ -281,6 +282,25 @@ def _expression(expr, names, constant):
     return _TOKEN.sub(replace, folded)
 
 
+_TANH = re.compile(r"\btanh\(")
+
+# float32 tanh, computed in float64 from vmath's exp (which vectorizes, where libm's tanhf is a call
+# per element): e = exp(2x), (e - 1) / (e + 1) has a relative error far below float32's rounding
+# for |x| >= 2^-12 (e - 1 is exact for e in [1, 2]); below it tanh(x) rounds to x; |x| is clamped
+# to 20 (tanh(20) rounds to 1), NaN passes. It equalled tanh computed in float64 and rounded on
+# a sweep of 44 million float32 values (the test allows 1 ulp), where libm's tanhf is a call per
+# element that keeps the loop scalar: the chain of 25 tanh on 5x5 went 20 -> 6 us.
+_TANH32 = vmath.import_line("exp").replace(" import exp ", " import exp as _vexp ") + """
+@njit(cache=True, nogil=True, error_model='numpy')
+def tanh32(x):
+    d = np.float64(x)
+    c = 20.0 if d > 20.0 else d
+    c = -20.0 if c < -20.0 else c
+    e = _vexp(c + c)
+    return np.float32(d if abs(d) < 2.44140625e-4 else (e - 1.0) / (e + 1.0))
+"""
+
+
 def _mode(shape, target):
     """How an operand of ``shape`` is read in a loop over ``target`` (C order), by flat
     index ``i``: ``("full", 0)``, ``("one", 0)``, ``("inner", k)`` (``i % k``),
@@ -308,10 +328,12 @@ def _read(array, mode):
 class _Kernel:
     """Source of one generated loop, and how to call it.
 
-    A loop that sums a value (``reduces``: its name) puts its body in a function of its own,
-    compiled with strict float semantics and inlined by LLVM, and only the loop's sum may be
-    reassociated: the sum then vectorizes (in several partial sums) instead of waiting on one
-    add per element, and every other value is computed exactly as written."""
+    A loop that sums a value (``reduces``: its name) runs in blocks of ``_BLOCK`` elements: each
+    block's values go to a small buffer and vmath's ``vsum`` adds it (in whatever order
+    vectorizes), so the loop over a block has no chain of adds through one accumulator and
+    vectorizes too, while every value is computed exactly as written. In parallel, ``_CHUNKS``
+    runs of blocks share the threads, each run one call of the serial function (a loop
+    inside ``prange`` itself would not vectorize)."""
 
     def __init__(self, name, group):
         self.name, self.group = name, group
@@ -327,25 +349,37 @@ class _Kernel:
     def source(self, parallel):
         loop = "prange" if parallel else "range"
         names = ", ".join(p[2] for p in self.params)
-        options = ", parallel=True" if parallel else ""
-        suffix = "p" if parallel else "s"
+        head = [f"@njit(cache=True, nogil=True, error_model='numpy'{', parallel=True' if parallel else ''})",
+                f"def {self.name}_{'p' if parallel else 's'}({names}):"]
+        size = self.group.size
         if self.reduces is None:
-            lines = [f"@njit(cache=True, nogil=True, error_model='numpy'{options})",
-                     f"def {self.name}_{suffix}({names}):",
-                     f"    for i in {loop}({self.group.size}):"]
-            lines += ["        " + line for line in self.body]
-            lines.append("    return 0.0")
-            return "\n".join(lines) + "\n"
-        lines = ["@njit(cache=True, nogil=True, error_model='numpy')", f"def {self.name}_body(i, {names}):"]
-        lines += ["    " + line for line in self.body]
-        lines += [f"    return {self.reduces}", "", ""]
-        lines += [f"@njit(cache=True, nogil=True, error_model='numpy', fastmath={{'reassoc'}}{options})",
-                  f"def {self.name}_{suffix}({names}):",
-                  "    acc = 0.0",
-                  f"    for i in {loop}({self.group.size}):",
-                  f"        acc += {self.name}_body(i, {names})",
-                  "    return acc"]
+            lines = head + [f"    for i in {loop}({size}):"] + ["        " + line for line in self.body]
+            return "\n".join(lines + ["    return 0.0"]) + "\n"
+        blocks = -(-size // _BLOCK)
+        lines = ["@njit(cache=True, nogil=True, error_model='numpy')",
+                 f"def {self.name}_blocks(first, last, {names}):",
+                 "    part = 0.0",
+                 f"    tmp = np.empty({_BLOCK}, np.float64)",
+                 "    for k in range(first, last):",   # unsigned indices: no wraparound check, so it vectorizes
+                 f"        b = np.uint64(k) * np.uint64({_BLOCK})",
+                 f"        n = min(np.uint64({_BLOCK}), np.uint64({size}) - b)",
+                 "        for j in range(n):",
+                 "            i = b + j"] + ["            " + line for line in self.body] + \
+                [f"            tmp[j] = {self.reduces}",
+                 "        part += vsum(tmp[:n])",
+                 "    return part", "", ""] + head
+        if parallel:                           # each run of blocks is an ordinary (vectorized) call
+            lines += ["    acc = 0.0",
+                      f"    for c in prange({_CHUNKS}):",
+                      f"        acc += {self.name}_blocks(c * {blocks} // {_CHUNKS}, (c + 1) * {blocks} // {_CHUNKS}, {names})",
+                      "    return acc"]
+        else:
+            lines.append(f"    return {self.name}_blocks(0, {blocks}, {names})")
         return "\n".join(lines) + "\n"
+
+
+_BLOCK = 512          # elements per block of a summing loop (its buffer stays in L1)
+_CHUNKS = 64          # runs of blocks a parallel summing loop hands out
 
 
 class _Writer:
@@ -365,7 +399,10 @@ class _Writer:
         return value if isinstance(value, str) else self.constants(value, dtype)
 
     def expression(self, expr, names, dtype):
-        return _expression(expr, names, lambda v: self.constants(v, dtype))
+        out = _expression(expr, names, lambda v: self.constants(v, dtype))
+        if isinstance(out, str) and dtype.itemsize == 4:
+            out = _TANH.sub("tanh32(", out)
+        return out
 
     def externals(self):
         seen = {}
@@ -514,6 +551,11 @@ class Program:
         parts = ["import math\nimport numpy as np\nfrom numba import njit, prange\n"]
         if used:
             parts.append(scalar.import_line(*sorted(used)))
+        if any(k is not None and k.reduces is not None for _, fwd, bwd in self.kernels.values() for k in (fwd, bwd)):
+            parts.append(vmath.import_line("vsum"))
+        if any("tanh32(" in line for _, fwd, bwd in self.kernels.values() for k in (fwd, bwd) if k is not None
+               for line in k.body):
+            parts.append(_TANH32)
         for (value, dtype), name in self.constants.items():
             literal = repr(value) if math.isfinite(value) else f"float('{value!r}')"
             parts.append(f"{name} = np.{dtype}({literal})\n")
