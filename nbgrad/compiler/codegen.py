@@ -8,7 +8,15 @@ elements whose body is the table's forward expressions as straight-line statemen
 backward is a second kernel generated from the table's derivative expressions: it recomputes
 the group's values from the group's inputs (cheaper than saving them: an elementwise value
 costs a few instructions, a saved one a pass over memory) and writes the gradient of each
-input. Matrix products keep BLAS; transposes and reshapes are views.
+input. Matrix products keep BLAS; transposes and reshapes are views; ``log_softmax`` read only
+by ``nll_loss`` becomes one fused cross-entropy step (``fused.py``).
+
+Statements are folded where operands are numbers (``_Fold``: ``x ** 2`` is ``x * x``, ``where``
+on a known condition is its branch, a gradient of 1 drops out) and every literal left is a
+module constant of the group's dtype, so float32 stays float32 (Numba would widen it with a
+bare ``1.0``). What keeps a loop from vectorizing is avoided: a sum runs in blocks added by
+``vmath.vsum`` (``_Kernel``), and float32 ``tanh`` is computed from vmath's exp (``_TANH32``)
+instead of a libm call per element.
 
 When the whole graph is one group that ends in a reduction to a number (a loss), the forward
 kernel also writes the gradients for an incoming gradient of 1 (backprop is linear in it):
