@@ -427,7 +427,8 @@ class _Writer:
         for m in self.group.members:
             record = TABLE[m.params["record"]]
             names = dict(zip(record.operands, (self.ref(a) for a in m.args)))
-            kernel.body.append(f"v{m.index} = {self.typed(self.expression(record.forward, names, m.dtype), m.dtype)}")
+            dtype = m.params.get("compute", m.dtype)       # the operands' dtype where the value's differs
+            kernel.body.append(f"v{m.index} = {self.typed(self.expression(record.forward, names, dtype), m.dtype)}")
 
     def backward(self, kernel, upstream, wanted):
         """Adjoint statements: ``upstream`` maps a member's index to its incoming gradient's
@@ -438,7 +439,8 @@ class _Writer:
             parts = contributions.get(m.index)
             if not parts:
                 continue
-            total = self._sum(parts, m.dtype)
+            dtype = m.params.get("compute", m.dtype)
+            total = self._sum(parts, dtype)
             if isinstance(total, str):
                 kernel.body.append(f"a{m.index} = {total}")
                 total = f"a{m.index}"
@@ -451,7 +453,7 @@ class _Writer:
                     continue
                 if a.index not in self.members and a.index not in wanted:
                     continue
-                part = self.expression(expr, names, m.dtype)
+                part = self.expression(expr, names, dtype)
                 contributions.setdefault(a.index, []).append(part if not isinstance(part, str) else f"({part})")
         for e in wanted:
             parts = contributions.get(e)
