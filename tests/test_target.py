@@ -308,6 +308,8 @@ ALLOWED = [
     ("nn/_pool.py", "start = np.arange(out, dtype=np.int64) * s - p", "pooling windows, planned on the host"),
     ("nn/_pool.py", "hd, wd = np.full(oh, float(divisor_override)), np.ones(ow)", "pooling windows, planned on the host"),
     ("nn/_pool.py", "o = np.arange(out, dtype=np.int64)", "pooling windows, planned on the host"),
+    ("compiler/codegen.py", "tmp = np.empty({_BLOCK}, np.float64)",
+     "generated kernel source: a summing loop's block buffer, made inside the Numba kernel"),
 ]
 
 

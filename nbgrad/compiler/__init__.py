@@ -25,6 +25,7 @@ from ..autograd.graph import Node
 from ..tensor import Tensor, record
 from . import effects
 from .capture import GraphBreak, capture
+from .capture import Node as _GraphNode
 from .codegen import Program
 
 __all__ = ["compile", "reset", "GraphBreak", "CompiledFunction", "RECOMPILE_LIMIT"]
@@ -75,6 +76,11 @@ class _Entry:
         # the outputs that require grad, each once: the outputs of the call's one node
         self.differentiable = list({id(n): n for n in _output_nodes(graph.outputs)
                                     if n.requires_grad and n.op != "input"}.values())
+        # worked out once, so that a call only fills in arrays
+        self.grad_inputs = [i for i, n in enumerate(graph.inputs) if n.requires_grad]
+        self.output_meta = tuple((n.shape, n.dtype) for n in self.differentiable)
+        out = graph.outputs
+        self.single = out if isinstance(out, _GraphNode) and out.op != "input" else None   # one computed tensor
 
     def valid(self):
         return all(_signature(t) == s for t, s in zip(self.lifted, self.lifted_signature)) and \
@@ -82,7 +88,7 @@ class _Entry:
 
     def describe(self):
         p = self.program
-        groups = [repr(u) for u in p.units if not hasattr(u, "op")]
+        groups = [repr(u) for u in p.units if not isinstance(u, _GraphNode)]     # fusion groups, fused steps
         return {"graph": str(self.graph), "fusion": "\n".join(groups) + (
             f"\njoint forward-backward pass: group {p.joint.id}" if p.joint is not None else ""),
             "kernels": p.source}
@@ -198,12 +204,20 @@ class CompiledFunction:
             return entry
 
     def _run(self, entry, args, kwargs):
-        tensors = _tensors(args, []) + _tensors(list(kwargs.values()), []) + entry.lifted
+        tensors = _tensors(args, [])
+        if kwargs:
+            _tensors(list(kwargs.values()), tensors)
+        if entry.lifted:
+            tensors += entry.lifted
         if entry.graph.effects and entry.graph.backward_inside:        # a training step (effects.py)
             return effects.run(entry, tensors)
         arrays = [t._data for t in tensors]
-        program = entry.program
-        env, joint = program.forward(arrays, bool(entry.differentiable))
+        env, joint = entry.program.forward(arrays, bool(entry.differentiable))
+        single = entry.single
+        if single is not None and not entry.graph.effects:      # the common case: one computed tensor
+            if entry.differentiable:
+                return self._output(entry, [], single, env, joint, arrays, tensors, args, kwargs)
+            return Tensor._wrap(env[single.index])
         nodes = {}
         node = []
 
@@ -233,16 +247,12 @@ class CompiledFunction:
             out = Tensor._wrap(env[v.index])
             out.grad_fn, out._output_nr = node[0], k
             return out
-        inputs = [t for t, n in zip(tensors, entry.graph.inputs) if n.requires_grad]
-        out = record(CompiledFunctionBackward, env[v.index], inputs)
-        fn = out.grad_fn
-        if fn is not None:
-            node.append(fn)
-            fn.entry, fn.env, fn.joint, fn.arrays = entry, env, joint, arrays
-            fn.tensors, fn.versions = tensors, [t._version for t in tensors]
-            fn.fn, fn.args, fn.kwargs = self._fn, args, kwargs
-            fn.num_outputs = len(entry.differentiable)
-            fn._output_meta = tuple((n.shape, n.dtype) for n in entry.differentiable)
+        out = record(CompiledFunctionBackward, env[v.index], [tensors[i] for i in entry.grad_inputs],
+                     entry=entry, env=env, joint=joint, arrays=arrays, tensors=tensors,
+                     versions=[t._version for t in tensors], fn=self._fn, args=args, kwargs=kwargs,
+                     num_outputs=len(entry.differentiable), _output_meta=entry.output_meta)
+        if out.grad_fn is not None:
+            node.append(out.grad_fn)
             out._output_nr = k
         return out
 

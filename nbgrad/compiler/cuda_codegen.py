@@ -48,6 +48,8 @@ def kernel_source(kernel):
         lines.append("    acc = 0.0")
     lines.append(f"    while i < {kernel.group.size}:")
     lines += ["        " + line for line in kernel.body]
+    if kernel.reduces:                         # the value the loop sums (a name of the body's)
+        lines.append(f"        acc += {kernel.reduces}")
     lines.append("        i += step")
     if kernel.reduces:
         lines += ["    t = cuda.threadIdx.x",

@@ -65,14 +65,16 @@ def _op_backward(node, env, grad):
     if node.op == "matmul":
         b = node.args[1]
         out = []
-        # an operand that is a transpose (``x @ W.t()``) gets its gradient computed transposed, as
-        # eager's ``_mm_grads`` does: the gradient reaching ``W`` through the permute is then contiguous
         if a.requires_grad:
-            out.append((a, T.permute(_matmul(env[b.index], T.permute(grad))) if a.op == "permute" else
-                        _matmul(grad, T.permute(env[b.index]))))
+            if _transposed(a):                 # (a.T)'s gradient, made C-contiguous: b @ grad.T
+                out.append((a.args[0], _matmul(env[b.index], T.permute(grad))))
+            else:
+                out.append((a, _matmul(grad, T.permute(env[b.index]))))
         if b.requires_grad:
-            out.append((b, T.permute(_matmul(T.permute(grad), env[a.index])) if b.op == "permute" else
-                        _matmul(T.permute(env[a.index]), grad)))
+            if _transposed(b):                 # F.linear's weight: grad.T @ a, not a transposed (a.T @ grad)
+                out.append((b.args[0], _matmul(T.permute(grad), env[a.index])))
+            else:
+                out.append((b, _matmul(T.permute(env[a.index]), grad)))
         return out
     if not a.requires_grad:
         return []
@@ -95,6 +97,11 @@ def _op_backward(node, env, grad):
             g = T.launch("mul", (g, node.params["scale"]), g.shape, g.dtype)
         return [(a, g)]
     raise AssertionError(node.op)
+
+
+def _transposed(node):
+    """Whether ``node`` is a transpose of a 2-D value (its gradient goes to that value)."""
+    return node.op == "permute" and node.params["perm"] == (1, 0)
 
 
 def _matmul(a, b):

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from .. import conv, count, embedding, index, linalg, loss, norm, optim, pool, reduce, scan, shape, sort, svd
+from .. import conv, count, embedding, index, linalg, loss, norm, optim, pool, reduce, scan, shape, sort, svd, xent
 from ..elementwise import OPS, PARALLEL_MIN, copy_of, element_strides, flat_buffer, strided_view
 
 __all__ = ["CpuTarget", "CPU"]
@@ -31,6 +31,7 @@ class CpuTarget:
     optim = optim
     sort, scan, count, svd = sort, scan, count, svd
     conv, pool, norm, embedding = conv, pool, norm, embedding
+    xent = xent                        # cross-entropy fused (log_softmax + nll_loss), for nbgrad.compile
 
     def __repr__(self):
         return "<nbgrad target cpu>"
