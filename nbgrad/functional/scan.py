@@ -77,7 +77,7 @@ class CumprodBackward0(Node):
         x, y = self.saved_tensors
         if not self.ndim or x._data.size == 0:
             return (grad,)
-        has_zero = not np.all(x._data)
+        has_zero = target_of(x._data).reduce.count_zeros(x._data) > 0
         if needs_grad((grad, x)):
             if has_zero:
                 return (_cumprod_backward_recorded(grad, x, self.dim),)

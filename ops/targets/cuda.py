@@ -18,6 +18,9 @@ from numba import cuda
 
 from . import cuda_kernels as hand
 from . import cuda_nn, cuda_nonzero, cuda_optim, cuda_prod
+from .cuda_count import Count
+from .cuda_scan import Scan
+from .cuda_sort import Sort
 from .cuda_array import DeviceArray
 from .cuda_codegen import KERNELS, accumulation
 from ..optim import check_sizes
@@ -94,6 +97,7 @@ class CudaTarget:
         self.loss = _Family("loss", nll_forward=self._nll_forward, nll_backward=self._nll_backward)
         self.shape = _Family("shape", flip=self._flip)
         self.optim = _Family("optim", step=self._optim_step)
+        self.sort, self.scan, self.count = Sort(self), Scan(self), Count(self)
 
     def __repr__(self):
         return "<nbgrad target cuda>"

@@ -1,0 +1,213 @@
+"""The ``sort`` family on CUDA: a stable merge sort of each row (one thread per row: insertion
+sorts of runs of ``_RUN``, then bottom-up merges between the index row and a scratch row), and
+the passes ``unique`` and ``mode`` make over sorted rows. The order is ``ops/sort.py``'s: NaN
+above every number, ties in input order. Indices read from arrays are positions this code wrote
+(a permutation of ``0..n-1``), and each is checked against ``n`` before use anyway.
+
+``rows`` and ``restore`` are views and copies of the target (no kernel); ``topk_rows`` is a
+full sort's first ``k`` columns.
+"""
+import numpy as np
+from numba import cuda
+
+__all__ = ["Sort"]
+
+_THREADS = 32
+_RUN = 16
+
+
+@cuda.jit(device=True, inline=True)
+def _before(a, b, descending):
+    """Whether ``a`` goes strictly before ``b``: NaN is the largest value."""
+    if descending:
+        if a != a:
+            return b == b
+        if b != b:
+            return False
+        return a > b
+    if a != a:
+        return False
+    if b != b:
+        return True
+    return a < b
+
+
+@cuda.jit(device=True, inline=True)
+def _at(x, xo, s1, idx, k, n):
+    j = idx[k]
+    if j < 0 or j >= n:          # never: idx holds a permutation this kernel wrote
+        j = 0
+    return x[xo + j * s1]
+
+
+@cuda.jit
+def _argsort_kernel(x, xo, xs0, xs1, idx, tmp, values, rows, n, descending):
+    """Row ``r`` of ``x`` sorted: its permutation in ``idx[r*n:(r+1)*n]`` (``tmp``: scratch of the
+    same size), its values in ``values`` (C-contiguous)."""
+    r = cuda.grid(1)
+    if r >= rows:
+        return
+    base = r * n
+    row = xo + r * xs0
+    for i in range(n):
+        idx[base + i] = i
+    for lo in range(0, n, _RUN):
+        hi = min(lo + _RUN, n)
+        for i in range(lo + 1, hi):
+            j = idx[base + i]
+            v = x[row + j * xs1]
+            k = i
+            while k > lo and _before(v, x[row + idx[base + k - 1] * xs1], descending):
+                idx[base + k] = idx[base + k - 1]
+                k -= 1
+            idx[base + k] = j
+    width = _RUN
+    flipped = False
+    while width < n:
+        src = tmp if flipped else idx
+        dst = idx if flipped else tmp
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if _before(_at(x, row, xs1, src, base + j, n), _at(x, row, xs1, src, base + i, n), descending):
+                    dst[base + k] = src[base + j]
+                    j += 1
+                else:
+                    dst[base + k] = src[base + i]
+                    i += 1
+                k += 1
+            while i < mid:
+                dst[base + k] = src[base + i]
+                i += 1
+                k += 1
+            while j < hi:
+                dst[base + k] = src[base + j]
+                j += 1
+                k += 1
+        flipped = not flipped
+        width *= 2
+    if flipped:
+        for i in range(n):
+            idx[base + i] = tmp[base + i]
+    for i in range(n):
+        values[base + i] = _at(x, row, xs1, idx, base + i, n)
+
+
+@cuda.jit
+def _unique_runs_kernel(values, order, n, firsts, inverse, counts, found):
+    """One thread: runs of equal values of the 1-D ``values`` (``ops/sort.py``'s ``unique_runs``);
+    ``counts`` first holds each run's start; ``found[0]``: the number of runs."""
+    if cuda.grid(1) != 0:
+        return
+    m = 0
+    for i in range(n):
+        if i == 0 or values[i] != values[i - 1]:
+            counts[m] = i
+            firsts[m] = values[i]
+            m += 1
+        p = order[i]
+        if 0 <= p < n:
+            inverse[p] = m - 1
+    for k in range(m):
+        counts[k] = (counts[k + 1] if k + 1 < m else n) - counts[k]
+    found[0] = m
+
+
+@cuda.jit
+def _mode_kernel(v, o, rows, n, values, indices):
+    """Per sorted row (C-contiguous ``v`` and ``o``): the most frequent value (the smallest of
+    ties) and the input position of its last occurrence."""
+    r = cuda.grid(1)
+    if r >= rows:
+        return
+    base = r * n
+    best, best_len, start = 0, 0, 0
+    for i in range(1, n + 1):
+        if i == n or v[base + i] != v[base + i - 1]:
+            if i - start > best_len:
+                best, best_len = start, i - start
+            start = i
+    values[r] = v[base + best]
+    last = best
+    for i in range(best, best + best_len):
+        if o[base + i] > o[base + last]:
+            last = i
+    indices[r] = o[base + last]
+
+
+def _grid(n):
+    threads = max(1, min(_THREADS, n))
+    return -(-n // threads), threads
+
+
+class Sort:
+    """The CPU's ``ops/sort.py`` members over ``DeviceArray`` blocks, for ``CudaTarget.sort``."""
+
+    def __init__(self, target):
+        self._t = target
+
+    def rows(self, x, dim):
+        """``x`` with ``dim`` moved last, as a C-contiguous 2-D block, and the moved shape."""
+        t = self._t
+        if x.ndim:
+            moved = t.permute(x, tuple(d for d in range(x.ndim) if d != dim) + (dim,))
+        else:
+            moved = t.reshape(x, (1,))
+        n = moved.shape[-1]
+        count = 1
+        for m in moved.shape[:-1]:
+            count *= m
+        return t.reshape(t.contiguous(moved), (count, n)), moved.shape
+
+    def restore(self, block, moved, dim, ndim):
+        t = self._t
+        arr = t.reshape(block, moved)
+        if not ndim:
+            return t.reshape(arr, ())
+        order = list(range(ndim - 1))
+        order.insert(dim, ndim - 1)
+        return t.contiguous(t.permute(arr, tuple(order)))
+
+    def argsort_rows(self, x, descending):
+        t = self._t
+        idx, values = t.empty(x.shape, np.int64), t.empty(x.shape, x.dtype)
+        if x.size:
+            tmp = t.empty(x.shape, np.int64)
+            xs = x.element_strides()
+            blocks, threads = _grid(x.shape[0])
+            _argsort_kernel[blocks, threads](x.buf, x.offset, xs[0], xs[1], idx.buf, tmp.buf, values.buf, x.shape[0],
+                                             x.shape[1], descending)
+        return values, idx
+
+    def topk_rows(self, x, k, descending):
+        t = self._t
+        values, idx = self.argsort_rows(x, descending)
+        first_k = (slice(None), slice(None, k))
+        return t.contiguous(t.slice(values, first_k)), t.contiguous(t.slice(idx, first_k))
+
+    def unique_runs(self, values, order, consecutive):
+        """(first value of each run, each input position's run, run lengths) of 1-D ``values``;
+        the number of runs is read back to size the outputs."""
+        t = self._t
+        n = values.size
+        values, order = t.contiguous(values), t.contiguous(order)
+        firsts, inverse, counts = t.empty(n, values.dtype), t.empty(n, np.int64), t.empty(n, np.int64)
+        if n == 0:
+            return firsts, inverse, counts
+        found = t.empty(1, np.int64)
+        _unique_runs_kernel[1, 1](values.buf[values.offset:], order.buf[order.offset:], n, firsts.buf, inverse.buf,
+                                  counts.buf, found.buf)
+        m = t.item(found)
+        return t.copy(t.slice(firsts, (slice(0, m),))), inverse, t.copy(t.slice(counts, (slice(0, m),)))
+
+    def mode_rows(self, sorted_values, order):
+        t = self._t
+        v, o = t.contiguous(sorted_values), t.contiguous(order)
+        rows, n = v.shape
+        values, indices = t.empty(rows, v.dtype), t.empty(rows, np.int64)
+        if rows and n:
+            blocks, threads = _grid(rows)
+            _mode_kernel[blocks, threads](v.buf[v.offset:], o.buf[o.offset:], rows, n, values.buf, indices.buf)
+        return values, indices
