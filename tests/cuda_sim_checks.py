@@ -737,3 +737,47 @@ def test_bincount_and_histc_count_with_atomic_adds():
     c, d = _both(h)
     _same(c.histc(4, 0, 1), d.histc(4, 0, 1))
     _same(c[~c.isnan()].histc(3), d[~d.isnan()].histc(3))
+
+
+# -- DLPack and the CUDA Array Interface (nbgrad/_cuda_dlpack.py, nbgrad/_interop.py) ----------------
+def test_a_cuda_tensor_exports_a_cuda_dlpack_capsule_of_its_view():
+    """The capsule's fields, read back through the importer: kDLCUDA, the view's first element,
+    shape, element strides as byte strides, dtype; the deleter runs once the importer is gone.
+    (What a real consumer, CuPy or PyTorch, does with it needs a GPU: untested here.)"""
+    import gc
+    from nbgrad import _cuda_dlpack
+    t = nbgrad.arange(12, dtype=nbgrad.float32, device="cuda").reshape(3, 4)
+    view = t.t()[1:]
+    assert view.__dlpack_device__() == (2, 0) and nbgrad.ones(1).__dlpack_device__() == (1, 0)
+    held = len(_cuda_dlpack._ALIVE)
+    capsule = view.__dlpack__()
+    assert _cuda_dlpack.device_type(capsule) == 2 and len(_cuda_dlpack._ALIVE) == held + 1
+    imported = _cuda_dlpack.interface(capsule)
+    iface = imported.__cuda_array_interface__
+    assert iface["shape"] == (3, 3) and iface["strides"] == (4, 16) and iface["typestr"] == "<f4"
+    assert iface["data"][0] == view.data_ptr() == t.data_ptr() + 4
+    assert _cuda_dlpack.device_type(capsule) is None          # consumed: renamed "used_dltensor"
+    del imported, capsule
+    gc.collect()
+    assert len(_cuda_dlpack._ALIVE) == held
+    unused = nbgrad.ones(2, dtype=nbgrad.bool, device="cuda").__dlpack__()
+    b = _cuda_dlpack.interface(unused).__cuda_array_interface__
+    assert b["typestr"] == "|b1" and b["shape"] == (2,)
+    nbgrad.ones(2, device="cuda").__dlpack__()                 # never consumed: freed with the capsule
+    gc.collect()
+    assert len(_cuda_dlpack._ALIVE) == held
+    with pytest.raises(BufferError, match="Can't export tensors that require gradient"):
+        nbgrad.ones(2, device="cuda", requires_grad=True).__dlpack__()
+
+
+def test_from_dlpack_takes_cuda_producers_without_a_copy():
+    from numba import cuda
+    d = cuda.to_device(np.arange(4, dtype=np.float64))
+    t = nbgrad.from_dlpack(d)                   # a numba device array: shared memory
+    t.mul_(2)
+    np.testing.assert_array_equal(d.copy_to_host(), [0.0, 2.0, 4.0, 6.0])
+    u = nbgrad.ones(3, device="cuda")
+    assert nbgrad.from_dlpack(u) is u and nbgrad.from_dlpack(u, copy=True).data_ptr() != u.data_ptr()
+    c = nbgrad.from_dlpack(d, copy=True)
+    c.add_(1)
+    np.testing.assert_array_equal(d.copy_to_host(), [0.0, 2.0, 4.0, 6.0])
