@@ -722,6 +722,15 @@ def test_topk_kthvalue_median_mode_and_unique():
     a, b = nbgrad.unique_consecutive(c, return_counts=True), nbgrad.unique_consecutive(d, return_counts=True)
     _same(a[0], b[0])
     _same(a[1], b[1])
+    rows = np.array([[1.0, 2.0], [0.0, 5.0], [1.0, 2.0], [np.nan, 1.0], [0.0, 5.0], [0.0, 4.0]])
+    c, d = _both(rows)
+    for fn in (nbgrad.unique, nbgrad.unique_consecutive):
+        for dim in (0, 1):
+            for x, y in zip(fn(c, return_inverse=True, return_counts=True, dim=dim),
+                            fn(d, return_inverse=True, return_counts=True, dim=dim)):
+                _same(x, y)
+    from nbgrad.ops.targets import cuda_cublas
+    assert not cuda_cublas.ENABLED or not SIMULATED      # the CuPy path is never taken in the simulator
 
 
 def test_bincount_and_histc_count_with_atomic_adds():

@@ -17,7 +17,7 @@ import numpy as np
 from numba import cuda
 
 from . import cuda_kernels as hand
-from . import cuda_nn, cuda_nonzero, cuda_optim, cuda_prod
+from . import cuda_cublas, cuda_nn, cuda_nonzero, cuda_optim, cuda_prod
 from .cuda_count import Count
 from .cuda_scan import Scan
 from .cuda_sort import Sort
@@ -533,6 +533,8 @@ class CudaTarget:
             return out
         if k == 0:
             return self.full((nb, n, m), 0, a.dtype)
+        if cuda_cublas.ENABLED and a.dtype.kind == "f" and a.dtype.itemsize >= 4:
+            return cuda_cublas.bmm(a, b, out)
         T = hand.TILE
         grid = (-(-m // T), -(-n // T), nb)
         hand.matmul_kernel(a.dtype.kind == "f")[grid, (T, T)](

@@ -137,6 +137,78 @@ def _mode_kernel(v, o, rows, n, values, indices):
     indices[r] = o[base + last]
 
 
+@cuda.jit(device=True, inline=True)
+def _row_before(x, w, a, b):
+    """Whether row ``a`` of the C-contiguous ``x`` (rows of ``w``) goes strictly before row ``b``."""
+    for j in range(w):
+        u, v = x[a * w + j], x[b * w + j]
+        if _before(u, v, False):
+            return True
+        if _before(v, u, False):
+            return False
+    return False
+
+
+@cuda.jit(device=True, inline=True)
+def _rows_equal(x, w, a, b):
+    for j in range(w):
+        if x[a * w + j] != x[b * w + j]:
+            return False
+    return True
+
+
+@cuda.jit
+def _unique_slices_kernel(x, n, w, consecutive, order, tmp, firsts, inverse, counts, found):
+    """One thread: ``ops/sort.py``'s ``unique_slices`` (a stable bottom-up merge sort of the row
+    positions, then runs of equal rows); ``counts`` first holds each group's start row."""
+    if cuda.grid(1) != 0:
+        return
+    for i in range(n):
+        order[i] = i
+    flipped = False
+    if not consecutive:
+        width = 1
+        while width < n:
+            src = tmp if flipped else order
+            dst = order if flipped else tmp
+            for lo in range(0, n, 2 * width):
+                mid = min(lo + width, n)
+                hi = min(lo + 2 * width, n)
+                i, j, k = lo, mid, lo
+                while i < mid and j < hi:
+                    if _row_before(x, w, src[j], src[i]):
+                        dst[k] = src[j]
+                        j += 1
+                    else:
+                        dst[k] = src[i]
+                        i += 1
+                    k += 1
+                while i < mid:
+                    dst[k] = src[i]
+                    i += 1
+                    k += 1
+                while j < hi:
+                    dst[k] = src[j]
+                    j += 1
+                    k += 1
+            flipped = not flipped
+            width *= 2
+    src = tmp if flipped else order
+    m = 0
+    for i in range(n):
+        p = src[i]
+        if p < 0 or p >= n:        # never: src is a permutation written above
+            p = 0
+        if i == 0 or not _rows_equal(x, w, p, src[i - 1]):
+            firsts[m] = p
+            counts[m] = i
+            m += 1
+        inverse[p] = m - 1
+    for g in range(m):
+        counts[g] = (counts[g + 1] if g + 1 < m else n) - counts[g]
+    found[0] = m
+
+
 def _grid(n):
     threads = max(1, min(_THREADS, n))
     return -(-n // threads), threads
@@ -211,3 +283,18 @@ class Sort:
             blocks, threads = _grid(rows)
             _mode_kernel[blocks, threads](v.buf[v.offset:], o.buf[o.offset:], rows, n, values.buf, indices.buf)
         return values, indices
+
+    def unique_slices(self, x, consecutive):
+        """The distinct rows of the 2-D ``x``: each kept row's position, each row's group, the
+        group sizes (one thread; the group count is read back to size the outputs)."""
+        t = self._t
+        x = t.contiguous(x)
+        n, w = x.shape
+        order, tmp = t.empty(n, np.int64), t.empty(n, np.int64)
+        firsts, inverse, counts = t.empty(n, np.int64), t.empty(n, np.int64), t.empty(n, np.int64)
+        found = t.zeros(1, np.int64)
+        if n:
+            _unique_slices_kernel[1, 1](x.buf[x.offset:], n, w, consecutive, order.buf, tmp.buf, firsts.buf,
+                                        inverse.buf, counts.buf, found.buf)
+        m = t.item(found)
+        return t.copy(t.slice(firsts, (slice(0, m),))), inverse, t.copy(t.slice(counts, (slice(0, m),)))
