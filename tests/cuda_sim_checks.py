@@ -692,6 +692,19 @@ def test_cumprod_backward_without_zeros_and_the_running_extremes():
     _same(c.grad, d.grad)
 
 
+def test_cumprod_double_backward_with_zeros_on_the_device():
+    """The recorded rule (create_graph=True with a zero) builds its mask on x's device."""
+    h = np.array([[0.5, 0.0, 2.0, 1.5], [1.0, 2.0, 0.5, 3.0]])
+    out = []
+    for dev in ("cpu", "cuda"):
+        x = nbgrad.tensor(h, device=dev, requires_grad=True)
+        g, = nbgrad.autograd.grad(x.cumprod(1).sum(), x, create_graph=True)
+        gg, = nbgrad.autograd.grad((g * g).sum(), x)
+        out.append((g, gg))
+    _same(out[0][0], out[1][0])
+    _same(out[0][1], out[1][1])
+
+
 @pytest.mark.parametrize("descending", [False, True])
 def test_sort_is_stable_with_nans_as_pytorch(descending):
     """Ties, NaNs and rows longer than one insertion run (merges): values, indices, backward."""
