@@ -109,8 +109,12 @@ for dt in (float32, float64, int64):
                                                      int64, int64, int64, int64, boolean)))
     jobs.append((f"cumextreme {dt}", cuda_scan._cumextreme_kernel, (A(dt), int64, int64, int64, A(dt), A(int64), int64,
                                                                     int64, boolean)))
-    jobs.append((f"argsort {dt}", cuda_sort._argsort_kernel, (A(dt), int64, int64, int64, A(int64), A(int64), A(dt),
-                                                              int64, int64, boolean)))
+    jobs.append((f"sort runs {dt}", cuda_sort._runs_kernel, (A(dt), int64, int64, int64, A(int64), int64, int64,
+                                                             boolean)))
+    jobs.append((f"sort merge {dt}", cuda_sort._merge_kernel, (A(dt), int64, int64, int64, A(int64), A(int64), int64,
+                                                               int64, int64, boolean)))
+    jobs.append((f"sort take {dt}", cuda_sort._take_kernel, (A(dt), int64, int64, int64, A(int64), A(dt), int64,
+                                                             int64)))
     jobs.append((f"unique_runs {dt}", cuda_sort._unique_runs_kernel, (A(dt), A(int64), int64, A(dt), A(int64),
                                                                       A(int64), A(int64))))
     jobs.append((f"mode {dt}", cuda_sort._mode_kernel, (A(dt), A(int64), int64, int64, A(dt), A(int64))))

@@ -1,6 +1,7 @@
-"""The ``sort`` family on CUDA: a stable merge sort of each row (one thread per row: insertion
-sorts of runs of ``_RUN``, then bottom-up merges between the index row and a scratch row), and
-the passes ``unique`` and ``mode`` make over sorted rows. The order is ``ops/sort.py``'s: NaN
+"""The ``sort`` family on CUDA: a stable bottom-up merge sort of each row (insertion sorts of runs
+of ``_RUN``, one thread per run; then merge passes, one launch each, one thread per pair of
+runs, between the index rows and a scratch copy), and the passes ``unique`` and ``mode``
+make over sorted rows. The order is ``ops/sort.py``'s: NaN
 above every number, ties in input order. Indices read from arrays are positions this code wrote
 (a permutation of ``0..n-1``), and each is checked against ``n`` before use anyway.
 
@@ -41,58 +42,68 @@ def _at(x, xo, s1, idx, k, n):
 
 
 @cuda.jit
-def _argsort_kernel(x, xo, xs0, xs1, idx, tmp, values, rows, n, descending):
-    """Row ``r`` of ``x`` sorted: its permutation in ``idx[r*n:(r+1)*n]`` (``tmp``: scratch of the
-    same size), its values in ``values`` (C-contiguous)."""
-    r = cuda.grid(1)
-    if r >= rows:
+def _runs_kernel(x, xo, xs0, xs1, idx, rows, n, descending):
+    """One thread per run of ``_RUN`` positions of a row: ``idx`` (C-contiguous (rows, n))
+    gets the run's positions in stable sorted order (insertion sort)."""
+    t = cuda.grid(1)
+    nruns = (n + _RUN - 1) // _RUN
+    if t >= rows * nruns:
         return
+    r = t // nruns
+    lo = (t % nruns) * _RUN
+    hi = min(lo + _RUN, n)
     base = r * n
     row = xo + r * xs0
-    for i in range(n):
-        idx[base + i] = i
-    for lo in range(0, n, _RUN):
-        hi = min(lo + _RUN, n)
-        for i in range(lo + 1, hi):
-            j = idx[base + i]
-            v = x[row + j * xs1]
-            k = i
-            while k > lo and _before(v, x[row + idx[base + k - 1] * xs1], descending):
-                idx[base + k] = idx[base + k - 1]
-                k -= 1
-            idx[base + k] = j
-    width = _RUN
-    flipped = False
-    while width < n:
-        src = tmp if flipped else idx
-        dst = idx if flipped else tmp
-        for lo in range(0, n, 2 * width):
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            i, j, k = lo, mid, lo
-            while i < mid and j < hi:
-                if _before(_at(x, row, xs1, src, base + j, n), _at(x, row, xs1, src, base + i, n), descending):
-                    dst[base + k] = src[base + j]
-                    j += 1
-                else:
-                    dst[base + k] = src[base + i]
-                    i += 1
-                k += 1
-            while i < mid:
-                dst[base + k] = src[base + i]
-                i += 1
-                k += 1
-            while j < hi:
-                dst[base + k] = src[base + j]
-                j += 1
-                k += 1
-        flipped = not flipped
-        width *= 2
-    if flipped:
-        for i in range(n):
-            idx[base + i] = tmp[base + i]
-    for i in range(n):
-        values[base + i] = _at(x, row, xs1, idx, base + i, n)
+    for i in range(lo, hi):
+        v = x[row + i * xs1]
+        k = i
+        while k > lo and _before(v, _at(x, row, xs1, idx, base + k - 1, n), descending):
+            idx[base + k] = idx[base + k - 1]
+            k -= 1
+        idx[base + k] = i
+
+
+@cuda.jit
+def _merge_kernel(x, xo, xs0, xs1, src, dst, rows, n, width, descending):
+    """One thread per pair of sorted runs of ``width`` in a row of ``src``: merged, stably (the
+    left run wins ties), into ``dst``."""
+    t = cuda.grid(1)
+    npairs = (n + 2 * width - 1) // (2 * width)
+    if t >= rows * npairs:
+        return
+    r = t // npairs
+    lo = (t % npairs) * 2 * width
+    mid = min(lo + width, n)
+    hi = min(lo + 2 * width, n)
+    base = r * n
+    row = xo + r * xs0
+    i, j, k = lo, mid, lo
+    while i < mid and j < hi:
+        if _before(_at(x, row, xs1, src, base + j, n), _at(x, row, xs1, src, base + i, n), descending):
+            dst[base + k] = src[base + j]
+            j += 1
+        else:
+            dst[base + k] = src[base + i]
+            i += 1
+        k += 1
+    while i < mid:
+        dst[base + k] = src[base + i]
+        i += 1
+        k += 1
+    while j < hi:
+        dst[base + k] = src[base + j]
+        j += 1
+        k += 1
+
+
+@cuda.jit
+def _take_kernel(x, xo, xs0, xs1, idx, values, rows, n):
+    """``values[r, i] = x[r, idx[r, i]]``, one thread per element."""
+    t = cuda.grid(1)
+    if t >= rows * n:
+        return
+    r = t // n
+    values[t] = _at(x, xo + r * xs0, xs1, idx, t, n)
 
 
 @cuda.jit
@@ -243,14 +254,25 @@ class Sort:
         return t.contiguous(t.permute(arr, tuple(order)))
 
     def argsort_rows(self, x, descending):
+        """Sorted rows and their stable permutations: runs sorted in parallel, then ``log2(n/16)``
+        merge passes, each a launch with one thread per pair of runs."""
         t = self._t
         idx, values = t.empty(x.shape, np.int64), t.empty(x.shape, x.dtype)
-        if x.size:
-            tmp = t.empty(x.shape, np.int64)
-            xs = x.element_strides()
-            blocks, threads = _grid(x.shape[0])
-            _argsort_kernel[blocks, threads](x.buf, x.offset, xs[0], xs[1], idx.buf, tmp.buf, values.buf, x.shape[0],
-                                             x.shape[1], descending)
+        if x.size == 0:
+            return values, idx
+        rows, n = x.shape
+        xs0, xs1 = x.element_strides()
+        _runs_kernel[_grid(rows * (-(-n // _RUN)))](x.buf, x.offset, xs0, xs1, idx.buf, rows, n, descending)
+        other = None
+        width = _RUN
+        while width < n:
+            if other is None:
+                other = t.empty(x.shape, np.int64)
+            _merge_kernel[_grid(rows * (-(-n // (2 * width))))](x.buf, x.offset, xs0, xs1, idx.buf, other.buf, rows,
+                                                                 n, width, descending)
+            idx, other = other, idx
+            width *= 2
+        _take_kernel[_grid(rows * n)](x.buf, x.offset, xs0, xs1, idx.buf, values.buf, rows, n)
         return values, idx
 
     def topk_rows(self, x, k, descending):
