@@ -70,6 +70,8 @@ def _capsule_gone(capsule):
 
 def export(arr, data_ptr, device_id=0):
     """A DLPack capsule over ``arr``'s view (``data_ptr``: the address of its first element)."""
+    if arr.dtype.kind not in _CODES:
+        raise BufferError(f"DLPack: nbgrad cannot export CUDA arrays of dtype {arr.dtype} yet")
     managed = _Managed()
     ndim = arr.ndim
     shape = (ctypes.c_int64 * max(ndim, 1))(*arr.shape)
