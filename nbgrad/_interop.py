@@ -7,6 +7,8 @@ ufuncs called plainly map to nbgrad's ops (so they record for autograd). Other u
 give ndarrays, with ``numpy()``'s refusal for tensors that require grad."""
 import numpy as np
 
+from . import _cuda_dlpack
+from .ops.targets import target_of
 from .tensor import Tensor
 
 __all__ = ["from_dlpack"]
@@ -22,9 +24,32 @@ def from_dlpack(ext_tensor, *, device=None, copy=None):
     _check_device(device)
     if isinstance(ext_tensor, Tensor):
         return ext_tensor.clone() if copy else ext_tensor
+    if _on_cuda(ext_tensor):
+        return _from_cuda(ext_tensor, copy)
     if not hasattr(ext_tensor, "__dlpack__"):          # a bare capsule (the legacy protocol)
+        if _cuda_dlpack.device_type(ext_tensor) == _cuda_dlpack.KDLCUDA:
+            return _from_cuda(_cuda_dlpack.interface(ext_tensor), copy)
         ext_tensor = _Capsule(ext_tensor)
     return from_numpy(np.from_dlpack(ext_tensor, copy=copy))
+
+
+def _on_cuda(obj):
+    """Whether ``obj`` is a CUDA producer: a DLPack device of kDLCUDA, or (no DLPack) a numba
+    device array or anything with the CUDA Array Interface."""
+    device = getattr(obj, "__dlpack_device__", None)
+    if device is not None:
+        return device()[0] == _cuda_dlpack.KDLCUDA
+    return getattr(obj, "__cuda_ndarray__", False) or hasattr(obj, "__cuda_array_interface__")
+
+
+def _from_cuda(obj, copy):
+    """A CUDA tensor over ``obj``'s memory: through its CUDA Array Interface when it has one,
+    else through the capsule its ``__dlpack__`` gives."""
+    from .factories import as_tensor
+    if not (getattr(obj, "__cuda_ndarray__", False) or hasattr(obj, "__cuda_array_interface__")):
+        obj = _cuda_dlpack.interface(obj.__dlpack__(stream=None))
+    t = as_tensor(obj)
+    return t.clone() if copy else t
 
 
 class _Capsule:
@@ -44,6 +69,12 @@ def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None
     """The tensor's memory as a DLPack capsule (CPU), shared unless ``copy=True``."""
     if self.requires_grad:
         raise BufferError("Can't export tensors that require gradient, use tensor.detach()")
+    if self.is_cuda:
+        if copy:
+            return self.clone().__dlpack__(stream=stream)
+        target = target_of(self._data)
+        target.synchronize()                    # the default stream's work is done before a consumer reads
+        return _cuda_dlpack.export(self._data, target.data_ptr(self._data))
     kwargs = {"copy": copy}
     if max_version is not None:
         kwargs["max_version"] = max_version
@@ -53,8 +84,8 @@ def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None
 
 
 def __dlpack_device__(self):
-    """``(kDLCPU, 0)``: nbgrad's tensors live on the CPU."""
-    return (_KDLCPU, 0)
+    """``(kDLCPU, 0)``, or ``(kDLCUDA, 0)`` for a CUDA tensor."""
+    return (_cuda_dlpack.KDLCUDA, 0) if self.is_cuda else (_KDLCPU, 0)
 
 
 def __array__(self, dtype=None, copy=None):

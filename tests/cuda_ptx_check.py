@@ -32,6 +32,7 @@ _disp.get_current_device = lambda: _Device()
 from nbgrad.ops.table import ACCUMULATIONS  # noqa: E402
 from nbgrad.ops.optim import RULES, hyper_count  # noqa: E402
 from nbgrad.ops.targets import cuda_kernels as hand, cuda_nn, cuda_nonzero, cuda_optim, cuda_prod  # noqa: E402
+from nbgrad.ops.targets import cuda_count, cuda_scan, cuda_sort  # noqa: E402
 from nbgrad.ops.targets.cuda_codegen import KERNELS, accumulation  # noqa: E402
 from cuda_ptx_layers import layer_jobs  # noqa: E402  (conv, pool, norm, embedding)
 
@@ -103,6 +104,29 @@ jobs.append(("nonzero scan", cuda_nonzero.scan_kernel, (A(int64), int64, A(int64
 for dt in (float32, float64):
     jobs.append((f"prod_backward {dt}", cuda_prod.prod_backward_kernel, (A(dt), int64, T(1), T(1), T(1), T(1), int64,
                                                                         A(dt), A(dt), T(1), T(1), int64)))
+for dt in (float32, float64, int64):
+    fl = dt is not int64
+    jobs.append((f"scan {dt}", cuda_scan._SCAN[fl], (A(dt), int64, int64, int64, int64, A(dt), int64, int64, int64,
+                                                     int64, int64, int64, int64, boolean)))
+    jobs.append((f"cumextreme {dt}", cuda_scan._cumextreme_kernel, (A(dt), int64, int64, int64, A(dt), A(int64), int64,
+                                                                    int64, boolean)))
+    jobs.append((f"sort runs {dt}", cuda_sort._runs_kernel, (A(dt), int64, int64, int64, A(int64), int64, int64,
+                                                             boolean)))
+    jobs.append((f"sort merge {dt}", cuda_sort._merge_kernel, (A(dt), int64, int64, int64, A(int64), A(int64), int64,
+                                                               int64, int64, boolean)))
+    jobs.append((f"sort take {dt}", cuda_sort._take_kernel, (A(dt), int64, int64, int64, A(int64), A(dt), int64,
+                                                             int64)))
+    jobs.append((f"unique_runs {dt}", cuda_sort._unique_runs_kernel, (A(dt), A(int64), int64, A(dt), A(int64),
+                                                                      A(int64), A(int64))))
+    jobs.append((f"mode {dt}", cuda_sort._mode_kernel, (A(dt), A(int64), int64, int64, A(dt), A(int64))))
+    jobs.append((f"unique_slices {dt}", cuda_sort._unique_slices_kernel, (A(dt), int64, int64, boolean)
+                 + (A(int64),) * 6))
+    if fl:
+        jobs.append((f"cumprod_backward {dt}", cuda_scan._cumprod_backward_kernel,
+                     (A(dt), int64, T(2), A(dt), int64, T(2), A(dt), int64, T(2), A(dt), int64, int64)))
+        jobs.append((f"histc {dt}", cuda_count._histc_kernel, (A(dt), int64, A(dt), int64, float64, float64)))
+    jobs.append((f"bincount {dt}", cuda_count._bincount_kernel, (A(int64), int64, A(dt), boolean, A(dt), int64)))
+jobs.append(("max_value", cuda_count._max_value_kernel, (A(int64), int64, A(int64))))
 for family in RULES:
     for dt in (float32, float64):
         jobs.append((f"optim {family} {dt}", cuda_optim.kernel(family),

@@ -12,7 +12,7 @@ from nbgrad.ops.targets import target_of
 
 from .. import _dtype
 from ..autograd.graph import Node
-from ..factories import ones_like
+from ..factories import ones, ones_like
 from ..tensor import Tensor, _wrap_dim, needs_grad, record
 from . import tensor_method
 from .indexing import _scatter
@@ -77,7 +77,7 @@ class CumprodBackward0(Node):
         x, y = self.saved_tensors
         if not self.ndim or x._data.size == 0:
             return (grad,)
-        has_zero = not np.all(x._data)
+        has_zero = target_of(x._data).reduce.count_zeros(x._data) > 0
         if needs_grad((grad, x)):
             if has_zero:
                 return (_cumprod_backward_recorded(grad, x, self.dim),)
@@ -103,7 +103,7 @@ def _cumprod_backward_recorded(grad, x, dim):
     x, g = x.movedim(dim, -1), grad.movedim(dim, -1)
     n = x.shape[-1]
     exclusive = cat([ones_like(x.narrow(-1, 0, 1)), cumprod(x.narrow(-1, 0, n - 1), -1)], -1)
-    upto = Tensor._wrap(np.tri(n, n, 0, dtype=np.bool_))             # [i, j]: j <= i
+    upto = ones(n, n, dtype=_dtype.bool, device=x.device).tril()       # [i, j]: j <= i, on x's device
     rows = where(upto, 1.0, x.unsqueeze(-2).expand(*x.shape[:-1], n, n))
     after = cumprod(rows, -1).triu()                                   # [i, k]: prod(x_j, i < j <= k), k >= i
     total = matmul(after, g.unsqueeze(-1)).squeeze(-1)

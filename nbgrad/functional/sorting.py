@@ -128,11 +128,12 @@ def _select(input, dim, keepdim, pick, node, result, name):
     if input.ndim and input._data.shape[d] == 0:
         raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
     values, order, moved = _sorted_rows(input, d, False)
-    v, i = pick(target_of(input._data), values, order)
+    target = target_of(input._data)
+    v, i = pick(target, values, order)
     shape = moved[:-1]
     if keepdim and input.ndim:
         shape = tuple(input._data.shape[:d]) + (1,) + tuple(input._data.shape[d + 1:])
-    return _picked(node, input, v.reshape(shape), i.reshape(shape), d, keepdim or not input.ndim, result)
+    return _picked(node, input, target.reshape(v, shape), target.reshape(i, shape), d, keepdim or not input.ndim, result)
 
 
 @tensor_method()
@@ -189,7 +190,7 @@ def _median(input, dim, keepdim, skip_nan, name):
         if input._data.size == 0:
             return Tensor._wrap(target_of(input._data).full((), np.nan, input._data.dtype))
         values, _ = _median_pick(skip_nan)(target_of(input._data), *_sorted_rows(input.detach().reshape(-1), 0, False)[:2])
-        value = Tensor._wrap(values.reshape(()))
+        value = Tensor._wrap(target_of(values).reshape(values, ()))
         return record(NanmedianBackward0 if skip_nan else MedianBackward0, value._data, (input,),
                       saved=(input, value))
     return _select(input, dim, keepdim, _median_pick(skip_nan), node, result, name)

@@ -17,8 +17,11 @@ import numpy as np
 from numba import cuda
 
 from . import cuda_kernels as hand
-from . import cuda_nn, cuda_nonzero, cuda_optim, cuda_prod
+from . import cuda_cublas, cuda_nn, cuda_nonzero, cuda_optim, cuda_prod
+from .cuda_count import Count
 from .cuda_layers import families as _layer_families
+from .cuda_scan import Scan
+from .cuda_sort import Sort
 from .cuda_array import DeviceArray
 from .cuda_codegen import KERNELS, accumulation
 from ..optim import check_sizes
@@ -96,6 +99,7 @@ class CudaTarget:
         self.shape = _Family("shape", flip=self._flip)
         self.optim = _Family("optim", step=self._optim_step)
         self.conv, self.pool, self.norm, self.embedding = _layer_families(self)
+        self.sort, self.scan, self.count = Sort(self), Scan(self), Count(self)
 
     def __repr__(self):
         return "<nbgrad target cuda>"
@@ -531,6 +535,8 @@ class CudaTarget:
             return out
         if k == 0:
             return self.full((nb, n, m), 0, a.dtype)
+        if cuda_cublas.ENABLED and a.dtype.kind == "f" and a.dtype.itemsize >= 4:
+            return cuda_cublas.bmm(a, b, out)
         T = hand.TILE
         grid = (-(-m // T), -(-n // T), nb)
         hand.matmul_kernel(a.dtype.kind == "f")[grid, (T, T)](
