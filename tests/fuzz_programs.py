@@ -1152,6 +1152,10 @@ KNOWN = [
           "it fails nbgrad's backward (PyTorch: fine)", "raises", where="backward",
           detail=r"^nbgrad raised RuntimeError: one of the variables needed for gradient computation.*"
                  r"PyTorch raised nothing$", uses=("remainder", "index_add_")),
+    Known("README: elementwise results are C-contiguous where PyTorch keeps a permuted input's strides, so a "
+          ".view() PyTorch refuses on them works in nbgrad (same values)", "raises", op="^view$",
+          detail=r"^nbgrad raised nothing; PyTorch raised RuntimeError: view size is not compatible with input "
+                 r"tensor's size and stride"),
     Known(NEW + ": sum_to_size's grad_fn differs (PyTorch ViewBackward0 where it only drops leading dims of "
           "size 1)", "grad_fn", where=r"^(step|final)", uses=("sum_to_size",)),
     Known(NEW + ": an in-place op keeps the old values it needs (it runs out of place on a copy), so a backward "
