@@ -20,9 +20,13 @@ import numpy as np
 
 from nbgrad.ops.table import TABLE
 
-from ..autograd.grad_mode import is_grad_enabled
+from nbgrad.ops.targets import CPU
+
+from .. import _dtype
+from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..functional import pointwise
-from ..tensor import Size, Tensor, device
+from ..functional.reduction import _dims, _one_dim, return_types
+from ..tensor import Size, Tensor, _wrap_dim, device
 
 __all__ = ["GraphBreak", "Graph", "Node", "Proxy", "capture"]
 
@@ -69,6 +73,7 @@ class Graph:
         self.inputs = []              # input nodes, in order: the arguments', then lifted tensors'
         self.lifted = {}              # id(tensor) -> (tensor, node)
         self.outputs = None           # the returned structure, with nodes for proxies
+        self.proxies = []             # every proxy made, in order
 
     def add(self, node):
         node.index = len(self.nodes)
@@ -132,19 +137,44 @@ def _float(dtypes, floating):
     return result
 
 
+_COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}        # floating operands, a bool result
+_LOGICAL = {"logical_and", "logical_or", "logical_xor", "logical_not"}     # bool operands and result
+
+
 def pointwise_op(name, operands):
-    """Trace op-table record ``name`` over ``operands`` (its args, then its params)."""
+    """Trace op-table record ``name`` over ``operands`` (its args, then its params).
+
+    Floating operands make a floating result; comparisons make a bool one (computed in their
+    operands' dtype, kept as the node's ``compute``), the logical ops take and make bools,
+    and ``where`` takes a bool condition: bool values never require grad."""
     graph = _graph()
     record = TABLE[name]
     nodes = [_node(x, graph) for x in operands]
-    tensors = [n for n in nodes[:len(record.args)] if isinstance(n, Node)]
     for n in nodes:
         if not isinstance(n, (Node, int, float)) or isinstance(n, bool):
             _break(f"{name} with an operand of type {type(n).__name__}")
-    dtype = _float([t.dtype for t in tensors], record.result == "float")
-    shape = np.broadcast_shapes(*(t.shape for t in tensors))
+    args = nodes[:len(record.args)]
+    params = {"record": name}
+    if name == "where":
+        if not isinstance(args[0], Node) or args[0].dtype is not _dtype.bool:
+            raise RuntimeError("where expected condition to be a boolean tensor")
+        values = [t.dtype for t in args[1:] if isinstance(t, Node)]
+        if not values:
+            _break("where with two numbers")
+        dtype = _float(values, True)
+    elif name in _LOGICAL:
+        if any(isinstance(t, Node) and t.dtype is not _dtype.bool for t in args) or \
+                not any(isinstance(t, Node) for t in args):
+            _break(f"{name} of other than bool tensors")
+        dtype = params["compute"] = _dtype.bool
+    else:
+        dtype = _float([t.dtype for t in args if isinstance(t, Node)], record.result == "float")
+        if name in _COMPARISONS:
+            params["compute"], dtype = dtype, _dtype.bool
+    tensors = [t for t in args if isinstance(t, Node)]
+    shape = pointwise.broadcast_shapes(*(t.shape for t in tensors))
     requires_grad = bool(record.grads) and is_grad_enabled() and any(t.requires_grad for t in tensors)
-    return Proxy(graph.add(Node("pointwise", nodes, shape, dtype, requires_grad, {"record": name})), graph)
+    return Proxy(graph.add(Node("pointwise", nodes, shape, dtype, requires_grad, params)), graph)
 
 
 def _trace_hook(name, operands):
@@ -167,19 +197,24 @@ def _method_table():
 
 
 class Proxy:
-    """A traced tensor: shape, dtype and requires_grad, no data."""
-    __slots__ = ("_node", "_graph")
+    """A traced tensor: shape, dtype and requires_grad, no data.
+
+    Its slots are a Tensor's, so that a graph break can turn it into the real tensor it
+    stands for, in place (``materialize``); until then its node and graph are in ``__dict__``."""
+    __slots__ = ("_data", "_version_counter", "_requires_grad", "grad_fn", "__dict__", "__weakref__")
     __array_priority__ = 2000
 
     def __init__(self, node, graph):
         self._node, self._graph = node, graph
+        graph.proxies.append(self)
 
     shape = property(lambda self: Size(self._node.shape))
     dtype = property(lambda self: self._node.dtype)
     ndim = property(lambda self: len(self._node.shape))
     requires_grad = property(lambda self: self._node.requires_grad)
-    is_leaf = property(lambda self: self._node.op == "input")
+    is_leaf = property(lambda self: self._node.op == "input" or not self._node.requires_grad)
     device = property(lambda self: device("cpu"))
+    is_floating_point = lambda self: self._node.dtype.is_floating_point     # noqa: E731
 
     def dim(self):
         return len(self._node.shape)
@@ -193,21 +228,60 @@ class Proxy:
     def __repr__(self):
         return f"Proxy({self._node!r})"
 
+    def _new(self, op, args, shape, dtype=None, requires_grad=None, **params):
+        n = self._node
+        node = Node(op, args, shape, n.dtype if dtype is None else dtype,
+                    n.requires_grad if requires_grad is None else requires_grad, params)
+        return Proxy(self._graph.add(node), self._graph)
+
     # -- data-dependent Python: graph breaks --------------------------------------------------------
     def _data_dependent(self, *args, **kwargs):
         _break("data-dependent Python on a traced tensor (.item(), bool(), .numpy(), print...)")
 
     __bool__ = __float__ = __int__ = __index__ = __str__ = __format__ = __array__ = __iter__ = __len__ = \
         item = tolist = numpy = backward = _data_dependent
-
-    def _comparison(self, other):
-        _break("comparisons of traced tensors are not supported by nbgrad.compile yet")
-
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _comparison
     __hash__ = object.__hash__
 
     def __getattr__(self, name):
+        if name.endswith("_") and not name.startswith("_") and hasattr(Proxy, name[:-1]):
+            return lambda *args, **kwargs: self._inplace(name[:-1], *args, **kwargs)
+        if name.startswith("_"):                 # an eager op reading a tensor's internals: name the op
+            _break(f"{_eager_op()} is not supported by nbgrad.compile yet")
         _break(f"Tensor.{name} is not supported by nbgrad.compile yet")
+
+    # -- in-place ops on values computed in the function: the proxy takes the new node ------------------
+    def _inplace(self, op, *args, **kwargs):
+        n = self._node
+        if n.op == "input":
+            _break(f"in-place {op}_ on an argument or a tensor read by the compiled function")
+        if n.op in _VIEWS or any(m.op in _VIEWS and m.args[0] is n for m in self._graph.nodes):
+            _break(f"in-place {op}_ on a view, or on a tensor that has views")
+        new = getattr(self, op)(*args, **kwargs)
+        if new.shape != self.shape:
+            raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+                               f"{list(new.shape)}")
+        if new.dtype is not self.dtype:
+            if not self.dtype.is_floating_point:
+                raise RuntimeError(f"result type {new.dtype.name.capitalize()} can't be cast to the desired "
+                                   f"output type {self.dtype.name.capitalize()}")
+            new = new.to(self.dtype)
+        self._node = new._node
+        return self
+
+    def __iadd__(self, other):
+        return self._inplace("add", other)
+
+    def __isub__(self, other):
+        return self._inplace("sub", other)
+
+    def __imul__(self, other):
+        return self._inplace("mul", other)
+
+    def __itruediv__(self, other):
+        return self._inplace("div", other)
+
+    def __ipow__(self, other):
+        return self._inplace("pow", other)
 
     # -- pointwise: the op table ---------------------------------------------------------------------
     def _op(self, name, *others, **params):
@@ -254,35 +328,182 @@ class Proxy:
         return self._op("pow", 2)
 
     def clamp(self, min=None, max=None):
-        if min is None or max is None:
-            _break("clamp with one bound")
-        return self._op("clamp", min, max)
+        if min is None and max is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        if not self.dtype.is_floating_point:
+            _break("clamp of a non-floating tensor")
+        return self._op("clamp", -math.inf if min is None else min, math.inf if max is None else max)
 
     clip = clamp
+
+    def clamp_min(self, min):
+        return self.clamp(min=min)
+
+    def clamp_max(self, max):
+        return self.clamp(max=max)
+
+    # -- comparisons (bool results, no gradient), logic, where ----------------------------------------
+    def __eq__(self, other):
+        return self._op("eq", other)
+
+    def __ne__(self, other):
+        return self._op("ne", other)
+
+    def __lt__(self, other):
+        return self._op("lt", other)
+
+    def __le__(self, other):
+        return self._op("le", other)
+
+    def __gt__(self, other):
+        return self._op("gt", other)
+
+    def __ge__(self, other):
+        return self._op("ge", other)
+
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+    less, less_equal, greater, greater_equal = lt, le, gt, ge
+
+    def logical_and(self, other):
+        return self._op("logical_and", other)
+
+    def logical_or(self, other):
+        return self._op("logical_or", other)
+
+    def logical_xor(self, other):
+        return self._op("logical_xor", other)
+
+    def logical_not(self):
+        return self._op("logical_not")
+
+    def _bool_only(self, op):
+        if self.dtype is not _dtype.bool:
+            _break(f"{op} of a {self.dtype} tensor (only bool tensors' logic is compiled)")
+
+    def __and__(self, other):
+        self._bool_only("&")
+        return self.logical_and(other)
+
+    def __or__(self, other):
+        self._bool_only("|")
+        return self.logical_or(other)
+
+    def __xor__(self, other):
+        self._bool_only("^")
+        return self.logical_xor(other)
+
+    def __invert__(self):
+        self._bool_only("~")
+        return self.logical_not()
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def where(self, condition, other):
+        return pointwise_op("where", (condition, self, other))
+
+    def masked_fill(self, mask, value):
+        if mask.dtype is not _dtype.bool:
+            raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype}")
+        if isinstance(value, (Tensor, Proxy)):
+            if value.ndim != 0:
+                raise RuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
+                                   f"{value.ndim} dimension(s).")
+            if value.dtype is not self.dtype:
+                _break("masked_fill with a value tensor of another dtype")
+        return pointwise_op("where", (mask, value, self))
+
+    # -- dtypes ------------------------------------------------------------------------------------------
+    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False):
+        for a in args:
+            if isinstance(a, _dtype.dtype):
+                dtype = a
+            elif isinstance(a, (Tensor, Proxy)):
+                dtype = a.dtype
+            elif str(a) != "cpu":
+                _break(f"to({a!r})")
+        if device is not None and str(device) != "cpu":
+            _break(f"to(device={device!r})")
+        if dtype is None or dtype is self.dtype:
+            return self
+        if dtype not in (_dtype.float32, _dtype.float64) or self.dtype not in (_dtype.float32, _dtype.float64,
+                                                                                _dtype.bool):
+            _break(f"a cast from {self.dtype} to {dtype} (only to float32 and float64 are compiled)")
+        return self._new("cast", (self._node,), self._node.shape, dtype,
+                         self._node.requires_grad and self.dtype.is_floating_point)
+
+    def float(self):
+        return self.to(_dtype.float32)
+
+    def double(self):
+        return self.to(_dtype.float64)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def detach(self):
+        return self._new("cast", (self._node,), self._node.shape, requires_grad=False)
+
+    def contiguous(self, memory_format=None):
+        return self
 
     # -- reductions, products, shapes -------------------------------------------------------------------
     def _reduce(self, op, dim, keepdim, dtype):
         if dtype is not None:
-            _break(f"{op}(dtype=...)")
+            return self.to(dtype)._reduce(op, dim, keepdim, None)
+        if not self.dtype.is_floating_point:
+            _break(f"{op} of a {self.dtype} tensor (only floating sums are compiled; give dtype=)")
         ndim = self.ndim
         if dim is None or dim == () or dim == []:
             dims = tuple(range(ndim))
         else:
-            dims = tuple(sorted({d % ndim if ndim else 0 for d in ((dim,) if isinstance(dim, int) else dim)}))
+            dims = _dims(dim, ndim, op)
         shape = self._node.shape
         keep = tuple(1 if d in dims else n for d, n in enumerate(shape))
         out = keep if keepdim else tuple(n for d, n in enumerate(shape) if d not in dims)
         count = math.prod(shape[d] for d in dims)
         scale = 1.0 if op == "sum" else (1.0 / count if count else math.nan)
-        node = Node("sum", (self._node,), out, self._node.dtype, self._node.requires_grad,
-                    {"dims": dims, "keep": keep, "scale": scale, "mean": op == "mean"})
-        return Proxy(self._graph.add(node), self._graph)
+        return self._new("sum", (self._node,), out, dims=dims, keep=keep, scale=scale, mean=op == "mean")
 
     def sum(self, dim=None, keepdim=False, *, dtype=None):
         return self._reduce("sum", dim, keepdim, dtype)
 
     def mean(self, dim=None, keepdim=False, *, dtype=None):
         return self._reduce("mean", dim, keepdim, dtype)
+
+    def _extreme(self, name, dims, keepdim, smallest, dim=None, nan_too=False):
+        """The max/min over ``dims`` (one ``dim``: with its indices)."""
+        if not self.dtype.is_floating_point:
+            _break(f"{name} of a {self.dtype} tensor")
+        shape = self._node.shape
+        if not self._node.size:
+            _break(f"{name} of an empty tensor")
+        keep = tuple(1 if d in dims else n for d, n in enumerate(shape))
+        out = keep if keepdim else tuple(n for d, n in enumerate(shape) if d not in dims)
+        return self._new("max", (self._node,), out, dims=dims, keep=keep, smallest=smallest, dim=dim,
+                         nan_too=nan_too)
+
+    def amax(self, dim=(), keepdim=False):
+        return self._extreme("amax", _dims(dim, self.ndim, "amax"), keepdim, False)
+
+    def amin(self, dim=(), keepdim=False):
+        return self._extreme("amin", _dims(dim, self.ndim, "amin"), keepdim, True)
+
+    def _max_or_min(self, name, dim, keepdim, other):
+        smallest = name == "min"
+        if isinstance(dim, (Tensor, Proxy)) or other is not None:
+            return self._op("minimum" if smallest else "maximum", dim if other is None else other)
+        if dim is None:
+            return self._extreme(name, tuple(range(self.ndim)), False, smallest, nan_too=True)
+        d = _one_dim(dim, self.ndim, name)
+        values = self._extreme(name, (d,) if self.ndim else (), keepdim, smallest, dim=d)
+        indices = values._new("indices", (values._node,), values._node.shape, _dtype.int64, False)
+        return getattr(return_types, name)(values, indices)
+
+    def max(self, dim=None, keepdim=False, *, other=None):
+        return self._max_or_min("max", dim, keepdim, other)
+
+    def min(self, dim=None, keepdim=False, *, other=None):
+        return self._max_or_min("min", dim, keepdim, other)
 
     def __matmul__(self, other):
         return _matmul(self, other)
@@ -292,21 +513,31 @@ class Proxy:
 
     matmul = mm = __matmul__
 
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        out = _matmul(mat1, mat2)
+        out = out if alpha == 1 else out * alpha
+        return out + (self if beta == 1 else self * beta) if beta != 0 else out
+
     def t(self):
-        if self.ndim < 2:
-            return self
-        if self.ndim != 2:
-            _break("t() of a tensor of more than 2 dims")
-        return self.transpose(0, 1)
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
+        return self if self.ndim < 2 else self.transpose(0, 1)
 
     T = property(t)
 
     def transpose(self, d0, d1):
         n = self._node
         perm = list(range(len(n.shape)))
-        perm[d0], perm[d1] = perm[d1], perm[d0]
-        node = Node("permute", (n,), tuple(n.shape[p] for p in perm), n.dtype, n.requires_grad, {"perm": tuple(perm)})
-        return Proxy(self._graph.add(node), self._graph)
+        if perm:
+            d0, d1 = _wrap_dim(d0, len(perm)), _wrap_dim(d1, len(perm))
+            perm[d0], perm[d1] = perm[d1], perm[d0]
+        return self._new("permute", (n,), tuple(n.shape[p] for p in perm), perm=tuple(perm))
+
+    def permute(self, *dims):
+        dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        shape = self._eager("permute", dims).shape
+        perm = tuple(_wrap_dim(d, self.ndim) for d in dims)
+        return self._new("permute", (self._node,), tuple(shape), perm=perm)
 
     def reshape(self, *shape):
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -316,18 +547,99 @@ class Proxy:
             shape = tuple(n.size // known if s == -1 else s for s in shape)
         if math.prod(shape) != n.size:
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {n.size}")
-        return Proxy(self._graph.add(Node("reshape", (n,), shape, n.dtype, n.requires_grad)), self._graph)
+        return self._new("reshape", (n,), shape)
 
     view = reshape
+
+    # views whose shape (and errors) eager nbgrad gives, run on a stand-in of no data
+    def _eager(self, op, *args, **kwargs):
+        """Eager ``op`` on a tensor of this shape and dtype over one element (zero strides):
+        its result's shapes, and PyTorch's errors, computing nothing."""
+        n = self._node
+        stand_in = Tensor._wrap(CPU.as_strided(CPU.zeros((1,), n.dtype.numpy), n.shape, (0,) * len(n.shape),
+                                               writeable=False))
+        with no_grad():
+            return getattr(stand_in, op)(*args, **kwargs)
+
+    def _reshaped(self, op, *args, **kwargs):
+        return self._new("reshape", (self._node,), tuple(self._eager(op, *args, **kwargs).shape))
+
+    def unsqueeze(self, dim):
+        return self._reshaped("unsqueeze", dim)
+
+    def squeeze(self, *dim):
+        return self._reshaped("squeeze", *dim)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return self._reshaped("flatten", start_dim, end_dim)
+
+    def unflatten(self, dim, sizes):
+        return self._reshaped("unflatten", dim, sizes)
+
+    def view_as(self, other):
+        return self.reshape(other.shape)
+
+    reshape_as = view_as
+
+    def expand(self, *sizes):
+        shape = tuple(self._eager("expand", *sizes).shape)
+        return self if shape == self._node.shape else self._new("expand", (self._node,), shape)
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
+
+    broadcast_to = expand
+
+    def _slice(self, key):
+        return self._new("view", (self._node,), tuple(self._eager("__getitem__", key).shape), key=key)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        for k in key:
+            basic = k is None or k is Ellipsis or (isinstance(k, int) and not isinstance(k, bool)) or (
+                isinstance(k, slice) and all(v is None or (isinstance(v, int) and not isinstance(v, bool))
+                                             for v in (k.start, k.stop, k.step)))
+            if not basic:
+                _break(f"indexing with {type(k).__name__} (only basic indices are compiled)")
+        return self._slice(key)
+
+    def narrow(self, dim, start, length):
+        self._eager("narrow", dim, start, length)
+        d = _wrap_dim(dim, self.ndim)
+        start = start + self._node.shape[d] if start < 0 else start
+        return self._slice((slice(None),) * d + (slice(start, start + length),))
+
+    def _pieces(self, op, *args):
+        """split/chunk/unbind: slices along the dim of the pieces eager nbgrad makes."""
+        pieces = self._eager(op, *args)
+        d = _wrap_dim(args[-1], self.ndim)
+        out, start = [], 0
+        for p in pieces:
+            if op == "unbind":
+                out.append(self._slice((slice(None),) * d + (start,)))
+                start += 1
+            else:
+                n = p.shape[d]
+                out.append(self._slice((slice(None),) * d + (slice(start, start + n),)))
+                start += n
+        return tuple(out)
+
+    def split(self, split_size_or_sections, dim=0):
+        return self._pieces("split", split_size_or_sections, dim)
+
+    def chunk(self, chunks, dim=0):
+        return self._pieces("chunk", chunks, dim)
+
+    def unbind(self, dim=0):
+        return self._pieces("unbind", dim)
 
     # -- hand-written ops (their own kernels): softmax, nll_loss; linear as a product ------------------
     def _softmax(self, dim, dtype, log):
         if dtype is not None:
-            _break("softmax(dtype=...)")
+            return self.to(dtype)._softmax(dim, None, log)
         n = self._node
         dim = dim % len(n.shape) if n.shape else 0
-        node = Node("softmax", (n,), n.shape, n.dtype, n.requires_grad, {"dim": dim, "log": log})
-        return Proxy(self._graph.add(node), self._graph)
+        return self._new("softmax", (n,), n.shape, dim=dim, log=log)
 
     def softmax(self, dim, dtype=None):
         return self._softmax(dim, dtype, False)
@@ -342,15 +654,26 @@ class Proxy:
             _break("nll_loss with a weight, a target computed in the function, or other than (N, C) input")
         t = self._graph.lift(target)
         shape = (n.shape[0],) if reduction == "none" else ()
-        node = Node("nll_loss", (n, t), shape, n.dtype, n.requires_grad,
-                    {"reduction": reduction, "ignore_index": ignore_index})
-        return Proxy(self._graph.add(node), self._graph)
+        return self._new("nll_loss", (n, t), shape, reduction=reduction, ignore_index=ignore_index)
 
     def _linear(self, weight, bias):
         """``F.linear`` on a traced input: a product with the transposed weight, plus the bias."""
         w = Proxy(_node(weight, self._graph), self._graph)
         out = self @ w.t()
         return out if bias is None else out + bias
+
+
+_VIEWS = {"view", "reshape", "permute", "expand"}       # nodes whose value may share their operand's memory
+
+
+def _eager_op():
+    """The nbgrad function that user code called (the outermost frame inside nbgrad)."""
+    stack, found = traceback.extract_stack(), "an op"
+    for outer, inner in zip(stack, stack[1:]):
+        if not os.path.abspath(outer.filename).startswith(_PACKAGE) and \
+                os.path.abspath(inner.filename).startswith(_PACKAGE):
+            found = inner.name
+    return found
 
 
 for _alias, _name in _method_table().items():
@@ -371,6 +694,55 @@ def _matmul(a, b):
         raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {na.dtype} != {nb.dtype}")
     node = Node("matmul", (na, nb), (na.shape[0], nb.shape[1]), dtype, na.requires_grad or nb.requires_grad)
     return Proxy(graph.add(node), graph)
+
+
+def _cat(tensors, dim):
+    """``torch.cat`` of traced values (with eager's checks and texts); operands of another
+    dtype are cast to the promoted one first."""
+    graph = _graph()
+    if not tensors:
+        raise ValueError("torch.cat(): expected a non-empty list of Tensors")
+    nodes = []
+    for i, x in enumerate(tensors):
+        if not isinstance(x, (Tensor, Proxy)):
+            raise TypeError(f"expected Tensor as element {i} in argument 0, but got {type(x).__name__}")
+        if x.ndim == 0:
+            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
+        if tuple(x.shape) == (0,) and len(tensors) > 1:
+            _break("cat with a legacy empty 1-D tensor")
+        nodes.append(_node(x, graph))
+    ref = nodes[0]
+    d = _wrap_dim(dim, len(ref.shape))
+    for i, n in enumerate(nodes):
+        if len(n.shape) != len(ref.shape):
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {len(ref.shape)} and {len(n.shape)}")
+        for j in range(len(ref.shape)):
+            if j != d and n.shape[j] != ref.shape[j]:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size "
+                                   f"{ref.shape[j]} but got size {n.shape[j]} for tensor number {i} in the list.")
+    dtype = _float([n.dtype for n in nodes], True)
+    nodes = [n if n.dtype is dtype else Proxy(n, graph).to(dtype)._node for n in nodes]
+    shape = ref.shape[:d] + (sum(n.shape[d] for n in nodes),) + ref.shape[d + 1:]
+    node = Node("cat", nodes, shape, dtype, any(n.requires_grad for n in nodes), {"dim": d})
+    return Proxy(graph.add(node), graph)
+
+
+def _stack(tensors, dim):
+    """``torch.stack``: each operand given a dim of 1 there, then ``cat``."""
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    shape = tuple(tensors[0].shape)
+    for i, x in enumerate(tensors):
+        if tuple(x.shape) != shape:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(shape)} at entry 0 "
+                               f"and {list(x.shape)} at entry {i}")
+    d = _wrap_dim(dim, len(shape) + 1)
+    graph = _graph()
+    return _cat([Proxy(_node(x, graph), graph).reshape(shape[:d] + (1,) + shape[d:]) for x in tensors], d)
+
+
+def _addmm(input, mat1, mat2, beta, alpha):
+    return Proxy(_node(input, _graph()), _graph()).addmm(mat1, mat2, beta=beta, alpha=alpha)
 
 
 def _structure(value, leaf):
@@ -397,10 +769,12 @@ def capture(fn, args, kwargs):
     if _graph() is not None:
         _break("nbgrad.compile called inside a compiled function")
     _state.graph = graph
+    pointwise.TRACING.ops.update(cat=_cat, stack=_stack, addmm=_addmm)
     try:
         out = fn(*traced_args, **traced_kwargs)
     finally:
         _state.graph = None
+        pointwise.TRACING.ops.clear()
 
     def output(value):
         if isinstance(value, Proxy):

@@ -249,7 +249,7 @@ class _Writer:
             kernel.body.append(f"e{e.index} = {_read(kernel.param('in', e), mode or ('full', 0))}")
         for m in self.group.members:
             record = TABLE[m.params["record"]]
-            names = dict(zip(record.operands, (self.ref(a, m.dtype) for a in m.args)))
+            names = dict(zip(record.operands, (self.ref(a, m.params.get("compute", m.dtype)) for a in m.args)))
             kernel.body.append(f"v{m.index} = {_rename(record.forward, names)}")
 
     def backward(self, kernel, upstream, wanted):
@@ -262,7 +262,7 @@ class _Writer:
                 continue
             kernel.body.append(f"a{m.index} = {' + '.join(parts)}")
             record = TABLE[m.params["record"]]
-            names = dict(zip(record.operands, (self.ref(a, m.dtype) for a in m.args)))
+            names = dict(zip(record.operands, (self.ref(a, m.params.get("compute", m.dtype)) for a in m.args)))
             names.update(g=f"a{m.index}", y=f"v{m.index}")
             for arg, a in zip(record.args, m.args):
                 expr = record.grads.get(arg)
@@ -315,7 +315,7 @@ class Program:
             if only is not None and g.terminal is not None and g.terminal.requires_grad and \
                     _is_output(graph, g.terminal) and not outs:
                 # one pass: the gradients for an incoming gradient of 1, in the forward loop
-                seed = self._constant(g.terminal.params["scale"], g.dtype)
+                seed = self._constant(g.terminal.params["scale"], g.terminal.dtype)
                 writer.backward(fwd, {g.terminal.args[0].index: [seed]}, wanted)
                 for e in wanted:
                     fwd.body.append(f"{fwd.param('gin', e)}[i] = d{e}")
@@ -360,7 +360,7 @@ class Program:
                 if k is not None:
                     for line in k.body:
                         used |= set(re.findall(r"[A-Za-z_]\w*", line)) & set(scalar.__all__)
-        parts = ["import math\nimport numpy as np\nfrom numba import njit, prange\n"]
+        parts = ["import math\nfrom math import inf, nan\nimport numpy as np\nfrom numba import njit, prange\n"]
         if used:
             parts.append(scalar.import_line(*sorted(used)))
         for (value, dtype), name in self.constants.items():
@@ -408,7 +408,7 @@ class Program:
             env.update(outputs)
             if g.terminal is not None:
                 value = acc * g.terminal.params["scale"] if g.size else (math.nan if g.terminal.params["mean"] else 0.0)
-                env[g.terminal.index] = CPU.reshape(CPU.scalar(value, g.dtype.numpy), g.terminal.shape)
+                env[g.terminal.index] = CPU.reshape(CPU.scalar(value, g.terminal.dtype.numpy), g.terminal.shape)
             if gins:
                 joint = gins
         return env, joint
@@ -471,7 +471,7 @@ class Program:
             elif kind == "gout":
                 parts = adj.pop(key.index, None)
                 anything |= parts is not None
-                args.append(_operand(_total(parts, g.shape, g.dtype) if parts else CPU.zeros(g.shape, g.dtype.numpy),
+                args.append(_operand(_total(parts, g.shape, key.dtype) if parts else CPU.zeros(g.shape, key.dtype.numpy),
                                      g.shape, g.shape))
             elif kind == "scalar":
                 parts = adj.pop(key.index, None)
