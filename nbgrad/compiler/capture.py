@@ -25,6 +25,7 @@ from nbgrad.ops.targets import CPU
 from .. import _dtype
 from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..functional import pointwise
+from ..functional.indexing import _check_fill
 from ..functional.reduction import _dims, _one_dim, return_types
 from ..tensor import Size, Tensor, _wrap_dim, device
 
@@ -243,7 +244,7 @@ class Proxy:
     __hash__ = object.__hash__
 
     def __getattr__(self, name):
-        if name.endswith("_") and not name.startswith("_") and hasattr(Proxy, name[:-1]):
+        if name.endswith("_") and not name.startswith("_") and (hasattr(Proxy, name[:-1]) or name[:-1] in TABLE):
             return lambda *args, **kwargs: self._inplace(name[:-1], *args, **kwargs)
         if name.startswith("_"):                 # an eager op reading a tensor's internals: name the op
             _break(f"{_eager_op()} is not supported by nbgrad.compile yet")
@@ -256,7 +257,7 @@ class Proxy:
             _break(f"in-place {op}_ on an argument or a tensor read by the compiled function")
         if n.op in _VIEWS or any(m.op in _VIEWS and m.args[0] is n for m in self._graph.nodes):
             _break(f"in-place {op}_ on a view, or on a tensor that has views")
-        new = getattr(self, op)(*args, **kwargs)
+        new = getattr(self, op)(*args, **kwargs) if hasattr(Proxy, op) else self._op(op, *args, **kwargs)
         if new.shape != self.shape:
             raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
                                f"{list(new.shape)}")
@@ -402,8 +403,7 @@ class Proxy:
         return pointwise_op("where", (condition, self, other))
 
     def masked_fill(self, mask, value):
-        if mask.dtype is not _dtype.bool:
-            raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype}")
+        _check_fill(mask, value)
         if isinstance(value, (Tensor, Proxy)):
             if value.ndim != 0:
                 raise RuntimeError("masked_fill_ only supports a 0-dimensional value tensor, but got tensor with "
@@ -784,4 +784,33 @@ def capture(fn, args, kwargs):
         return value
 
     graph.outputs = _structure(out, output)
+    _prune(graph)
     return graph
+
+
+def _prune(graph):
+    """Inputs that reach no differentiable output along a path of gradients (only through
+    comparisons, say) get no gradient: None, as in eager, rather than zeros."""
+    reached = set()
+    todo = [n for n in _outputs(graph.outputs) if n.requires_grad]
+    while todo:
+        n = todo.pop()
+        if n.index in reached:
+            continue
+        reached.add(n.index)
+        record = TABLE[n.params["record"]] if n.op == "pointwise" else None
+        for k, a in enumerate(n.args):
+            if not isinstance(a, Node) or not a.requires_grad or n.op == "indices":
+                continue
+            if record is not None and (k >= len(record.args) or record.grads.get(record.args[k]) is None):
+                continue
+            todo.append(a)
+    for n in graph.inputs:
+        if n.requires_grad and n.index not in reached:
+            n.requires_grad = False
+
+
+def _outputs(out):
+    if isinstance(out, (tuple, list)):
+        return [n for o in out for n in _outputs(o)]
+    return [out] if isinstance(out, Node) else []

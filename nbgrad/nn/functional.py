@@ -44,6 +44,8 @@ def tanh(input):
 
 
 def _table_op(op, input, inplace=False, **params):
+    if inplace and not isinstance(input, Tensor):      # traced by nbgrad.compile
+        return getattr(input, op + "_")(**params)
     return (INPLACE if inplace else RUN)[op](input, **params)
 
 
