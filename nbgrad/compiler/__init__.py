@@ -23,6 +23,7 @@ import weakref
 from ..autograd.grad_mode import enable_grad, is_grad_enabled
 from ..autograd.graph import Node
 from ..tensor import Tensor, record
+from . import resume
 from .capture import GraphBreak, capture
 from .codegen import Program
 
@@ -112,6 +113,9 @@ class CompiledFunctionBackward(Node):
         return tuple(Tensor._wrap(g) for g in program.backward(self.env, joint, pairs))
 
     def _eager(self, grads):
+        if getattr(self.entry, "prefix", False):
+            raise RuntimeError("nbgrad.compile: create_graph=True through the compiled part of a function with a "
+                               "graph break is not supported; call the function uncompiled")
         _warn_once(("create_graph", id(self.fn)),
                    "nbgrad.compile: a backward recorded for create_graph runs the compiled function eagerly")
         from .. import autograd
@@ -143,6 +147,7 @@ class CompiledFunction:
 
     def _reset(self):
         self._entries = {}
+        self._prefixes = {}                    # graph text -> program, of the parts before graph breaks
         self._captures = 0
 
     def __get__(self, obj, objtype=None):
@@ -156,6 +161,8 @@ class CompiledFunction:
             entry = self._compile(key, args, kwargs)
         if entry is _EAGER:
             return self._fn(*args, **kwargs)
+        if isinstance(entry, resume.Breaks):
+            return resume.call(self, _Entry, args, kwargs)
         return self._run(entry, args, kwargs)
 
     def _compile(self, key, args, kwargs):
@@ -172,9 +179,10 @@ class CompiledFunction:
             except GraphBreak as error:
                 if self._fullgraph:
                     raise
-                _warn_once(("break", id(self), str(error)),
-                           f"nbgrad.compile: graph break in {self.__name__}: {error}; it runs eagerly")
-                entry = _EAGER
+                resumable = getattr(error, "resumable", False)
+                _warn_once(("break", id(self), str(error)), f"nbgrad.compile: graph break in {self.__name__}: "
+                           f"{error}; it runs eagerly {'from there' if resumable else 'for these arguments'}")
+                entry = resume.Breaks() if resumable else _EAGER
             except Exception as error:          # an op that cannot take a traced value (or the user's error)
                 if self._fullgraph:
                     raise GraphBreak(f"{type(error).__name__}: {error}") from error
@@ -182,7 +190,7 @@ class CompiledFunction:
                            f"nbgrad.compile: graph break in {self.__name__} ({type(error).__name__}: {error}); "
                            "it runs eagerly")
                 entry = _EAGER
-            if entry is not _EAGER:
+            if isinstance(entry, _Entry):
                 for kind, text in entry.describe().items():
                     if _log([kind]):
                         print(f"[nbgrad.compile {kind}] {self.__name__}\n{text}")

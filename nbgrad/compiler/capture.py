@@ -11,10 +11,13 @@ tensor) becomes an input of the graph, read afresh at every call.
 Anything else (an op the compiler does not know, data-dependent Python such as ``.item()``,
 ``bool(t)``, ``print``) raises ``GraphBreak``, naming the op and the line of user code.
 """
+import functools
 import math
 import os
 import threading
 import traceback
+import types
+import weakref
 
 import numpy as np
 
@@ -46,8 +49,65 @@ def _user_line():
     return "<unknown>"
 
 
+class _Resumed(BaseException):
+    """Raised by a graph break in resume mode once the proxies are real tensors: the op that
+    broke (the outermost traced entry, ``_entry``) runs eagerly instead. A BaseException,
+    so that no ``except Exception`` of eager code in between takes it."""
+
+
 def _break(what):
-    raise GraphBreak(f"{what} (at {_user_line()})")
+    message = f"{what} (at {_user_line()})"
+    graph = _graph()
+    resumable = graph is not None and getattr(_state, "depth", 0) > 0
+    if resumable and getattr(_state, "resume", None) is not None:
+        materialize(graph, message)
+        raise _Resumed()
+    error = GraphBreak(message)
+    error.resumable = resumable                # in an op on proxies, which can then run eagerly
+    raise error
+
+
+def _entry(traced, eager):
+    """``traced`` (an op on proxies), or when a graph break turned the proxies into tensors
+    during it, ``eager`` with the same arguments (the outermost traced op only: those it
+    called are part of it)."""
+    @functools.wraps(traced)
+    def op(*args, **kwargs):
+        _state.depth = getattr(_state, "depth", 0) + 1
+        try:
+            return traced(*args, **kwargs)
+        except _Resumed:
+            if _state.depth > 1:
+                raise
+            return eager(*args, **kwargs)
+        finally:
+            _state.depth -= 1
+    return op
+
+
+def materialize(graph, message=None):
+    """Graph break "from there": run the graph captured so far on the real inputs (its
+    outputs: the values of the proxies still alive) and turn each of those proxies, in place,
+    into the real tensor it stands for; tracing stops and the function goes on eagerly."""
+    live = [p for p in (r() for r in graph.proxies) if p is not None and type(p) is Proxy]
+    nodes = list({id(p._node): p._node for p in live if p._node.op != "input"}.values())
+    graph.outputs = tuple(nodes)
+    _state.graph = None
+    pointwise.TRACING.ops.clear()
+    _prune(graph)
+    values = dict(zip((n.index for n in nodes), _state.resume(graph, message)))
+    for p in live:
+        n = p._node
+        if n.op == "input":                    # a view of the argument, so gradients reach it
+            arg = graph.arguments[n.index]
+            t = arg.view(arg.shape)
+        else:
+            t = values[n.index]
+        p.__dict__.clear()
+        p.__class__ = Tensor
+        p._data, p._version_counter, p._requires_grad, p.grad_fn = t._data, t._version_counter, t._requires_grad, \
+            t.grad_fn
+        p.__dict__.update(t.__dict__)
 
 
 class Node:
@@ -74,7 +134,8 @@ class Graph:
         self.inputs = []              # input nodes, in order: the arguments', then lifted tensors'
         self.lifted = {}              # id(tensor) -> (tensor, node)
         self.outputs = None           # the returned structure, with nodes for proxies
-        self.proxies = []             # every proxy made, in order
+        self.proxies = []             # weak references to every proxy made, in order
+        self.arguments = {}           # input node index -> the tensor (argument or lifted)
 
     def add(self, node):
         node.index = len(self.nodes)
@@ -95,6 +156,7 @@ class Graph:
                 _break("a tensor computed outside the compiled function's captured ops is used "
                        f"({type(tensor.grad_fn).__name__}); pass it as an argument")
             entry = self.lifted[id(tensor)] = (tensor, self.input(tensor, ("lifted", len(self.lifted))))
+            self.arguments[entry[1].index] = tensor
         return entry[1]
 
     def __str__(self):
@@ -184,7 +246,7 @@ def _trace_hook(name, operands):
     computed (``nbgrad.tanh(proxy)``, ``F.relu(proxy)``, ``tensor * proxy``)."""
     if _graph() is None or not any(isinstance(x, Proxy) for x in operands):
         return None
-    return pointwise_op(name, operands)
+    return _traced_pointwise(name, operands)
 
 
 def _method_table():
@@ -197,17 +259,36 @@ def _method_table():
     return methods
 
 
-class Proxy:
+class _NoData:
+    """A proxy's ``_data``: no array. Eager code that reads it is running an op the compiler
+    does not know on a traced value: a graph break that names the op."""
+    __slots__ = ()
+
+    def __getattr__(self, name):
+        _break(f"{_eager_op()} is not supported by nbgrad.compile yet")
+
+    @property
+    def __class__(self):                       # isinstance(data, ndarray) asks it
+        _break(f"{_eager_op()} is not supported by nbgrad.compile yet")
+
+
+_NO_DATA = _NoData()
+
+
+class Proxy(Tensor):
     """A traced tensor: shape, dtype and requires_grad, no data.
 
-    Its slots are a Tensor's, so that a graph break can turn it into the real tensor it
-    stands for, in place (``materialize``); until then its node and graph are in ``__dict__``."""
-    __slots__ = ("_data", "_version_counter", "_requires_grad", "grad_fn", "__dict__", "__weakref__")
+    A Tensor subclass adding no slots, so that a graph break can turn it into the real tensor
+    it stands for, in place (``materialize``); until then its node and graph are in its
+    ``__dict__``, and its Tensor slots are unset (reading one is a graph break)."""
+    __slots__ = ()
     __array_priority__ = 2000
+    _traced = True
+    _data = property(lambda self: _NO_DATA)
 
     def __init__(self, node, graph):
         self._node, self._graph = node, graph
-        graph.proxies.append(self)
+        graph.proxies.append(weakref.ref(self))
 
     shape = property(lambda self: Size(self._node.shape))
     dtype = property(lambda self: self._node.dtype)
@@ -244,8 +325,6 @@ class Proxy:
     __hash__ = object.__hash__
 
     def __getattr__(self, name):
-        if name.endswith("_") and not name.startswith("_") and (hasattr(Proxy, name[:-1]) or name[:-1] in TABLE):
-            return lambda *args, **kwargs: self._inplace(name[:-1], *args, **kwargs)
         if name.startswith("_"):                 # an eager op reading a tensor's internals: name the op
             _break(f"{_eager_op()} is not supported by nbgrad.compile yet")
         _break(f"Tensor.{name} is not supported by nbgrad.compile yet")
@@ -668,17 +747,63 @@ _VIEWS = {"view", "reshape", "permute", "expand"}       # nodes whose value may 
 
 def _eager_op():
     """The nbgrad function that user code called (the outermost frame inside nbgrad)."""
-    stack, found = traceback.extract_stack(), "an op"
-    for outer, inner in zip(stack, stack[1:]):
-        if not os.path.abspath(outer.filename).startswith(_PACKAGE) and \
-                os.path.abspath(inner.filename).startswith(_PACKAGE):
-            found = inner.name
-    return found
+    stack = traceback.extract_stack()
+    user = max((i for i, f in enumerate(stack) if not os.path.abspath(f.filename).startswith(_PACKAGE)), default=-1)
+    inside = [f.name for f in stack[user + 1:] if os.path.abspath(f.filename) != os.path.abspath(__file__)]
+    return inside[0] if inside else "an op"
 
 
 for _alias, _name in _method_table().items():
     if _alias not in Proxy.__dict__:
         setattr(Proxy, _alias, lambda self, *others, _name=_name, **params: self._op(_name, *others, **params))
+
+
+def _eager_method(name):
+    return lambda self, *args, **kwargs: getattr(Tensor, name)(self, *args, **kwargs)
+
+
+def _eager_linear(self, weight, bias):
+    from ..nn.functional import linear
+    return linear(self, weight, bias)
+
+
+def _eager_softmax(self, dim, dtype, log):
+    from ..functional.reduction import _softmax
+    return _softmax(self, dim, dtype, log)
+
+
+def _eager_nll_loss(self, target, weight, reduction, ignore_index):
+    from ..nn.functional import nll_loss
+    return nll_loss(self, target, weight, reduction=reduction, ignore_index=ignore_index)
+
+
+def _inplace_method(name):
+    def method(self, *args, **kwargs):
+        return self._inplace(name[:-1], *args, **kwargs)
+    method.__name__ = name
+    return method
+
+
+# in-place forms of the ops above (``add_``, ``relu_``...): functionalized
+for _name in sorted(set(dir(Tensor)) | {r + "_" for r, rec in TABLE.items() if rec.inplace}):
+    _base = _name[:-1]
+    if _name.endswith("_") and not _name.startswith("_") and _name not in Proxy.__dict__ and \
+            (isinstance(Proxy.__dict__.get(_base), types.FunctionType) or _base in TABLE):
+        setattr(Proxy, _name, _inplace_method(_name))
+
+
+# every op a proxy takes part in is an ``_entry``: after a break during it, it runs eagerly
+_EAGER_OF = {"_linear": _eager_linear, "_softmax": _eager_softmax, "_nll_loss": _eager_nll_loss,
+             "__getattr__": lambda self, name: getattr(self, name)}
+for _name, _fn in list(Proxy.__dict__.items()):
+    if isinstance(_fn, types.FunctionType) and _name not in ("__init__", "__repr__", "_new") and \
+            (_name in _EAGER_OF or hasattr(Tensor, _name)):
+        setattr(Proxy, _name, _entry(_fn, _EAGER_OF.get(_name) or _eager_method(_name)))
+# the Tensor methods a proxy inherits run eagerly on it, and break where they read its data
+for _name, _fn in list(Tensor.__dict__.items()):
+    if isinstance(_fn, types.FunctionType) and _name not in Proxy.__dict__ and \
+            _name not in ("__init__", "__repr__", "__del__", "__getattr__", "__setattr__", "_wrap"):
+        setattr(Proxy, _name, _entry(_fn, _fn))
 
 
 def _matmul(a, b):
@@ -745,22 +870,56 @@ def _addmm(input, mat1, mat2, beta, alpha):
     return Proxy(_node(input, _graph()), _graph()).addmm(mat1, mat2, beta=beta, alpha=alpha)
 
 
+def _eager_cat(tensors, dim):
+    from ..functional.shape import cat
+    return cat(tensors, dim)
+
+
+def _eager_stack(tensors, dim):
+    from ..functional.shape import stack
+    return stack(tensors, dim)
+
+
+def _eager_addmm(input, mat1, mat2, beta, alpha):
+    from ..functional.linalg import addmm
+    return addmm(input, mat1, mat2, beta=beta, alpha=alpha)
+
+
+_cat, _stack, _addmm = _entry(_cat, _eager_cat), _entry(_stack, _eager_stack), _entry(_addmm, _eager_addmm)
+_traced_pointwise = _entry(pointwise_op, lambda name, operands: None)
+
+
 def _structure(value, leaf):
     if isinstance(value, (tuple, list)):
         return type(value)(_structure(v, leaf) for v in value)
     return leaf(value)
 
 
-def capture(fn, args, kwargs):
+class Done:
+    """What a capture in resume mode returns: the function's result, computed (its traced
+    part by the program the ``resume`` callback ran, the rest eagerly)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def capture(fn, args, kwargs, resume=None):
     """The graph of ``fn(*args, **kwargs)``, its tensor arguments as proxies (in the order
-    ``args`` then ``kwargs`` lists them, top level and inside lists and tuples)."""
+    ``args`` then ``kwargs`` lists them, top level and inside lists and tuples).
+
+    With ``resume`` (``resume(graph, message)`` runs a graph on the real inputs and returns
+    its outputs' tensors), a graph break does not raise: what was captured so far is run
+    there, and the function goes on eagerly (``materialize``); if nothing breaks, the whole
+    graph is run at the end. Either way the result is a ``Done``."""
     graph = Graph()
     count = [0]
 
     def proxy(value):
         if isinstance(value, Tensor):
             count[0] += 1
-            return Proxy(graph.input(value, ("arg", count[0] - 1)), graph)
+            p = Proxy(graph.input(value, ("arg", count[0] - 1)), graph)
+            graph.arguments[p._node.index] = value
+            return p
         return value
 
     pointwise.TRACING.trace = _trace_hook
@@ -768,12 +927,16 @@ def capture(fn, args, kwargs):
     traced_kwargs = {k: _structure(v, proxy) for k, v in kwargs.items()}
     if _graph() is not None:
         _break("nbgrad.compile called inside a compiled function")
-    _state.graph = graph
+    _state.graph, _state.resume, _state.depth = graph, resume, 0
     pointwise.TRACING.ops.update(cat=_cat, stack=_stack, addmm=_addmm)
     try:
         out = fn(*traced_args, **traced_kwargs)
+        if resume is not None:
+            if _state.graph is graph:          # no break: the whole graph, its live values the outputs
+                materialize(graph)
+            return Done(out)
     finally:
-        _state.graph = None
+        _state.graph = _state.resume = None
         pointwise.TRACING.ops.clear()
 
     def output(value):

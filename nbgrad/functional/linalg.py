@@ -132,7 +132,7 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1):
     """``beta * input + alpha * (mat1 @ mat2)``, one op as in PyTorch (a linear layer is
     ``addmm(bias, x, W.t())``): the bias is added into the product in place, and
     ``beta == 0`` ignores ``input``, NaNs included."""
-    if TRACING.ops and not all(isinstance(x, Tensor) for x in (input, mat1, mat2)):  # nbgrad.compile
+    if TRACING.ops and any(getattr(x, "_traced", False) for x in (input, mat1, mat2)):  # nbgrad.compile
         return TRACING.ops["addmm"](input, mat1, mat2, beta, alpha)
     for t, name in ((mat1, "mat1"), (mat2, "mat2")):
         _check_dim(t, 2, name, f", got {t.ndim}-D tensor" if isinstance(t, Tensor) else "")

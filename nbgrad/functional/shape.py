@@ -516,7 +516,7 @@ def _skipped(x):
 
 def cat(tensors, dim=0):
     tensors = list(tensors)
-    if TRACING.ops and not all(isinstance(x, Tensor) for x in tensors):   # nbgrad.compile
+    if TRACING.ops and any(getattr(x, "_traced", False) for x in tensors):   # nbgrad.compile
         return TRACING.ops["cat"](tensors, dim)
     if not tensors:
         raise ValueError("torch.cat(): expected a non-empty list of Tensors")
@@ -568,7 +568,7 @@ class StackBackward0(Node):
 
 def stack(tensors, dim=0):
     tensors = list(tensors)
-    if TRACING.ops and not all(isinstance(x, Tensor) for x in tensors):   # nbgrad.compile
+    if TRACING.ops and any(getattr(x, "_traced", False) for x in tensors):   # nbgrad.compile
         return TRACING.ops["stack"](tensors, dim)
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")
