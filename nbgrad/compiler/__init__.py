@@ -71,6 +71,10 @@ class _Entry:
         self.graph, self.program = graph, program
         self.lifted = [t for t, _ in graph.lifted.values()]
         self.lifted_signature = [_signature(t) for t in self.lifted]
+        # the inputs backward may read: operands of nodes that need gradients
+        used = {a.index for n in graph.nodes if n.requires_grad for a in n.args if hasattr(a, "index")}
+        self.read = {k for k, n in enumerate(graph.inputs) if n.index in used}
+        self.read_outputs = used | {n.index for n in graph.nodes if n.op in ("softmax", "max") and n.requires_grad}
         # the outputs that require grad, each once: the outputs of the call's one node
         self.differentiable = list({id(n): n for n in _output_nodes(graph.outputs)
                                     if n.requires_grad and n.op != "input"}.values())
@@ -97,8 +101,8 @@ class CompiledFunctionBackward(Node):
     itself recorded for ``create_graph``, the function run eagerly again)."""
 
     def backward(self, *grads):
-        for t, version in zip(self.tensors, self.versions):
-            if t._version != version:
+        for k, (t, version) in enumerate(zip(self.tensors, self.versions)):
+            if t._version != version and (k in self.entry.read or k >= len(self.entry.graph.inputs)):
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been modified by an inplace "
                     f"operation: [{t.dtype.legacy} {list(t.shape)}] is at version {t._version}; expected version "
@@ -109,8 +113,8 @@ class CompiledFunctionBackward(Node):
         if self.joint is None and program.joint is not None:       # a second backward (retain_graph)
             self.env, self.joint = program.forward(self.arrays, True)
         joint, self.joint = self.joint, None
-        pairs = [(n, g._data) for n, g in zip(self.entry.differentiable, grads)]
-        return tuple(Tensor._wrap(g) for g in program.backward(self.env, joint, pairs))
+        pairs = [(n, g._data) for n, g in zip(self.entry.differentiable, grads) if g is not None]
+        return tuple(None if g is None else Tensor._wrap(g) for g in program.backward(self.env, joint, pairs))
 
     def _eager(self, grads):
         if getattr(self.entry, "prefix", False):
@@ -123,7 +127,9 @@ class CompiledFunctionBackward(Node):
         with enable_grad():
             out = self.fn(*self.args, **self.kwargs)
         outs = list({id(o): o for o in _tensors(out, []) if o.requires_grad and o.grad_fn is not None}.values())
-        return autograd.grad(outs, inputs, list(grads), create_graph=True, allow_unused=True)
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
+        return autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], create_graph=True,
+                             allow_unused=True)
 
 
 _warned = set()
@@ -219,7 +225,11 @@ class CompiledFunction:
                 return out
             nodes[v.index] = Tensor._wrap(env[v.index])
             return nodes[v.index]
-        return value(entry.graph.outputs)
+        result = value(entry.graph.outputs)
+        if node:                               # outputs whose memory backward reads: changed in place, an error
+            node[0].tensors = node[0].tensors + [t for i, t in nodes.items() if i in entry.read_outputs]
+            node[0].versions = node[0].versions + [t._version for i, t in nodes.items() if i in entry.read_outputs]
+        return result
 
     def _output(self, entry, node, v, env, joint, arrays, tensors, args, kwargs):
         """Output ``v`` of the call's one recorded node (made by its first differentiable output)."""
@@ -237,6 +247,7 @@ class CompiledFunction:
             fn.tensors, fn.versions = tensors, [t._version for t in tensors]
             fn.fn, fn.args, fn.kwargs = self._fn, args, kwargs
             fn.num_outputs = len(entry.differentiable)
+            fn.materialize_grads = False       # an output that gets no gradient sends none (eager's None)
             fn._output_meta = tuple((n.shape, n.dtype) for n in entry.differentiable)
             out._output_nr = k
         return out

@@ -26,7 +26,7 @@ from nbgrad.ops.table import TABLE
 from nbgrad.ops.targets import CPU
 
 from .. import _dtype
-from ..autograd.grad_mode import is_grad_enabled, no_grad
+from ..autograd.grad_mode import is_grad_enabled, no_grad, set_grad_enabled
 from ..functional import pointwise
 from ..functional.indexing import _check_fill
 from ..functional.reduction import _dims, _one_dim, return_types
@@ -90,24 +90,62 @@ def materialize(graph, message=None):
     outputs: the values of the proxies still alive) and turn each of those proxies, in place,
     into the real tensor it stands for; tracing stops and the function goes on eagerly."""
     live = [p for p in (r() for r in graph.proxies) if p is not None and type(p) is Proxy]
-    nodes = list({id(p._node): p._node for p in live if p._node.op != "input"}.values())
+    # views are made again eagerly from their base (so that they are views, as eager's are);
+    # the program computes the other values
+    wanted, views = {}, {}
+    for p in live:
+        n = p._node
+        while n.op in _VIEWS:
+            views[n.index] = n
+            n = n.args[0]
+        wanted[n.index] = n
+    nodes = [n for n in wanted.values() if n.op != "input"]
     graph.outputs = tuple(nodes)
     _state.graph = None
     pointwise.TRACING.ops.clear()
     _prune(graph)
-    values = dict(zip((n.index for n in nodes), _state.resume(graph, message)))
+    with set_grad_enabled(graph.grad_enabled):  # as at the call, whatever eager code broke
+        values = dict(zip((n.index for n in nodes), _state.resume(graph, message)))
+        values.update({i: graph.arguments[i] for i, n in wanted.items() if n.op == "input"})
+        for i in sorted(views):
+            values[i] = _eager_view(views[i], values[views[i].args[0].index])
     for p in live:
         n = p._node
-        if n.op == "input":                    # a view of the argument, so gradients reach it
-            arg = graph.arguments[n.index]
-            t = arg.view(arg.shape)
-        else:
-            t = values[n.index]
+        t = graph.arguments[n.index] if n.op == "input" else values[n.index]
+        # an argument's stand-in shares its data, version, history and, for a leaf, its gradient
+        # accumulator (kept alive here), so in-place changes and gradients reach the argument
+        keep = t._grad_accumulator() if n.op == "input" and t.grad_fn is None and t.requires_grad else None
         p.__dict__.clear()
         p.__class__ = Tensor
         p._data, p._version_counter, p._requires_grad, p.grad_fn = t._data, t._version_counter, t._requires_grad, \
             t.grad_fn
         p.__dict__.update(t.__dict__)
+        if keep is not None:
+            p.__dict__["_kept_accumulator"] = keep
+        if n.op == "input":
+            graph.stand_ins.append((p, t))
+
+
+def _eager_view(node, base):
+    """The view ``node`` made eagerly of the real tensor ``base`` (an input's: the input)."""
+    if node.op == "view":
+        return base[node.params["key"]]
+    if node.op == "permute":
+        return base.permute(node.params["perm"])
+    if node.op == "expand":
+        return base.expand(node.shape)
+    return base.reshape(node.shape)
+
+
+def _sync(graph):
+    """An argument's stand-in that an eager in-place op gave a new history: the argument
+    itself gets it, as it would have eagerly."""
+    for p, arg in graph.stand_ins:
+        if p.grad_fn is not arg.grad_fn or p._requires_grad != arg._requires_grad:
+            arg.grad_fn, arg._requires_grad = p.grad_fn, p._requires_grad
+            for name in ("_output_nr", "_base", "_view_fn"):
+                if name in p.__dict__:
+                    setattr(arg, name, p.__dict__[name])
 
 
 class Node:
@@ -135,6 +173,8 @@ class Graph:
         self.lifted = {}              # id(tensor) -> (tensor, node)
         self.outputs = None           # the returned structure, with nodes for proxies
         self.proxies = []             # weak references to every proxy made, in order
+        self.grad_enabled = is_grad_enabled()
+        self.stand_ins = []           # (materialized proxy of an input, the input tensor)
         self.arguments = {}           # input node index -> the tensor (argument or lifted)
 
     def add(self, node):
@@ -200,6 +240,19 @@ def _float(dtypes, floating):
     return result
 
 
+def _promoted(operands):
+    """PyTorch's promotion of floating operands: tensors with dims outrank 0-d ones (numbers
+    cannot raise a floating dtype)."""
+    dim = zero = None
+    for n in operands:
+        if isinstance(n, Node):
+            if n.shape:
+                dim = n.dtype if dim is None else _dtype.promote_types(dim, n.dtype)
+            else:
+                zero = n.dtype if zero is None else _dtype.promote_types(zero, n.dtype)
+    return _dtype._combine(dim, zero)
+
+
 _COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}        # floating operands, a bool result
 _LOGICAL = {"logical_and", "logical_or", "logical_xor", "logical_not"}     # bool operands and result
 
@@ -224,14 +277,16 @@ def pointwise_op(name, operands):
         values = [t.dtype for t in args[1:] if isinstance(t, Node)]
         if not values:
             _break("where with two numbers")
-        dtype = _float(values, True)
+        _float(values, True)
+        dtype = _promoted(args[1:])
     elif name in _LOGICAL:
         if any(isinstance(t, Node) and t.dtype is not _dtype.bool for t in args) or \
                 not any(isinstance(t, Node) for t in args):
             _break(f"{name} of other than bool tensors")
         dtype = params["compute"] = _dtype.bool
     else:
-        dtype = _float([t.dtype for t in args if isinstance(t, Node)], record.result == "float")
+        _float([t.dtype for t in args if isinstance(t, Node)], record.result == "float")
+        dtype = _promoted(args)
         if name in _COMPARISONS:
             params["compute"], dtype = dtype, _dtype.bool
     tensors = [t for t in args if isinstance(t, Node)]
@@ -331,6 +386,7 @@ class Proxy(Tensor):
 
     # -- in-place ops on values computed in the function: the proxy takes the new node ------------------
     def _inplace(self, op, *args, **kwargs):
+        """``op`` in place on a value computed in the function: the proxy takes the new node."""
         n = self._node
         if n.op == "input":
             _break(f"in-place {op}_ on an argument or a tensor read by the compiled function")
@@ -600,7 +656,9 @@ class Proxy(Tensor):
     def t(self):
         if self.ndim > 2:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
-        return self if self.ndim < 2 else self.transpose(0, 1)
+        if self.ndim < 2:                      # a view, as eager's
+            return self._new("permute", (self._node,), self._node.shape, perm=tuple(range(self.ndim)))
+        return self.transpose(0, 1)
 
     T = property(t)
 
@@ -662,7 +720,7 @@ class Proxy(Tensor):
 
     def expand(self, *sizes):
         shape = tuple(self._eager("expand", *sizes).shape)
-        return self if shape == self._node.shape else self._new("expand", (self._node,), shape)
+        return self._new("expand", (self._node,), shape)
 
     def expand_as(self, other):
         return self.expand(other.shape)
@@ -717,7 +775,7 @@ class Proxy(Tensor):
         if dtype is not None:
             return self.to(dtype)._softmax(dim, None, log)
         n = self._node
-        dim = dim % len(n.shape) if n.shape else 0
+        dim = _wrap_dim(dim, len(n.shape)) if n.shape else _wrap_dim(dim, 0) * 0
         return self._new("softmax", (n,), n.shape, dim=dim, log=log)
 
     def softmax(self, dim, dtype=None):
@@ -785,11 +843,11 @@ def _inplace_method(name):
 
 
 # in-place forms of the ops above (``add_``, ``relu_``...): functionalized
-for _name in sorted(set(dir(Tensor)) | {r + "_" for r, rec in TABLE.items() if rec.inplace}):
-    _base = _name[:-1]
-    if _name.endswith("_") and not _name.startswith("_") and _name not in Proxy.__dict__ and \
-            (isinstance(Proxy.__dict__.get(_base), types.FunctionType) or _base in TABLE):
-        setattr(Proxy, _name, _inplace_method(_name))
+_INPLACE = {a for a, r in _method_table().items() if TABLE[r].inplace} | \
+    {r for r, rec in TABLE.items() if rec.inplace} | {"add", "sub", "div", "pow", "clamp", "clip", "masked_fill"}
+for _name in _INPLACE:
+    if _name + "_" not in Proxy.__dict__:
+        setattr(Proxy, _name + "_", _inplace_method(_name + "_"))
 
 
 # every op a proxy takes part in is an ``_entry``: after a break during it, it runs eagerly
@@ -934,6 +992,7 @@ def capture(fn, args, kwargs, resume=None):
         if resume is not None:
             if _state.graph is graph:          # no break: the whole graph, its live values the outputs
                 materialize(graph)
+            _sync(graph)
             return Done(out)
     finally:
         _state.graph = _state.resume = None

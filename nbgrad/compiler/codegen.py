@@ -455,7 +455,8 @@ class Program:
                 grad = _reduce_to(_total(parts, np.broadcast_shapes(n.shape, *(p.shape for p in parts)), n.dtype),
                                   n.shape)
             else:
-                grad = CPU.zeros(n.shape, n.dtype.numpy)
+                result.append(None)            # reached from no output that got a gradient
+                continue
             result.append(CPU.contiguous(grad))
         return result
 
