@@ -465,18 +465,22 @@ class Program:
         _, _, bwd = self.kernels[g.id]
         if bwd is None:
             return
-        args, gins, anything = [], {}, False
+        args, gins, anything, seeded = [], {}, False, set()
         for kind, key, _ in bwd.params:
             if kind == "in":
                 args.append(_operand(env[key.index], key.shape, g.shape))
             elif kind == "gout":
                 parts = adj.pop(key.index, None)
                 anything |= parts is not None
+                if parts is not None:
+                    seeded.add(key.index)
                 args.append(_operand(_total(parts, g.shape, key.dtype) if parts else CPU.zeros(g.shape, key.dtype.numpy),
                                      g.shape, g.shape))
             elif kind == "scalar":
                 parts = adj.pop(key.index, None)
                 anything |= parts is not None
+                if parts is not None:
+                    seeded.add(key.args[0].index)
                 args.append(float(_total(parts, (), g.dtype).reshape(())) if parts else 0.0)
             else:
                 gins[key] = CPU.empty(g.shape, self.graph.nodes[key].dtype.numpy)
@@ -485,8 +489,22 @@ class Program:
             return
         if g.size:
             self._launch(bwd_kernel, parallel, args)
+        reached = _reached(g, seeded)
         for key, a in gins.items():
-            adj.setdefault(key, []).append(_reduce_to(a, self.graph.nodes[key].shape))
+            if key in reached:                 # not only from members that got no gradient: None, as eagerly
+                adj.setdefault(key, []).append(_reduce_to(a, self.graph.nodes[key].shape))
+
+
+def _reached(g, seeded):
+    """The indices of values that members of ``g`` with an incoming gradient (``seeded``) send
+    gradients to, along the table's derivatives."""
+    reached = set(seeded)
+    for m in reversed(g.members):
+        if m.index in reached:
+            record = TABLE[m.params["record"]]
+            reached |= {a.index for arg, a in zip(record.args, m.args)
+                        if hasattr(a, "index") and record.grads.get(arg) is not None}
+    return reached
 
 
 class _PlainProgram(Program):
