@@ -19,7 +19,6 @@ import traceback
 import types
 import weakref
 
-import numpy as np
 
 from nbgrad.ops.table import TABLE
 
