@@ -21,7 +21,7 @@ import warnings
 import weakref
 
 from ..autograd.grad_mode import enable_grad, is_grad_enabled
-from ..autograd.graph import Node
+from ..autograd.graph import Node, _modified_message
 from ..tensor import Tensor, record
 from . import resume
 from .capture import GraphBreak, capture
@@ -103,10 +103,7 @@ class CompiledFunctionBackward(Node):
     def backward(self, *grads):
         for k, (t, version) in enumerate(zip(self.tensors, self.versions)):
             if t._version != version and (k in self.entry.read or k >= len(self.entry.graph.inputs)):
-                raise RuntimeError(
-                    "one of the variables needed for gradient computation has been modified by an inplace "
-                    f"operation: [{t.dtype.legacy} {list(t.shape)}] is at version {t._version}; expected version "
-                    f"{version} instead.")
+                raise RuntimeError(_modified_message(t, t._version, version, t.grad_fn))
         if is_grad_enabled():
             return self._eager(grads)
         program = self.entry.program
