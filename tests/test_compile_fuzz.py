@@ -65,9 +65,10 @@ MODIFIED = "modified by an inplace operation"
 
 
 def _same(a, b, where):
-    if isinstance(b, tuple) and b[:1] == ("raised",) and MODIFIED in b[2]:
+    if isinstance(b, tuple) and len(b) == 3 and isinstance(b[0], str) and b[0] == "raised" and MODIFIED in b[2]:
         # the tensor the text names depends on which node found it: the type and the cause must agree
-        assert isinstance(a, tuple) and a[:2] == b[:2] and MODIFIED in a[2], f"{where}: {a!r} != {b!r}"
+        assert isinstance(a, tuple) and len(a) == 3 and isinstance(a[0], str) and a[:2] == b[:2] and MODIFIED in a[2], \
+            f"{where}: {a!r} != {b!r}"
         return
     if isinstance(b, tuple) and len(b) == 3 and isinstance(b[0], np.ndarray):
         assert isinstance(a, tuple) and a[1:] == b[1:], f"{where}: {a[1:]} != {b[1:]}"
