@@ -117,6 +117,7 @@ class Tensor:
     _hooks = None
     _post_accumulate_grad_hooks = None
     _accumulator = None
+    _traced = False                    # True for nbgrad.compile's proxies (a subclass)
 
     def __init__(self, *args, dtype=None, device=None):
         """The legacy constructor: ``Tensor(2, 3)`` (sizes, zero-filled), ``Tensor([1, 2])``

@@ -150,8 +150,8 @@ def test_graph_breaks_run_eagerly_with_a_warning_naming_the_line_or_raise_with_f
 def test_unsupported_ops_fall_back_and_a_users_error_is_still_raised():
     x = nbgrad.tensor([[1.0, 2.0]])
     with pytest.warns(UserWarning, match="graph break"):
-        out = nbgrad.compile(lambda t: nbgrad.cat([t, t]).sum())(x)
-    assert float(out) == 6.0
+        out = nbgrad.compile(lambda t: t.cumsum(1).sum())(x)
+    assert float(out) == 4.0
     with pytest.warns(UserWarning), pytest.raises(RuntimeError):
         nbgrad.compile(lambda t: t @ nbgrad.ones(3, 3))(x)
 

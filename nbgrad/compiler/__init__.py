@@ -21,9 +21,9 @@ import warnings
 import weakref
 
 from ..autograd.grad_mode import enable_grad, is_grad_enabled
-from ..autograd.graph import Node
+from ..autograd.graph import Node, _modified_message
 from ..tensor import Tensor, record
-from . import effects
+from . import effects, resume
 from .capture import GraphBreak, capture
 from .capture import Node as _GraphNode
 from .codegen import Program
@@ -73,6 +73,10 @@ class _Entry:
         self.graph, self.program = graph, program
         self.lifted = [t for t, _ in graph.lifted.values()]
         self.lifted_signature = [_signature(t) for t in self.lifted]
+        # the inputs backward may read: operands of nodes that need gradients
+        used = {a.index for n in graph.nodes if n.requires_grad for a in n.args if hasattr(a, "index")}
+        self.read = {k for k, n in enumerate(graph.inputs) if n.index in used}
+        self.read_outputs = used | {n.index for n in graph.nodes if n.op in ("softmax", "max") and n.requires_grad}
         # the outputs that require grad, each once: the outputs of the call's one node
         self.differentiable = list({id(n): n for n in _output_nodes(graph.outputs)
                                     if n.requires_grad and n.op != "input"}.values())
@@ -106,26 +110,22 @@ class CompiledFunctionBackward(Node):
     materialize_grads = False          # the engine would make missing output gradients on the CPU
 
     def backward(self, *grads):
-        if any(g is None for g in grads):      # an output without a gradient: zeros on the program's device
-            target = self.entry.program.target
-            grads = tuple(g if g is not None else Tensor._wrap(target.zeros(n.shape, n.dtype.numpy))
-                          for g, n in zip(grads, self.entry.differentiable))
-        for t, version in zip(self.tensors, self.versions):
-            if t._version != version:
-                raise RuntimeError(
-                    "one of the variables needed for gradient computation has been modified by an inplace "
-                    f"operation: [{t.dtype.legacy} {list(t.shape)}] is at version {t._version}; expected version "
-                    f"{version} instead.")
+        for k, (t, version) in enumerate(zip(self.tensors, self.versions)):
+            if t._version != version and (k in self.entry.read or k >= len(self.entry.graph.inputs)):
+                raise RuntimeError(_modified_message(t, t._version, version, t.grad_fn))
         if is_grad_enabled():
             return self._eager(grads)
         program = self.entry.program
         if self.joint is None and program.joint is not None:       # a second backward (retain_graph)
             self.env, self.joint = program.forward(self.arrays, True)
         joint, self.joint = self.joint, None
-        pairs = [(n, g._data) for n, g in zip(self.entry.differentiable, grads)]
-        return tuple(Tensor._wrap(g) for g in program.backward(self.env, joint, pairs))
+        pairs = [(n, g._data) for n, g in zip(self.entry.differentiable, grads) if g is not None]
+        return tuple(None if g is None else Tensor._wrap(g) for g in program.backward(self.env, joint, pairs))
 
     def _eager(self, grads):
+        if getattr(self.entry, "prefix", False):
+            raise RuntimeError("nbgrad.compile: create_graph=True through the compiled part of a function with a "
+                               "graph break is not supported; call the function uncompiled")
         _warn_once(("create_graph", id(self.fn)),
                    "nbgrad.compile: a backward recorded for create_graph runs the compiled function eagerly")
         from .. import autograd
@@ -133,7 +133,9 @@ class CompiledFunctionBackward(Node):
         with enable_grad():
             out = self.fn(*self.args, **self.kwargs)
         outs = list({id(o): o for o in _tensors(out, []) if o.requires_grad and o.grad_fn is not None}.values())
-        return autograd.grad(outs, inputs, list(grads), create_graph=True, allow_unused=True)
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
+        return autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], create_graph=True,
+                             allow_unused=True)
 
 
 _warned = set()
@@ -157,6 +159,7 @@ class CompiledFunction:
 
     def _reset(self):
         self._entries = {}
+        self._prefixes = {}                    # graph text -> program, of the parts before graph breaks
         self._captures = 0
 
     def __get__(self, obj, objtype=None):
@@ -170,6 +173,8 @@ class CompiledFunction:
             entry = self._compile(key, args, kwargs)
         if entry is _EAGER:
             return self._fn(*args, **kwargs)
+        if isinstance(entry, resume.Breaks):
+            return resume.call(self, _Entry, args, kwargs)
         return self._run(entry, args, kwargs)
 
     def _compile(self, key, args, kwargs):
@@ -186,9 +191,10 @@ class CompiledFunction:
             except GraphBreak as error:
                 if self._fullgraph:
                     raise
-                _warn_once(("break", id(self), str(error)),
-                           f"nbgrad.compile: graph break in {self.__name__}: {error}; it runs eagerly")
-                entry = _EAGER
+                resumable = getattr(error, "resumable", False)
+                _warn_once(("break", id(self), str(error)), f"nbgrad.compile: graph break in {self.__name__}: "
+                           f"{error}; it runs eagerly {'from there' if resumable else 'for these arguments'}")
+                entry = resume.Breaks() if resumable else _EAGER
             except Exception as error:          # an op that cannot take a traced value (or the user's error)
                 if self._fullgraph:
                     raise GraphBreak(f"{type(error).__name__}: {error}") from error
@@ -196,7 +202,7 @@ class CompiledFunction:
                            f"nbgrad.compile: graph break in {self.__name__} ({type(error).__name__}: {error}); "
                            "it runs eagerly")
                 entry = _EAGER
-            if entry is not _EAGER:
+            if isinstance(entry, _Entry):
                 for kind, text in entry.describe().items():
                     if _log([kind]):
                         print(f"[nbgrad.compile {kind}] {self.__name__}\n{text}")
@@ -215,9 +221,13 @@ class CompiledFunction:
         env, joint = entry.program.forward(arrays, bool(entry.differentiable))
         single = entry.single
         if single is not None and not entry.graph.effects:      # the common case: one computed tensor
-            if entry.differentiable:
-                return self._output(entry, [], single, env, joint, arrays, tensors, args, kwargs)
-            return Tensor._wrap(env[single.index])
+            if not entry.differentiable:
+                return Tensor._wrap(env[single.index])
+            node = []
+            out = self._output(entry, node, single, env, joint, arrays, tensors, args, kwargs)
+            if node and single.index in entry.read_outputs:     # backward reads its memory: see below
+                node[0].tensors, node[0].versions = node[0].tensors + [out], node[0].versions + [out._version]
+            return out
         nodes = {}
         node = []
 
@@ -235,10 +245,13 @@ class CompiledFunction:
                 return out
             nodes[v.index] = Tensor._wrap(env[v.index])
             return nodes[v.index]
-        out = value(entry.graph.outputs)
+        result = value(entry.graph.outputs)
+        if node:                               # outputs whose memory backward reads: changed in place, an error
+            node[0].tensors = node[0].tensors + [t for i, t in nodes.items() if i in entry.read_outputs]
+            node[0].versions = node[0].versions + [t._version for i, t in nodes.items() if i in entry.read_outputs]
         for effect in entry.graph.effects:      # zero_grad, optimizer steps: the backward comes later
             effect.apply(None)
-        return out
+        return result
 
     def _output(self, entry, node, v, env, joint, arrays, tensors, args, kwargs):
         """Output ``v`` of the call's one recorded node (made by its first differentiable output)."""

@@ -694,7 +694,8 @@ class Program:
                 grad = _reduce_to(_total(parts, np.broadcast_shapes(n.shape, *(p.shape for p in parts)), n.dtype),
                                   n.shape)
             else:
-                grad = self.target.zeros(n.shape, n.dtype.numpy)
+                result.append(None)            # reached from no output that got a gradient
+                continue
             result.append(self.target.contiguous(grad))
         return result
 
@@ -703,18 +704,22 @@ class Program:
         _, _, bwd = self.kernels[g.id]
         if bwd is None:
             return
-        args, gins, anything = [], {}, False
+        args, gins, anything, seeded = [], {}, False, set()
         for kind, key, _ in bwd.params:
             if kind == "in":
                 args.append(_operand(env[key.index], key.shape, g.shape))
             elif kind == "gout":
                 parts = adj.pop(key.index, None)
                 anything |= parts is not None
-                args.append(_operand(_total(parts, g.shape, g.dtype) if parts else
-                                     self.target.zeros(g.shape, g.dtype.numpy), g.shape, g.shape))
+                if parts is not None:
+                    seeded.add(key.index)
+                args.append(_operand(_total(parts, g.shape, key.dtype) if parts else
+                                     self.target.zeros(g.shape, key.dtype.numpy), g.shape, g.shape))
             elif kind == "scalar":
                 parts = adj.pop(key.index, None)
                 anything |= parts is not None
+                if parts is not None:
+                    seeded.add(key.args[0].index)
                 args.append(self.runner.scalar(_total(parts, (), g.dtype) if parts else None, g.dtype))
             else:
                 gins[key] = self.target.empty(g.shape, self.graph.nodes[key].dtype.numpy)
@@ -723,8 +728,22 @@ class Program:
             return
         if g.size:
             self.runner.launch(bwd_kernel, g, parallel, args)
+        reached = _reached(g, seeded)
         for key, a in gins.items():
-            adj.setdefault(key, []).append(_reduce_to(a, self.graph.nodes[key].shape))
+            if key in reached:                 # not only from members that got no gradient: None, as eagerly
+                adj.setdefault(key, []).append(_reduce_to(a, self.graph.nodes[key].shape))
+
+
+def _reached(g, seeded):
+    """The indices of values that members of ``g`` with an incoming gradient (``seeded``) send
+    gradients to, along the table's derivatives."""
+    reached = set(seeded)
+    for m in reversed(g.members):
+        if m.index in reached:
+            record = TABLE[m.params["record"]]
+            reached |= {a.index for arg, a in zip(record.args, m.args)
+                        if hasattr(a, "index") and record.grads.get(arg) is not None}
+    return reached
 
 
 class _PlainProgram(Program):
@@ -760,7 +779,7 @@ class _CpuRunner:
     (``_s``) or ``prange``-parallel (``_p``, taking turns through ``parallel_lock``), which
     return the terminal reduction's sum as a number."""
     stem = "compiled"
-    header = "import math\nimport numpy as np\nfrom numba import njit, prange\n"
+    header = "import math\nfrom math import inf, nan\nimport numpy as np\nfrom numba import njit, prange\n"
 
     @staticmethod
     def suffix(parallel):
@@ -778,7 +797,7 @@ class _CpuRunner:
         """The terminal reduction's value (of a group of no elements: 0, or NaN for a mean)."""
         t = group.terminal
         value = acc * t.params["scale"] if acc is not None else (math.nan if t.params["mean"] else 0.0)
-        return CPU.reshape(CPU.scalar(value, group.dtype.numpy), t.shape)
+        return CPU.reshape(CPU.scalar(value, t.dtype.numpy), t.shape)
 
     @staticmethod
     def seed(grad):

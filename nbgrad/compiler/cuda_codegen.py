@@ -83,7 +83,7 @@ def _buffer(arg):
 class _CudaRunner:
     """How a program writes and launches its kernels on the CUDA target (``Program.runner``)."""
     stem = "compiled_cuda"
-    header = f"import math\nimport numpy as np\nfrom numba import cuda, float64\n\nTHREADS = {THREADS}\n"
+    header = f"import math\nfrom math import inf, nan\nimport numpy as np\nfrom numba import cuda, float64\n\nTHREADS = {THREADS}\n"
 
     @property
     def target(self):
@@ -110,7 +110,7 @@ class _CudaRunner:
         """The terminal reduction's value from the partial sums, on the device (of a group of
         no elements: 0, or NaN for a mean)."""
         T, t = self.target, group.terminal
-        dtype = group.dtype.numpy
+        dtype = t.dtype.numpy
         if partials is None:
             return T.full(t.shape, float("nan") if t.params["mean"] else 0.0, dtype)
         return T.reshape(T.reduce.sum(partials, (0,), dtype, t.params["scale"]), t.shape)

@@ -1,6 +1,7 @@
 """The steps of a compiled program that are not fused loops: matrix products (BLAS),
-views, reductions over some dims, softmax and nll_loss (the CPU target's own kernels), and
-the bookkeeping of gradients (summing contributions, reducing broadcast operands).
+views (reshapes, transposes, basic-index slices, expands), copies (``cat``, dtype casts),
+reductions over some dims (sums, extreme values), softmax and nll_loss (the CPU target's own
+kernels), and the bookkeeping of gradients (summing contributions, reducing broadcast operands).
 
 ``_run_op(node, env)`` computes a node's value from the values in ``env``;
 ``_op_backward(node, env, grad)`` gives its operands' gradient contributions. Each runs on
@@ -37,8 +38,23 @@ def _reduce_to(array, shape):
 
 
 def _run_op(node, env):
+    if node.op == "cat":
+        return _cat([env[a.index] for a in node.args], node.shape, node.dtype, node.params["dim"])
     a = env[node.args[0].index]
     T = target_of(a)
+    if node.op == "view":
+        return T.slice(a, node.params["key"])
+    if node.op == "expand":
+        return T.as_strided(a, node.shape, _expand_strides(a, node.shape), writeable=False)
+    if node.op == "cast":
+        return T.astype(a, node.dtype.numpy)
+    if node.op == "max":
+        p = node.params
+        values, indices = T.reduce.max(a, p["dims"], p["smallest"])
+        env[("indices", node.index)] = indices
+        return T.reshape(values, node.shape)
+    if node.op == "indices":
+        return T.reshape(env[("indices", node.args[0].index)], node.shape)
     if node.op == "matmul":
         return _matmul(a, env[node.args[1].index])
     if node.op == "permute":
@@ -76,8 +92,33 @@ def _op_backward(node, env, grad):
             else:
                 out.append((b, _matmul(T.permute(env[a.index]), grad)))
         return out
+    if node.op == "cat":                       # the operands' parts of the gradient (views)
+        out, start, d = [], 0, node.params["dim"]
+        for x in node.args:
+            n = x.shape[d]
+            if x.requires_grad:
+                out.append((x, T.slice(grad, (slice(None),) * d + (slice(start, start + n),))))
+            start += n
+        return out
     if not a.requires_grad:
         return []
+    if node.op == "view":                      # zeros around the slice
+        g = T.zeros(a.shape, a.dtype.numpy)
+        T.copy_into(T.slice(g, node.params["key"]), grad)
+        return [(a, g)]
+    if node.op == "expand":
+        return [(a, _reduce_to(grad, a.shape))]
+    if node.op == "cast":
+        return [(a, T.astype(grad, a.dtype.numpy))]
+    if node.op == "max":
+        p = node.params
+        g = T.reshape(T.contiguous(grad), p["keep"])
+        if p["dim"] is not None:               # max(dim): to the position of the index
+            return [(a, T.reduce.index_backward(g, env[("indices", node.index)], a.shape, p["dim"],
+                                                  a.dtype.numpy))]
+        x = T.contiguous(env[a.index])       # amax, max(): shared evenly among the ties
+        m = T.reshape(T.contiguous(env[node.index]), p["keep"])
+        return [(a, T.reduce.distribute_backward(g, x, m, p["dims"], p["nan_too"]))]
     if node.op == "permute":
         return [(a, T.permute(grad, tuple(np.argsort(node.params["perm"]))))]
     if node.op == "reshape":
@@ -102,6 +143,23 @@ def _op_backward(node, env, grad):
 def _transposed(node):
     """Whether ``node`` is a transpose of a 2-D value (its gradient goes to that value)."""
     return node.op == "permute" and node.params["perm"] == (1, 0)
+
+
+def _cat(arrays, shape, dtype, d):
+    T = target_of(arrays[0])
+    out = T.empty(shape, dtype.numpy)
+    start = 0
+    for a in arrays:
+        n = a.shape[d]
+        T.copy_into(T.slice(out, (slice(None),) * d + (slice(start, start + n),)), a, fresh_out=True)
+        start += n
+    return out
+
+
+def _expand_strides(a, shape):
+    """Byte strides of ``a`` broadcast to ``shape`` (0 along the new and the broadcast dims)."""
+    lead = len(shape) - a.ndim
+    return tuple(0 if i < lead or a.shape[i - lead] != n else a.strides[i - lead] for i, n in enumerate(shape))
 
 
 def _matmul(a, b):

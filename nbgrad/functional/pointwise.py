@@ -223,8 +223,11 @@ RUN = {}
 
 class TRACING:
     """``trace(name, operands)``: set by ``nbgrad.compile``'s capture, asked by the generated
-    functions on their general path; a traced result, or None to compute."""
+    functions on their general path (and by where and the comparisons); a traced result, or
+    None to compute. ``ops``: capture's own ``cat``, ``stack``, ``addmm``, for their eager
+    functions given a traced value."""
     trace = None
+    ops = {}
 
 
 def check_negation(input):
@@ -533,6 +536,8 @@ def square(input):
 
 @tensor_method("clamp", "clip")
 def clamp(input, min=None, max=None):
+    if getattr(input, "_traced", False):                     # traced by nbgrad.compile
+        return input.clamp(min, max)
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     bounds = [v for v in (min, max) if v is not None]
@@ -556,6 +561,9 @@ def _highest(dtype):
 
 @tensor_method()
 def where(condition, input, other):
+    traced = TRACING.trace and TRACING.trace("where", (condition, input, other))
+    if traced is not None:
+        return traced
     if not isinstance(condition, Tensor) or condition.dtype is not _dtype.bool:
         raise RuntimeError("where expected condition to be a boolean tensor")
     values = (input, other)
@@ -570,6 +578,9 @@ def where(condition, input, other):
 
 # -- comparisons and logic: results are bool and never require grad ---------------------------------------
 def _compare(kernel, input, other):
+    traced = TRACING.trace and TRACING.trace(kernel, (input, other))
+    if traced is not None:
+        return traced
     _check_operand(other)
     return Tensor._wrap(compute(kernel, (input, other), out_dtype=_dtype.bool))
 
@@ -609,6 +620,9 @@ def ge(input, other):
 
 
 def _logical(kernel, input, other):
+    traced = TRACING.trace and TRACING.trace(kernel, (input, other))
+    if traced is not None:
+        return traced
     return Tensor._wrap(compute(kernel, (input, other), out_dtype=_dtype.bool))
 
 
@@ -629,6 +643,9 @@ def logical_xor(input, other):
 
 @tensor_method()
 def logical_not(input):
+    traced = TRACING.trace and TRACING.trace("logical_not", (input,))
+    if traced is not None:
+        return traced
     return Tensor._wrap(compute("logical_not", (input,), out_dtype=_dtype.bool))
 
 
