@@ -1157,8 +1157,9 @@ KNOWN = [
           detail=r"^nbgrad raised nothing; PyTorch raised RuntimeError: view size is not compatible with input "
                  r"tensor's size and stride"),
     Known("README: elementwise results are C-contiguous where PyTorch keeps a permuted input's strides, so "
-          "reshape/flatten of them is a view in nbgrad (ViewBackward0) and a copy in PyTorch (UnsafeViewBackward0)",
-          "grad_fn", op="^(reshape|reshape_as|flatten|view_as)$", detail=r"^nbgrad ViewBackward0, PyTorch UnsafeViewBackward0$"),
+          "reshape/flatten of them is a view in nbgrad (ViewBackward0) and a copy or an alias in PyTorch "
+          "(UnsafeViewBackward0, ReshapeAliasBackward0)", "grad_fn", op="^(reshape|reshape_as|flatten|view_as)$",
+          detail=r"^nbgrad ViewBackward0, PyTorch (UnsafeViewBackward0|ReshapeAliasBackward0)$"),
     Known(NEW + ": sum_to_size's grad_fn differs (PyTorch ViewBackward0 where it only drops leading dims of "
           "size 1)", "grad_fn", where=r"^(step|final)", uses=("sum_to_size",)),
     Known(NEW + ": an in-place op keeps the old values it needs (it runs out of place on a copy), so a backward "
